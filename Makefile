@@ -1,0 +1,68 @@
+# Patterm: `make run` serves the portal on SQLite, `make test` runs the whole suite.
+# Everything is set up from scratch on a fresh machine: the virtual environment, the pinned
+# packages, the database and the demo data.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PORT ?= 8000
+PATTERM_TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
+export PATTERM_TEST_DATABASE_URL
+
+.PHONY: run test lint format migrate seed clean help
+
+help:
+	@echo "make run    set up and serve the portal on http://127.0.0.1:$(PORT) (SQLite)"
+	@echo "make test   set up, lint, and run the suite on SQLite and on PostgreSQL"
+	@echo "make format format the code with ruff"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.runtime-installed: requirements.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.dev-installed: requirements.txt requirements-dev.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $(VENV)/.runtime-installed $@
+
+migrate: $(VENV)/.runtime-installed
+	$(BIN)/python manage.py migrate --no-input
+
+seed: migrate
+	$(BIN)/python manage.py seed_demo
+
+run: seed
+	$(BIN)/python manage.py runserver 127.0.0.1:$(PORT)
+
+lint: $(VENV)/.dev-installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(VENV)/.dev-installed
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+# The suite runs on SQLite, then on PostgreSQL when a server answers. In CI
+# (PATTERM_CI=1) a missing PostgreSQL server is a failure, not a warning.
+test: lint
+	@mkdir -p var/test-results
+	$(BIN)/python -m pytest --junitxml=var/test-results/sqlite.xml
+	@if $(BIN)/python scripts/database_answers.py "$$PATTERM_TEST_DATABASE_URL"; then \
+		echo "== the suite again on PostgreSQL ($$PATTERM_TEST_DATABASE_URL) =="; \
+		DATABASE_URL="$$PATTERM_TEST_DATABASE_URL" PATTERM_REQUIRE_POSTGRESQL=1 \
+			$(BIN)/python -m pytest --junitxml=var/test-results/postgresql.xml; \
+	else \
+		rm -f var/test-results/postgresql.xml; \
+		echo; \
+		echo "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!"; \
+		echo "!! PostgreSQL did NOT answer at $$PATTERM_TEST_DATABASE_URL:"; \
+		echo "!! the suite ran on SQLite only. Concurrency tests on PostgreSQL did not run."; \
+		echo "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!"; \
+		if [ -n "$$PATTERM_CI" ]; then exit 1; fi; \
+	fi
+
+clean:
+	rm -rf $(VENV) var/test-results .pytest_cache .ruff_cache

@@ -1,0 +1,143 @@
+from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
+from django.db import models
+from django.db.models.functions import Lower
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+
+class Role(models.TextChoices):
+    PATIENT = "patient", _("Patient")
+    PRACTITIONER = "practitioner", _("Practitioner")
+    CLINIC_ADMIN = "clinic_admin", _("Clinic administrator")
+    AUDITOR = "auditor", _("Auditor")
+
+
+STAFF_ROLES = (Role.PRACTITIONER, Role.CLINIC_ADMIN, Role.AUDITOR)
+
+
+def normalize_email(email: str) -> str:
+    """The one spelling of an address that is stored and looked up: trimmed, lower case."""
+    return email.strip().lower()
+
+
+class UserManager(BaseUserManager):
+    use_in_migrations = True
+
+    def get_by_natural_key(self, username):
+        return self.get(email=normalize_email(username))
+
+    def create_user(self, email, password=None, **extra_fields):
+        user = self.model(email=normalize_email(email), **extra_fields)
+        user.set_password(password)
+        user.save(using=self._db)
+        return user
+
+    def create_superuser(self, email, password=None, **extra_fields):
+        extra_fields.setdefault("is_staff", True)
+        extra_fields.setdefault("is_superuser", True)
+        extra_fields.setdefault("role", Role.CLINIC_ADMIN)
+        return self.create_user(email, password, **extra_fields)
+
+
+class User(AbstractBaseUser, PermissionsMixin):
+    """An account: the e-mail address is the login.
+
+    Patients' names and dates of birth are not here: they live encrypted in
+    `vault.PatientProfile`. `first_name` and `last_name` are for staff, whose names patients see
+    when they book.
+    """
+
+    email = models.EmailField(_("e-mail address"), max_length=254, unique=True)
+    role = models.CharField(_("role"), max_length=20, choices=Role.choices, default=Role.PATIENT)
+    first_name = models.CharField(_("first name (staff)"), max_length=100, blank=True)
+    last_name = models.CharField(_("last name (staff)"), max_length=100, blank=True)
+    is_active = models.BooleanField(_("active"), default=True)
+    is_staff = models.BooleanField(
+        _("Django admin access"),
+        default=False,
+        help_text=_("Whether the user can sign in to the Django admin."),
+    )
+    date_joined = models.DateTimeField(_("date joined"), default=timezone.now)
+
+    objects = UserManager()
+
+    USERNAME_FIELD = "email"
+    EMAIL_FIELD = "email"
+    REQUIRED_FIELDS: list[str] = []
+
+    class Meta:
+        verbose_name = _("user")
+        verbose_name_plural = _("users")
+        constraints = [
+            models.UniqueConstraint(Lower("email"), name="user_email_unique_case_insensitive"),
+        ]
+
+    def __str__(self):
+        return self.email
+
+    def clean(self):
+        super().clean()
+        self.email = normalize_email(self.email)
+
+
+class Clinic(models.Model):
+    name = models.CharField(_("name"), max_length=200)
+    slug = models.SlugField(_("slug"), max_length=80, unique=True)
+    city = models.CharField(_("city"), max_length=100, db_index=True)
+    address = models.CharField(_("address"), max_length=300)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = _("clinic")
+        verbose_name_plural = _("clinics")
+
+    def __str__(self):
+        return f"{self.name} ({self.city})"
+
+
+class Membership(models.Model):
+    """A staff account's role at one clinic. Staff may belong to several clinics."""
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="memberships")
+    clinic = models.ForeignKey(Clinic, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(_("role"), max_length=20, choices=Role.choices)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("membership")
+        verbose_name_plural = _("memberships")
+        constraints = [
+            models.UniqueConstraint(fields=["user", "clinic"], name="membership_once_per_clinic"),
+            models.CheckConstraint(
+                condition=~models.Q(role=Role.PATIENT), name="membership_role_is_staff"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.user} @ {self.clinic}: {self.get_role_display()}"
+
+
+class ApiToken(models.Model):
+    """A bearer token for the JSON API, stored only as its SHA-256 digest.
+
+    The raw token is shown once, at login. `prefix` (the token's first characters) finds the row;
+    the digest, compared in constant time, proves the token. A token ends at `expires_at`
+    (absolute), after the idle timeout since `last_used_at`, or when `revoked_at` is set.
+    """
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="api_tokens")
+    prefix = models.CharField(_("prefix"), max_length=16, db_index=True)
+    digest = models.CharField(_("digest"), max_length=64, unique=True)
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
+    expires_at = models.DateTimeField(_("expires"))
+    last_used_at = models.DateTimeField(_("last used"), default=timezone.now)
+    revoked_at = models.DateTimeField(_("revoked"), null=True, blank=True)
+    user_agent = models.CharField(_("device"), max_length=200, blank=True)
+    created_from = models.GenericIPAddressField(_("created from address"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("API token")
+        verbose_name_plural = _("API tokens")
+
+    def __str__(self):
+        return f"{self.prefix}… ({self.user})"

@@ -1,0 +1,101 @@
+import datetime
+import re
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+from ninja import Field, Schema
+from pydantic import field_validator
+
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def clean_email(value: str) -> str:
+    value = value.strip()
+    try:
+        validate_email(value)
+    except ValidationError:
+        raise ValueError("Enter a valid e-mail address.") from None
+    return value
+
+
+def clean_name(value: str) -> str:
+    value = value.strip()
+    if not value:
+        raise ValueError("This field may not be blank.")
+    if _CONTROL_CHARACTERS.search(value):
+        raise ValueError("Control characters are not allowed.")
+    return value
+
+
+def clean_iso_date(value: object) -> object:
+    """Only YYYY-MM-DD strings: no timestamps, no German `01.01.1990`."""
+    if isinstance(value, str) and _ISO_DATE.match(value):
+        return value
+    raise ValueError("Enter a date as YYYY-MM-DD.")
+
+
+class RegisterIn(Schema):
+    email: str = Field(..., max_length=254)
+    password: str = Field(..., min_length=1, max_length=settings.PATTERM_PASSWORD_MAX_LENGTH)
+    first_name: str = Field(..., max_length=100)
+    last_name: str = Field(..., max_length=100)
+    date_of_birth: datetime.date
+
+    _email = field_validator("email")(clean_email)
+    _names = field_validator("first_name", "last_name")(clean_name)
+    _date_format = field_validator("date_of_birth", mode="before")(clean_iso_date)
+
+    @field_validator("date_of_birth")
+    @classmethod
+    def _plausible_birth_date(cls, value: datetime.date) -> datetime.date:
+        if not datetime.date(1900, 1, 1) <= value <= datetime.date.today():
+            raise ValueError("The date of birth must lie between 1900-01-01 and today.")
+        return value
+
+
+class LoginIn(Schema):
+    email: str = Field(..., max_length=254)
+    password: str = Field(..., max_length=settings.PATTERM_PASSWORD_MAX_LENGTH)
+
+
+class ClinicRef(Schema):
+    id: int
+    name: str
+    slug: str
+    city: str
+
+
+class MembershipOut(Schema):
+    clinic: ClinicRef
+    role: str
+
+
+class UserOut(Schema):
+    id: int
+    email: str
+    role: str
+    first_name: str
+    last_name: str
+    memberships: list[MembershipOut]
+
+
+class TokenOut(Schema):
+    token: str
+    expires_at: datetime.datetime
+    user: UserOut
+
+
+class SpecialtyOut(Schema):
+    slug: str
+    name: str
+
+
+class ClinicOut(Schema):
+    id: int
+    name: str
+    slug: str
+    city: str
+    address: str
+    specialties: list[SpecialtyOut] = []

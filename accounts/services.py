@@ -1,0 +1,189 @@
+"""Accounts: creating users, signing in and out, API tokens.
+
+Patient sign-up is `vault.services.patient_register`: it needs the encrypted profile, and
+`accounts` sits below `vault`, so it offers `user_create` and `token_issue` for it to call.
+"""
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.conf import settings
+from django.contrib.auth import authenticate
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from accounts.models import ApiToken, Role, User, normalize_email
+from audit.models import AuditAction, Outcome
+from audit.signals import send_event
+from patterm.errors import Conflict, InvalidInput, NotAuthenticated
+
+TOKEN_SCHEME = "ptk_"  # noqa: S105  (a label, not a secret)
+TOKEN_PREFIX_LENGTH = len(TOKEN_SCHEME) + 8
+
+MESSAGE_EMAIL_TAKEN = _("An account with this e-mail address already exists.")
+MESSAGE_INVALID_CREDENTIALS = _("E-mail address or password is wrong.")
+
+
+@dataclass(frozen=True)
+class ClientInfo:
+    """What the request tells about the device a token is issued to."""
+
+    address: str | None = None
+    user_agent: str = ""
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    """The raw token, handed out exactly once, and the row that stands for it."""
+
+    raw: str
+    token: ApiToken
+
+    @property
+    def user(self) -> User:
+        return self.token.user
+
+    @property
+    def expires_at(self) -> datetime:
+        return self.token.expires_at
+
+
+def _token_digest(raw: str) -> str:
+    # A plain SHA-256 suffices: the token has 256 bits of entropy, so no dictionary applies.
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def user_create(*, email: str, password: str, role: str, **fields) -> User:
+    """Create an account after Django's password validators accept the password.
+
+    Raises InvalidInput for a refused password, Conflict for an address already registered
+    (whatever its case).
+    """
+    email = normalize_email(email)
+    user = User(email=email, role=role, **fields)
+    try:
+        validate_password(password, user=user)
+    except ValidationError as error:
+        raise InvalidInput(
+            [{"field": "password", "message": str(message)} for message in error.messages]
+        ) from error
+    user.set_password(password)
+    if User.objects.filter(email=email).exists():
+        raise Conflict(MESSAGE_EMAIL_TAKEN, "email_taken")
+    try:
+        with transaction.atomic():
+            user.save()
+    except IntegrityError as error:  # a concurrent sign-up with the same address won the race
+        raise Conflict(MESSAGE_EMAIL_TAKEN, "email_taken") from error
+    return user
+
+
+def token_issue(*, user: User, client: ClientInfo) -> IssuedToken:
+    raw = TOKEN_SCHEME + secrets.token_urlsafe(32)  # 256 bits from the OS CSPRNG
+    now = timezone.now()
+    token = ApiToken.objects.create(
+        user=user,
+        prefix=raw[:TOKEN_PREFIX_LENGTH],
+        digest=_token_digest(raw),
+        created_at=now,
+        last_used_at=now,
+        expires_at=now + settings.PATTERM_TOKEN_MAX_AGE,
+        user_agent=client.user_agent[:200],
+        created_from=client.address,
+    )
+    return IssuedToken(raw=raw, token=token)
+
+
+def token_authenticate(*, raw: str) -> ApiToken | None:
+    """The live token for a raw bearer value, or None: unknown, revoked, expired or idle.
+
+    Records use at most once per PATTERM_TOKEN_TOUCH_INTERVAL, so most requests write nothing.
+    """
+    if not raw.startswith(TOKEN_SCHEME) or len(raw) > 128:
+        return None
+    digest = _token_digest(raw)
+    candidates = ApiToken.objects.select_related("user").filter(
+        prefix=raw[:TOKEN_PREFIX_LENGTH], revoked_at__isnull=True
+    )
+    token = next((t for t in candidates if hmac.compare_digest(t.digest, digest)), None)
+    now = timezone.now()
+    if (
+        token is None
+        or not token.user.is_active
+        or token.expires_at <= now
+        or token.last_used_at + settings.PATTERM_TOKEN_IDLE_TIMEOUT <= now
+    ):
+        return None
+    if now - token.last_used_at >= settings.PATTERM_TOKEN_TOUCH_INTERVAL:
+        ApiToken.objects.filter(pk=token.pk, last_used_at=token.last_used_at).update(
+            last_used_at=now
+        )
+        token.last_used_at = now
+    return token
+
+
+def login(*, email: str, password: str, client: ClientInfo) -> IssuedToken:
+    """Check the password and issue an API token; a failure is audited (and committed), then
+    refused.
+
+    Django's `authenticate` verifies the hash (and re-encodes an outdated one with the first
+    hasher in PASSWORD_HASHERS) and spends the same time whether or not the account exists.
+    """
+    email = normalize_email(email)
+    user = authenticate(username=email, password=password)
+    if user is None:
+        _login_failed(email=email)
+        raise NotAuthenticated(MESSAGE_INVALID_CREDENTIALS, "invalid_credentials")
+    with transaction.atomic():
+        issued = token_issue(user=user, client=client)
+        User.objects.filter(pk=user.pk).update(last_login=issued.token.created_at)
+        send_event(
+            action=AuditAction.AUTH_LOGIN,
+            actor=user,
+            object_type="api_token",
+            object_id=issued.token.pk,
+            subject_id=user.pk if user.role == Role.PATIENT else None,
+        )
+    return issued
+
+
+def _login_failed(*, email: str) -> None:
+    """Audit a refused login in its own transaction, so that the refusal does not undo it.
+
+    The row names the account tried when it exists (by id, never by address) and nothing else.
+    """
+    account = User.objects.filter(email=email).values_list("pk", "role").first()
+    with transaction.atomic():
+        send_event(
+            action=AuditAction.AUTH_LOGIN_FAILED,
+            outcome=Outcome.FAILURE,
+            object_type="user" if account else "",
+            object_id=account[0] if account else "",
+            subject_id=account[0] if account and account[1] == Role.PATIENT else None,
+            details={"reason": "invalid_credentials"},
+        )
+
+
+def _token_revoke(*, token: ApiToken, actor: User, action: str) -> None:
+    revoked = ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(
+        revoked_at=timezone.now()
+    )
+    if revoked:
+        send_event(action=action, actor=actor, object_type="api_token", object_id=token.pk)
+
+
+@transaction.atomic
+def logout(*, token: ApiToken) -> None:
+    """End the current API token: it answers 401 from the next request on."""
+    _token_revoke(token=token, actor=token.user, action=AuditAction.AUTH_LOGOUT)
+
+
+@transaction.atomic
+def token_revoke(*, actor: User, token: ApiToken) -> None:
+    _token_revoke(token=token, actor=actor, action=AuditAction.AUTH_TOKEN_REVOKE)

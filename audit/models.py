@@ -1,0 +1,61 @@
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+
+class AuditAction(models.TextChoices):
+    """Every action the log knows, as a dotted `area.verb`. Add new ones here, never reuse one."""
+
+    AUTH_REGISTER = "auth.register", _("Registration")
+    AUTH_LOGIN = "auth.login", _("Login")
+    AUTH_LOGIN_FAILED = "auth.login_failed", _("Failed login")
+    AUTH_LOGOUT = "auth.logout", _("Logout")
+    AUTH_TOKEN_REVOKE = "auth.token_revoke", _("Token revoked")
+
+
+class Outcome(models.TextChoices):
+    SUCCESS = "success", _("Success")
+    FAILURE = "failure", _("Failure")
+    DENIED = "denied", _("Denied")
+
+
+class AuditEvent(models.Model):
+    """One row of the hash-chained, append-only audit log.
+
+    The row holds who did what to which object, when, from where, and how it ended; never a name,
+    date of birth or medical text. The patient concerned appears only as `subject_ref`, a keyed
+    hash of their id. `hash` chains the row to the one before it (audit/chain.py); database
+    triggers refuse UPDATE, DELETE and TRUNCATE (audit/triggers.py).
+    """
+
+    seq = models.PositiveBigIntegerField(primary_key=True, verbose_name=_("sequence number"))
+    occurred_at = models.DateTimeField(_("time"))
+    actor_id = models.BigIntegerField(_("actor"), null=True, blank=True)
+    actor_role = models.CharField(_("actor role"), max_length=32, blank=True)
+    action = models.CharField(_("action"), max_length=64, choices=AuditAction.choices)
+    object_type = models.CharField(_("object type"), max_length=64, blank=True)
+    object_id = models.CharField(_("object id"), max_length=64, blank=True)
+    subject_ref = models.CharField(_("data subject (pseudonym)"), max_length=64, blank=True)
+    clinic_id = models.BigIntegerField(_("clinic"), null=True, blank=True)
+    purpose = models.CharField(_("purpose"), max_length=32, blank=True)
+    outcome = models.CharField(_("outcome"), max_length=16, choices=Outcome.choices)
+    request_id = models.CharField(_("request id"), max_length=64, blank=True)
+    client_address = models.GenericIPAddressField(_("client address"), null=True, blank=True)
+    details = models.JSONField(_("details"), default=dict, blank=True)
+    prev_hash = models.CharField(_("previous hash"), max_length=64)
+    hash = models.CharField(_("hash"), max_length=64, unique=True)
+
+    class Meta:
+        ordering = ["seq"]
+        verbose_name = _("audit event")
+        verbose_name_plural = _("audit events")
+        indexes = [
+            models.Index(fields=["action", "occurred_at"]),
+            models.Index(fields=["actor_id", "occurred_at"]),
+            models.Index(fields=["subject_ref", "occurred_at"]),
+        ]
+        constraints = [
+            models.UniqueConstraint(fields=["prev_hash"], name="audit_event_one_successor"),
+        ]
+
+    def __str__(self):
+        return f"#{self.seq} {self.action} {self.outcome}"

@@ -1,0 +1,1 @@
+# Specialties, schedules, slots and appointments arrive with the [booking] issue.

@@ -1,0 +1,1 @@
+# Consents, care relationships and emergency access arrive with the [consent] issue.

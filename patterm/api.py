@@ -1,0 +1,145 @@
+"""The one JSON API, at /api: every app's router, and API.md's error contract in one place."""
+
+import logging
+
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
+from django.db import connection
+from django.http import Http404
+from ninja import NinjaAPI, Schema
+from ninja.errors import AuthenticationError, HttpError, ValidationError
+from ninja.parser import Parser
+
+from accounts.api import router as accounts_router
+from accounts.auth import BearerTokenAuth
+from patterm.errors import STATUS_CODES, DomainError
+from vault.keys import master_key_ring
+
+logger = logging.getLogger("patterm.api")
+
+_FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+_JSON_TYPES = ("application/json", "")
+
+
+class JsonOrFormParser(Parser):
+    """JSON bodies, and form-encoded ones for clients that send forms; nothing else."""
+
+    def parse_body(self, request):
+        if request.content_type in _FORM_TYPES:
+            return request.POST.dict()
+        if request.content_type not in _JSON_TYPES:
+            raise ValueError(f"unsupported content type {request.content_type}")
+        return super().parse_body(request)
+
+
+api = NinjaAPI(
+    title="Patterm API",
+    version="1",
+    description="Patient portal and clinic backend. Errors are `{detail, code}` (API.md).",
+    auth=BearerTokenAuth(),
+    parser=JsonOrFormParser(),
+    urls_namespace="api",
+)
+
+
+def error_response(request, status: int, detail, code: str | None = None, **extra):
+    body = {"detail": str(detail), "code": code or STATUS_CODES.get(status, "error"), **extra}
+    return api.create_response(request, body, status=status)
+
+
+def _field_name(location: tuple) -> str:
+    # ("body", "payload", "email") -> "email"; ("query", "limit") -> "limit"
+    parts = [str(part) for part in location[2 if location[:1] == ("body",) else 1 :]]
+    return ".".join(parts) or str(location[0] if location else "body")
+
+
+@api.exception_handler(ValidationError)
+def _validation_error(request, exc: ValidationError):
+    errors = [
+        {
+            "field": _field_name(tuple(error.get("loc", ()))),
+            "message": error.get("msg", "").removeprefix("Value error, "),
+        }
+        for error in exc.errors
+    ]
+    return error_response(request, 422, "Invalid input", "validation_error", errors=errors)
+
+
+@api.exception_handler(DomainError)
+def _domain_error(request, exc: DomainError):
+    extra = {"errors": exc.errors} if exc.errors else {}
+    response = error_response(request, exc.status, exc.message, exc.code, **extra)
+    if exc.status == 401:
+        response["WWW-Authenticate"] = "Bearer"
+    return response
+
+
+@api.exception_handler(AuthenticationError)
+def _authentication_error(request, exc: AuthenticationError):
+    response = error_response(
+        request, 401, "Authentication required: send a valid bearer token.", "not_authenticated"
+    )
+    response["WWW-Authenticate"] = "Bearer"
+    return response
+
+
+@api.exception_handler(HttpError)
+def _http_error(request, exc: HttpError):
+    return error_response(request, exc.status_code, exc.message)
+
+
+@api.exception_handler(Http404)
+def _not_found(request, exc):
+    return error_response(request, 404, "Not found.")
+
+
+@api.exception_handler(Exception)
+def _unexpected(request, exc: Exception):
+    if isinstance(exc, RequestDataTooBig):
+        return error_response(request, 413, "The request body is too large.")
+    if isinstance(exc, SuspiciousOperation):
+        return error_response(request, 400, "Bad request.")
+    # The traceback goes to the log (never request bodies or local values); the client learns
+    # only the request id to quote.
+    logger.exception("unhandled error in %s %s", request.method, request.path)
+    return error_response(
+        request,
+        500,
+        "Internal server error.",
+        "server_error",
+        request_id=getattr(request, "request_id", ""),
+    )
+
+
+api.add_router("", accounts_router)
+
+
+class HealthOut(Schema):
+    status: str
+    database: str
+    master_keys: int
+    active_master_key_version: int | None
+
+
+@api.get("/health", response={200: HealthOut, 503: HealthOut}, auth=None, tags=["operations"])
+def health(request):
+    """Liveness and readiness: the database answers and the master keys are loaded."""
+    database = keys = "ok"
+    try:
+        connection.ensure_connection()
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+    except Exception:
+        logger.exception("health check: database unreachable")
+        database = "unreachable"
+    try:
+        ring = master_key_ring()
+    except Exception:
+        logger.exception("health check: master keys not loaded")
+        ring, keys = None, "missing"
+    ok = database == "ok" and keys == "ok"
+    return (200 if ok else 503), {
+        "status": "ok" if ok else "unavailable",
+        "database": database,
+        "master_keys": len(ring.keys) if ring else 0,
+        "active_master_key_version": ring.active_version if ring else None,
+    }

@@ -1,0 +1,180 @@
+"""Settings shared by every environment.
+
+Every value comes from the environment (or a `.env` file in the checkout) with a safe default for
+development: DEBUG on, SQLite in the ignored `var/` folder, keys generated there on first use.
+`patterm.settings.production` takes the same values and refuses to start without the secrets.
+"""
+
+from datetime import timedelta
+from pathlib import Path
+
+import environ
+
+from patterm import devsecrets
+
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
+VAR_DIR = BASE_DIR / "var"
+
+env = environ.Env()
+env.read_env(BASE_DIR / ".env")  # values already in the environment win
+
+DEBUG = env.bool("DEBUG", default=True)
+SECRET_KEY = env.str("SECRET_KEY", default="") or devsecrets.text("django-secret-key", VAR_DIR)
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]", "testserver"])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "ninja",
+    # Patterm, bottom layer first (docs/architecture.md)
+    "audit",
+    "accounts",
+    "consent",
+    "vault",
+    "booking",
+    "patterm",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "audit.middleware.RequestContextMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.locale.LocaleMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "patterm.middleware.JsonApiErrorsMiddleware",
+]
+
+ROOT_URLCONF = "patterm.urls"
+WSGI_APPLICATION = "patterm.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "django.template.context_processors.i18n",
+            ],
+        },
+    },
+]
+
+# --- Database -------------------------------------------------------------------------------
+# SQLite by default (zero set-up); DATABASE_URL=postgres://... selects PostgreSQL (psycopg 3).
+DATABASES = {
+    "default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'patterm.sqlite3'}"),
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    VAR_DIR.mkdir(exist_ok=True)
+    # Many writers at once (booking, audit appends): every transaction takes the write lock at
+    # BEGIN (IMMEDIATE), waits up to 20 s for it instead of failing, and WAL lets readers go on
+    # while one writer writes. docs/decisions/0001-stack.md explains why.
+    DATABASES["default"]["OPTIONS"] = {
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
+        "init_command": (
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;"
+        ),
+    }
+else:
+    DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=0))
+DATABASES["default"]["ATOMIC_REQUESTS"] = False
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
+
+# --- Accounts and passwords -----------------------------------------------------------------
+AUTH_USER_MODEL = "accounts.User"
+
+# Argon2id first (Django's defaults: t=2, m=102,400 KiB, p=8, above OWASP's m=19,456 KiB, t=2);
+# PBKDF2 stays so that older hashes still verify and are upgraded at the next login.
+PASSWORD_HASHERS = [
+    "django.contrib.auth.hashers.Argon2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+]
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {
+        "NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+        "OPTIONS": {"min_length": 10},
+    },
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+# Long passphrases are welcome; the cap only keeps one request from hashing megabytes.
+PATTERM_PASSWORD_MAX_LENGTH = 1024
+
+# --- API tokens -----------------------------------------------------------------------------
+# ASVS L2: an idle timeout and an absolute lifetime; both end the token on the next request.
+PATTERM_TOKEN_IDLE_TIMEOUT = timedelta(minutes=env.int("PATTERM_TOKEN_IDLE_MINUTES", default=30))
+PATTERM_TOKEN_MAX_AGE = timedelta(hours=env.int("PATTERM_TOKEN_MAX_AGE_HOURS", default=12))
+# last_used_at is written at most this often, not on every request.
+PATTERM_TOKEN_TOUCH_INTERVAL = timedelta(minutes=1)
+
+# --- Keys -----------------------------------------------------------------------------------
+# Master keys wrap the per-patient data keys: "VERSION:BASE64KEY" entries, newest first.
+PATTERM_MASTER_KEYS = env.str("PATTERM_MASTER_KEYS", default="") or devsecrets.master_keys(VAR_DIR)
+# Keyed hash that turns a patient id into the pseudonymous subject of audit rows.
+PATTERM_AUDIT_PSEUDONYM_KEY = env.str("PATTERM_AUDIT_PSEUDONYM_KEY", default="") or devsecrets.text(
+    "audit-pseudonym-key", VAR_DIR
+)
+
+# --- Internationalisation -------------------------------------------------------------------
+LANGUAGE_CODE = "de"
+LANGUAGES = [("de", "Deutsch"), ("en", "English")]
+LOCALE_PATHS = [BASE_DIR / "locale"]
+TIME_ZONE = env.str("TIME_ZONE", default="Europe/Berlin")
+USE_I18N = True
+USE_TZ = True
+
+# --- Static files ---------------------------------------------------------------------------
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
+if DEBUG:
+    STORAGES["staticfiles"]["BACKEND"] = "django.contrib.staticfiles.storage.StaticFilesStorage"
+
+# --- API ------------------------------------------------------------------------------------
+NINJA_PAGINATION_PER_PAGE = 50
+NINJA_PAGINATION_MAX_LIMIT = 200
+# Django refuses bodies above this before any parsing (the API's largest body is small).
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=2_621_440)
+
+# --- E-mail ---------------------------------------------------------------------------------
+EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://")
+vars().update(EMAIL_CONFIG)
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Patterm <no-reply@patterm.local>")
+
+# --- Logging --------------------------------------------------------------------------------
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "loggers": {
+        # Request bodies never reach the logs; these loggers only name the path and status.
+        "django.request": {"level": "WARNING"},
+        "django.db.backends": {"level": "INFO"},
+    },
+}

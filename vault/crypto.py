@@ -1,0 +1,47 @@
+"""The AEAD layer: AES-256-GCM with a fresh random 96-bit nonce per message.
+
+Everything Patterm encrypts goes through `seal` and `open_sealed`. A sealed message is
+nonce (12 bytes) || ciphertext || tag (16 bytes). Only 96-bit nonces are accepted: they are the
+size GCM is specified for, and random 96-bit nonces under one key stay safe far beyond the
+number of values one patient key will ever encrypt (NIST SP 800-38D, 2^32 messages).
+"""
+
+import os
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+KEY_SIZE = 32
+NONCE_SIZE = 12
+TAG_SIZE = 16
+
+
+class DecryptionError(Exception):
+    """A value that cannot be opened: wrong key, moved elsewhere, or tampered with."""
+
+
+def generate_key() -> bytes:
+    return AESGCM.generate_key(bit_length=KEY_SIZE * 8)
+
+
+def seal_with_nonce(key: bytes, nonce: bytes, plaintext: bytes, associated_data: bytes) -> bytes:
+    """Encrypt under an explicit nonce. Only the test vectors call this; use `seal`."""
+    if len(nonce) != NONCE_SIZE:
+        raise ValueError(f"nonce must be {NONCE_SIZE} bytes, not {len(nonce)}")
+    return nonce + AESGCM(key).encrypt(nonce, plaintext, associated_data)
+
+
+def seal(key: bytes, plaintext: bytes, associated_data: bytes) -> bytes:
+    return seal_with_nonce(key, os.urandom(NONCE_SIZE), plaintext, associated_data)
+
+
+def open_sealed(key: bytes, sealed: bytes, associated_data: bytes) -> bytes:
+    if len(sealed) < NONCE_SIZE + TAG_SIZE:
+        raise DecryptionError("sealed value is too short")
+    nonce, ciphertext = sealed[:NONCE_SIZE], sealed[NONCE_SIZE:]
+    try:
+        return AESGCM(key).decrypt(nonce, ciphertext, associated_data)
+    except InvalidTag as error:
+        raise DecryptionError(
+            "authentication failed: wrong key, wrong context, or the value was altered"
+        ) from error

@@ -1,0 +1,62 @@
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from vault.fields import EncryptedDateField, EncryptedTextField
+
+
+class PatientKey(models.Model):
+    """A patient's AES-256 data key, stored only wrapped under a master key.
+
+    At most one key of a patient is live; `destroyed_at` and an empty `wrapped_key` mark a key
+    shredded at erasure, after which nothing it encrypted can be opened.
+    """
+
+    patient = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="data_keys"
+    )
+    master_key_version = models.PositiveIntegerField(_("master key version"))
+    wrapped_key = models.BinaryField(_("wrapped key"), null=True, editable=False)
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
+    destroyed_at = models.DateTimeField(_("destroyed"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("patient data key")
+        verbose_name_plural = _("patient data keys")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["patient"],
+                condition=models.Q(destroyed_at__isnull=True),
+                name="patient_key_one_live_per_patient",
+            ),
+        ]
+        indexes = [models.Index(fields=["master_key_version"])]
+
+    def __str__(self):
+        return (
+            f"data key {self.pk} of patient {self.patient_id} (master v{self.master_key_version})"
+        )
+
+
+class PatientProfile(models.Model):
+    """What a patient tells at sign-up, encrypted with their data key."""
+
+    patient = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        primary_key=True,
+        related_name="patient_profile",
+    )
+    first_name = EncryptedTextField(_("first name"), patient_field="patient")
+    last_name = EncryptedTextField(_("last name"), patient_field="patient")
+    date_of_birth = EncryptedDateField(_("date of birth"), patient_field="patient")
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("patient profile")
+        verbose_name_plural = _("patient profiles")
+
+    def __str__(self):
+        return f"profile of patient {self.patient_id}"
