@@ -1,7 +1,7 @@
 """The accounts part of the JSON API: sign-up, login, logout, the current user, clinics."""
 
 from django.http import HttpRequest
-from ninja import Router
+from ninja import Router, Status
 from ninja.pagination import LimitOffsetPagination, paginate
 
 from accounts import services
@@ -43,7 +43,7 @@ def _token_out(issued: services.IssuedToken) -> dict:
 def register_patient(request, payload: RegisterIn):
     """Create a patient account; answers with a first API token (shown only here)."""
     issued = patient_register(**payload.dict(), client=_client(request))
-    return 201, _token_out(issued)
+    return Status(201, _token_out(issued))
 
 
 @router.post("/auth/login", response=TokenOut, auth=None)
@@ -57,7 +57,7 @@ def login(request, payload: LoginIn):
 def logout(request):
     """Revoke the token of this request."""
     services.logout(token=request.api_token)
-    return 204, None
+    return Status(204, None)
 
 
 @router.get("/me", response=UserOut)

@@ -5,7 +5,7 @@ import logging
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.db import connection
 from django.http import Http404
-from ninja import NinjaAPI, Schema
+from ninja import NinjaAPI, Schema, Status
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.parser import Parser
 
@@ -137,9 +137,12 @@ def health(request):
         logger.exception("health check: master keys not loaded")
         ring, keys = None, "missing"
     ok = database == "ok" and keys == "ok"
-    return (200 if ok else 503), {
-        "status": "ok" if ok else "unavailable",
-        "database": database,
-        "master_keys": len(ring.keys) if ring else 0,
-        "active_master_key_version": ring.active_version if ring else None,
-    }
+    return Status(
+        200 if ok else 503,
+        {
+            "status": "ok" if ok else "unavailable",
+            "database": database,
+            "master_keys": len(ring.keys) if ring else 0,
+            "active_master_key_version": ring.active_version if ring else None,
+        },
+    )

@@ -1,0 +1,112 @@
+"""Bad input to every endpoint: a 4xx in the error shape, nothing stored, never a 500 (S4)."""
+
+import json
+
+import pytest
+
+from accounts.models import ApiToken, User
+from audit.models import AuditEvent
+
+VALID = {
+    "email": "neu@example.com",
+    "password": "Sicher!123",
+    "first_name": "Pat",
+    "last_name": "Demo",
+    "date_of_birth": "1990-01-01",
+}
+TEN_MEGABYTES = "x" * 10_000_000
+
+pytestmark = pytest.mark.django_db
+
+BAD_BODIES = {
+    "malformed JSON": ('{"email": "neu@example.com",', "application/json"),
+    "JSON array": (json.dumps([VALID]), "application/json"),
+    "JSON string": (json.dumps("hallo"), "application/json"),
+    "JSON null": ("null", "application/json"),
+    "empty body": ("", "application/json"),
+    "wrong content type": (json.dumps(VALID), "text/xml"),
+    "wrong types": (json.dumps({**VALID, "email": 5, "first_name": ["Pat"]}), "application/json"),
+    "missing fields": (json.dumps({"email": "neu@example.com"}), "application/json"),
+    "10 MB string": (json.dumps({**VALID, "first_name": TEN_MEGABYTES}), "application/json"),
+    "long name": (json.dumps({**VALID, "last_name": "y" * 101}), "application/json"),
+    "long password": (json.dumps({**VALID, "password": "Ab1!" * 300}), "application/json"),
+    "impossible date": (json.dumps({**VALID, "date_of_birth": "2024-02-30"}), "application/json"),
+    "German date": (json.dumps({**VALID, "date_of_birth": "01.01.1990"}), "application/json"),
+    "timestamp date": (json.dumps({**VALID, "date_of_birth": 631152000}), "application/json"),
+    "future birth": (json.dumps({**VALID, "date_of_birth": "2999-01-01"}), "application/json"),
+    "not an e-mail": (json.dumps({**VALID, "email": "neu(at)example.com"}), "application/json"),
+    "blank name": (json.dumps({**VALID, "first_name": "   "}), "application/json"),
+    "control characters": (json.dumps({**VALID, "last_name": "De\x00mo"}), "application/json"),
+}
+
+
+def assert_error_shape(response, *allowed_statuses):
+    assert response.status_code in allowed_statuses, response.content[:300]
+    body = response.json()
+    assert body["detail"]
+    assert body["code"]
+    return body
+
+
+@pytest.mark.parametrize("case", BAD_BODIES)
+@pytest.mark.parametrize("url", ["/api/auth/register/patient", "/api/auth/login"])
+def test_bad_bodies_are_4xx_and_store_nothing(api_client, url, case):
+    body, content_type = BAD_BODIES[case]
+
+    response = api_client.post(url, data=body, content_type=content_type)
+
+    assert 400 <= response.status_code < 500, response.content[:300]
+    assert_error_shape(response, response.status_code)
+    assert not User.objects.exists()
+    assert not ApiToken.objects.exists()
+    if url.endswith("register/patient"):
+        assert not AuditEvent.objects.exists()
+
+
+def test_validation_errors_name_the_fields(api_client):
+    body = {**VALID, "date_of_birth": "2024-02-30", "email": "kaputt"}
+
+    response = api_client.post(
+        "/api/auth/register/patient", data=json.dumps(body), content_type="application/json"
+    )
+
+    error = assert_error_shape(response, 422)
+    assert error["code"] == "validation_error"
+    assert {e["field"] for e in error["errors"]} == {"date_of_birth", "email"}
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["'; DROP TABLE accounts_user; --", "<script>alert(1)</script>", 'Ö\'Brien "Jr." & Söhne'],
+)
+def test_sql_and_html_metacharacters_are_just_data(api_client, value):
+    body = {**VALID, "first_name": value, "last_name": value}
+
+    response = api_client.post(
+        "/api/auth/register/patient", data=json.dumps(body), content_type="application/json"
+    )
+
+    assert response.status_code == 201
+    assert response.json()["user"]["first_name"] == value
+    assert User.objects.count() == 1
+
+
+@pytest.mark.parametrize(
+    "query", ["limit=0", "limit=201", "limit=-5", "offset=-1", "limit=abc", "limit=99999999999999"]
+)
+def test_bad_paging_is_422(api_client, query):
+    response = api_client.get(f"/api/clinics?{query}")
+
+    assert_error_shape(response, 422)
+
+
+def test_unknown_route_and_method_answer_json(api_client):
+    assert assert_error_shape(api_client.get("/api/nirgendwo"), 404)["code"] == "not_found"
+    method = assert_error_shape(api_client.delete("/api/auth/login"), 405)
+    assert method["code"] == "method_not_allowed"
+
+
+def test_bearer_on_a_public_endpoint_is_harmless(api_client):
+    response = api_client.get("/api/clinics", HTTP_AUTHORIZATION="Bearer rubbish")
+
+    assert response.status_code == 200
