@@ -8,7 +8,8 @@ refuses to decrypt instead of showing another record's content.
 On the model instance the attribute is the plaintext. Values loaded from the database stay
 sealed until first read, and are written back unchanged when untouched. Encrypted columns can
 be neither filtered on nor bulk-updated: the ORM would send plaintext to the database, so
-`get_prep_value` refuses anything that is not already sealed.
+`get_prep_value` refuses anything that is not already sealed, and `get_lookup` refuses the
+lookups (`contains`, `iexact`, `regex`, ...) that would bypass it.
 """
 
 import base64
@@ -134,7 +135,18 @@ class EncryptedTextField(models.TextField):
     def get_prep_value(self, value):
         if value is None or isinstance(value, Sealed):
             return None if value is None else str(value)
-        raise TypeError(
+        raise self._refused()
+
+    def get_lookup(self, lookup_name):
+        # Lookups such as `iexact`, `contains` or `regex` never call get_prep_value and would
+        # send the plaintext to the database (and quietly match nothing): refuse them here.
+        lookup = super().get_lookup(lookup_name)
+        if lookup is not None and not lookup.prepare_rhs and lookup_name != "isnull":
+            raise self._refused()
+        return lookup
+
+    def _refused(self) -> TypeError:
+        return TypeError(
             f"{self.model.__name__}.{self.name} is encrypted: it cannot be filtered on or "
             "updated in bulk, only saved through a model instance"
         )

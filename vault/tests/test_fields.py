@@ -1,0 +1,260 @@
+"""Encrypted model fields (vault/fields.py) on the real database: storage, reuse, moves (E2)."""
+
+import base64
+import datetime
+
+import pytest
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
+
+from vault import crypto
+from vault.crypto import DecryptionError
+from vault.models import PatientKey, PatientProfile
+from vault.tests.rawsql import profile_column, profile_column_set
+
+pytestmark = pytest.mark.django_db
+
+ENCRYPTED = ("first_name", "last_name", "date_of_birth")
+REFUSED_FIRST_NAME = r"^PatientProfile\.first_name is encrypted"
+REFUSED_DATE_OF_BIRTH = r"^PatientProfile\.date_of_birth is encrypted"
+
+
+def _profile(issued) -> PatientProfile:
+    """A fresh instance, loaded from the database."""
+    return PatientProfile.objects.get(pk=issued.user.pk)
+
+
+def _stored(issued) -> dict[str, str]:
+    return {column: profile_column(issued.user.pk, column) for column in ENCRYPTED}
+
+
+def test_values_round_trip_through_the_database(make_patient):
+    patient = make_patient(
+        first_name="Zoë Ångström",
+        last_name="Groß-Öztürk 李",
+        date_of_birth=datetime.date(1950, 2, 28),
+    )
+    profile = _profile(patient)
+    assert profile.first_name == "Zoë Ångström"
+    assert profile.last_name == "Groß-Öztürk 李"
+    assert profile.date_of_birth == datetime.date(1950, 2, 28)
+    assert type(profile.date_of_birth) is datetime.date
+
+
+def test_stored_values_are_envelopes_without_the_plaintext(make_patient):
+    patient = make_patient(
+        first_name="Hildegard", last_name="Wunderlich", date_of_birth=datetime.date(1961, 7, 30)
+    )
+    key_id = PatientKey.objects.get(patient=patient.user).pk
+    stored = _stored(patient)
+    plaintexts = {
+        "first_name": "Hildegard",
+        "last_name": "Wunderlich",
+        "date_of_birth": "1961-07-30",
+    }
+    for column, value in stored.items():
+        version, key_text, payload = value.split("$")
+        assert (version, key_text) == ("pt1", str(key_id)), column
+        sealed = base64.b64decode(payload, validate=True)
+        length = len(plaintexts[column].encode())
+        assert len(sealed) == crypto.NONCE_SIZE + length + crypto.TAG_SIZE, column
+        for plaintext in plaintexts.values():
+            assert plaintext not in value
+            assert plaintext.encode() not in sealed
+    # No plaintext in any SQL the ORM sends either (checked on a save).
+    profile = _profile(patient)
+    profile.first_name = "Hildegard"
+    with CaptureQueriesContext(connection) as queries:
+        profile.save()
+    assert queries.captured_queries
+    assert not any("Hildegard" in query["sql"] for query in queries.captured_queries)
+
+
+def test_the_same_plaintext_is_sealed_differently_every_time(make_patient):
+    anna = make_patient(first_name="Anna", last_name="Anna")
+    ben = make_patient(first_name="Anna")
+    first = _stored(anna)
+    assert first["first_name"] != first["last_name"]  # same text, two columns
+    assert first["first_name"] != _stored(ben)["first_name"]  # same text, two patients
+
+    profile = _profile(anna)
+    profile.first_name = "Anna"  # the same value assigned again is sealed again
+    profile.save()
+    second = _stored(anna)
+    assert second["first_name"] != first["first_name"]
+    assert second["last_name"] == first["last_name"]
+    assert _profile(anna).first_name == "Anna"
+
+
+def test_untouched_values_are_written_back_unchanged(make_patient):
+    patient = make_patient()
+    before = _stored(patient)
+
+    _profile(patient).save()  # nothing read
+    assert _stored(patient) == before
+
+    profile = _profile(patient)
+    assert (profile.first_name, profile.last_name) == ("Erika", "Mustermann")  # read, not set
+    profile.save()
+    profile.save(update_fields=["first_name", "date_of_birth"])
+    assert _stored(patient) == before
+
+
+def test_changing_one_value_reseals_only_that_value(make_patient):
+    patient = make_patient()
+    before = _stored(patient)
+    profile = _profile(patient)
+    profile.last_name = "Musterfrau"
+    profile.save()
+    assert profile.last_name == "Musterfrau"  # the instance still shows plaintext after save
+    after = _stored(patient)
+    assert after["last_name"] != before["last_name"]
+    assert (after["first_name"], after["date_of_birth"]) == (
+        before["first_name"],
+        before["date_of_birth"],
+    )
+    fresh = _profile(patient)
+    assert (fresh.first_name, fresh.last_name) == ("Erika", "Musterfrau")
+
+
+def test_a_date_field_takes_only_dates(make_patient):
+    profile = _profile(make_patient())
+    profile.date_of_birth = "1984-08-12"
+    with pytest.raises(TypeError, match="takes a date"):
+        profile.save()
+
+
+@pytest.mark.parametrize(
+    "lookup, value",
+    [
+        ("exact", "Erika"),
+        ("iexact", "erika"),
+        ("contains", "rik"),
+        ("icontains", "RIK"),
+        ("startswith", "Eri"),
+        ("istartswith", "eri"),
+        ("endswith", "ka"),
+        ("iendswith", "KA"),
+        ("regex", "^E"),
+        ("iregex", "^e"),
+        ("in", ["Erika"]),
+        ("gt", "A"),
+        ("gte", "A"),
+        ("lt", "Z"),
+        ("lte", "Z"),
+        ("range", ("A", "Z")),
+    ],
+)
+def test_filtering_on_plaintext_is_refused_before_any_query(make_patient, lookup, value):
+    """An encrypted column cannot be searched: a lookup must fail loudly, not quietly send the
+    plaintext to the database and come back empty."""
+    make_patient()
+    with CaptureQueriesContext(connection) as queries:
+        with pytest.raises(TypeError, match=REFUSED_FIRST_NAME):
+            list(PatientProfile.objects.filter(**{f"first_name__{lookup}": value}))
+        with pytest.raises(TypeError, match=REFUSED_FIRST_NAME):
+            list(PatientProfile.objects.exclude(**{f"first_name__{lookup}": value}))
+    assert queries.captured_queries == []
+
+
+def test_filter_and_update_with_plaintext_raise_type_error(make_patient):
+    patient = make_patient()
+    before = _stored(patient)
+    with pytest.raises(TypeError, match=REFUSED_FIRST_NAME):
+        PatientProfile.objects.filter(first_name="x")
+    with pytest.raises(TypeError, match=REFUSED_DATE_OF_BIRTH):
+        PatientProfile.objects.filter(date_of_birth=datetime.date(1984, 8, 12))
+    # update() marks the surrounding transaction for rollback when it fails, as Django does for
+    # every failed write; the savepoints keep the test's transaction usable for the checks.
+    with pytest.raises(TypeError, match=REFUSED_FIRST_NAME), transaction.atomic():
+        PatientProfile.objects.update(first_name="x")
+    with pytest.raises(TypeError, match=REFUSED_DATE_OF_BIRTH), transaction.atomic():
+        PatientProfile.objects.filter(pk=patient.user.pk).update(
+            date_of_birth=datetime.date(2000, 1, 1)
+        )
+    assert _stored(patient) == before
+    # Lookups that send no value stay available.
+    assert PatientProfile.objects.filter(first_name__isnull=False).count() == 1
+
+
+# --- E2: a value moved elsewhere refuses to decrypt ---------------------------------------
+
+
+def test_value_copied_to_another_patient_is_refused(make_patient):
+    anna = make_patient(first_name="Anna")
+    ben = make_patient(first_name="Ben")
+    original = profile_column(ben.user.pk, "first_name")
+    profile_column_set(ben.user.pk, "first_name", profile_column(anna.user.pk, "first_name"))
+
+    profile = _profile(ben)
+    with pytest.raises(DecryptionError, match=r"PatientProfile\.first_name") as raised:
+        profile.first_name  # noqa: B018
+    assert "Anna" not in str(raised.value)
+    assert profile.last_name == "Mustermann"  # the row's other values still open
+
+    # Relabelled with Ben's own key id, it is still refused (wrong key and wrong context).
+    _, _, payload = profile_column(anna.user.pk, "first_name").split("$")
+    ben_key_id = PatientKey.objects.get(patient=ben.user).pk
+    profile_column_set(ben.user.pk, "first_name", f"pt1${ben_key_id}${payload}")
+    with pytest.raises(DecryptionError, match=r"PatientProfile\.first_name"):
+        _profile(ben).first_name  # noqa: B018
+
+    profile_column_set(ben.user.pk, "first_name", original)  # put back, it opens again
+    assert _profile(ben).first_name == "Ben"
+
+
+@pytest.mark.parametrize(
+    "source, target",
+    [
+        ("first_name", "last_name"),
+        ("last_name", "first_name"),
+        ("first_name", "date_of_birth"),
+        ("date_of_birth", "first_name"),
+    ],
+)
+def test_value_copied_to_another_column_of_the_same_row_is_refused(make_patient, source, target):
+    patient = make_patient()
+    profile_column_set(patient.user.pk, target, profile_column(patient.user.pk, source))
+    profile = _profile(patient)
+    with pytest.raises(DecryptionError, match=rf"PatientProfile\.{target} .*authentication"):
+        getattr(profile, target)
+    assert getattr(profile, source) is not None  # the source column still opens
+
+
+def _flip_payload_bit(envelope: str, bit: int) -> str:
+    version, key_id, payload = envelope.split("$")
+    sealed = bytearray(base64.b64decode(payload))
+    sealed[bit // 8] ^= 1 << (bit % 8)
+    return f"{version}${key_id}${base64.b64encode(bytes(sealed)).decode()}"
+
+
+@pytest.mark.parametrize(
+    "corrupt",
+    [
+        pytest.param(lambda envelope: "Erika", id="plaintext"),
+        pytest.param(lambda envelope: "", id="empty"),
+        pytest.param(lambda envelope: "pt1$", id="truncated-header"),
+        pytest.param(lambda envelope: envelope.replace("pt1$", "pt9$", 1), id="unknown-version"),
+        pytest.param(lambda envelope: "pt1$abc$" + envelope.split("$")[2], id="key-id-not-int"),
+        pytest.param(lambda envelope: envelope + "!", id="payload-not-base64"),
+        pytest.param(lambda envelope: envelope[:-1], id="payload-bad-padding"),
+        pytest.param(lambda envelope: envelope[:-4], id="payload-truncated"),
+        pytest.param(lambda envelope: envelope.rsplit("$", 1)[0] + "$QUJD", id="payload-too-short"),
+        pytest.param(
+            lambda envelope: "pt1$99999999999999999999999$" + envelope.split("$")[2],
+            id="key-id-out-of-range",
+        ),
+        pytest.param(lambda envelope: "pt1$0$" + envelope.split("$")[2], id="key-id-unknown"),
+        pytest.param(lambda envelope: _flip_payload_bit(envelope, 3), id="nonce-bit"),
+        pytest.param(lambda envelope: _flip_payload_bit(envelope, 100), id="ciphertext-bit"),
+        pytest.param(lambda envelope: _flip_payload_bit(envelope, 8 * 20), id="tag-bit"),
+    ],
+)
+def test_corrupted_envelope_gives_a_decryption_error(make_patient, corrupt):
+    patient = make_patient(first_name="Erika")  # 5 bytes: the tag starts at byte 17
+    envelope = profile_column(patient.user.pk, "first_name")
+    profile_column_set(patient.user.pk, "first_name", corrupt(envelope))
+    profile = _profile(patient)
+    with pytest.raises(DecryptionError, match=r"^PatientProfile\.first_name"):
+        profile.first_name  # noqa: B018
+    assert profile.last_name == "Mustermann"
