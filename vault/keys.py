@@ -46,10 +46,16 @@ def _parse_master_keys(value: str) -> MasterKeyRing:
             raise ImproperlyConfigured(
                 f"PATTERM_MASTER_KEYS entry {position} is not VERSION:BASE64KEY"
             ) from None
-        if version < 1 or len(key) != crypto.KEY_SIZE or version in keys:
+        if version < 1 or len(key) != crypto.KEY_SIZE:
             raise ImproperlyConfigured(
-                f"PATTERM_MASTER_KEYS entry {position} needs a new positive version and a "
+                f"PATTERM_MASTER_KEYS entry {position} needs a positive version and a "
                 f"{crypto.KEY_SIZE}-byte key"
+            )
+        # Newest first, strictly: a new key appended at the end would silently not be used.
+        if keys and version >= min(keys):
+            raise ImproperlyConfigured(
+                f"PATTERM_MASTER_KEYS entry {position}: versions must be listed newest first, "
+                "each lower than the one before"
             )
         keys[version] = key
     if not keys:

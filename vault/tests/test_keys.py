@@ -55,6 +55,7 @@ def test_the_ring_follows_the_setting(settings):
         pytest.param(f"-1:{_b64(KEY_1)}", id="negative-version"),
         pytest.param(f"1:{_b64(KEY_1)},1:{_b64(KEY_2)}", id="duplicate-version"),
         pytest.param(f"2:{_b64(KEY_2)},1:bad", id="second-entry-bad"),
+        pytest.param(f"1:{_b64(KEY_1)},2:{_b64(KEY_2)}", id="oldest-first"),
     ],
 )
 def test_invalid_master_keys_refuse_to_start(settings, value):
