@@ -1,11 +1,12 @@
 """The hash chain: how a row's hash is computed from the row before it.
 
 hash = SHA-256(prev_hash || canonical JSON of the row's fields). The canonical JSON sorts keys,
-has no spaces and writes times in UTC with microseconds, so the same row hashes the same on
-SQLite and PostgreSQL and after any dump and restore.
+has no spaces, writes times in UTC with microseconds and client addresses in one spelling, so the
+same row hashes the same on SQLite and PostgreSQL and after any dump and restore.
 """
 
 import hashlib
+import ipaddress
 import json
 from datetime import UTC, datetime
 
@@ -30,10 +31,33 @@ HASHED_FIELDS = (
 )
 
 
+def canonical_address(value: str | None) -> str | None:
+    """The one spelling of a client address, whatever form was given or the database returns.
+
+    Django stores an IPv6 address lowercased and compressed, and PostgreSQL's inet prints some
+    addresses differently again (`::1.2.3.4` for `::102:304`); the hash must not depend on that.
+    Same form as Django's `clean_ipv6_address`, spelled out so it does not change with Python's
+    `str()` of IPv4-mapped addresses (3.13). An empty value is stored as NULL; a value that is
+    no address is left as it is.
+    """
+    if not value:
+        return None
+    try:
+        address = ipaddress.ip_address(value)
+    except ValueError:
+        return value
+    if address.version == 4:
+        return str(address)
+    if address.ipv4_mapped:
+        return f"::ffff:{address.ipv4_mapped}"
+    return str(ipaddress.IPv6Address(int(address)))  # without a zone id, as it is stored
+
+
 def canonical_json(row: dict) -> str:
     payload = {name: row[name] for name in HASHED_FIELDS}
     occurred_at: datetime = payload["occurred_at"]
     payload["occurred_at"] = occurred_at.astimezone(UTC).isoformat(timespec="microseconds")
+    payload["client_address"] = canonical_address(payload["client_address"])
     return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 

@@ -2,6 +2,7 @@
 
 import hashlib
 import hmac
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -25,6 +26,20 @@ def subject_pseudonym(patient_id: int) -> str:
     """
     key = settings.PATTERM_AUDIT_PSEUDONYM_KEY.encode()
     return hmac.new(key, f"patient:{patient_id}".encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def _as_stored(details: dict) -> dict:
+    """`details` as the database gives them back, so that the hash matches what is read later.
+
+    A JSON round trip (tuples become lists, keys strings), with whole floats as integers:
+    PostgreSQL's jsonb prints 1e20 as 100000000000000000000 and -0.0 as 0.
+    """
+
+    def number(text: str) -> float | int:
+        value = float(text)
+        return int(value) if value.is_integer() else value
+
+    return json.loads(json.dumps(details), parse_float=number)
 
 
 def _lock_chain_head() -> None:
@@ -70,7 +85,7 @@ def event_append(
             "outcome": str(outcome),
             "request_id": context.request_id.get(),
             "client_address": context.client_address.get(),
-            "details": details or {},
+            "details": _as_stored(details or {}),
         }
         return AuditEvent.objects.create(
             **row, prev_hash=prev_hash, hash=chain_hash(prev_hash, row)

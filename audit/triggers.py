@@ -1,8 +1,8 @@
 """Database triggers that make the audit table append-only, on SQLite and PostgreSQL.
 
 The ORM is not the only way into the database: these refuse UPDATE and DELETE (and TRUNCATE on
-PostgreSQL) for every client. The migration installs them; tests that must wipe or tamper with a
-copy of the table drop them explicitly with `drop()`.
+PostgreSQL, INSERT OR REPLACE over an existing row on SQLite) for every client. The migration
+installs them; tests that must wipe or tamper with a copy of the table drop them with `drop()`.
 """
 
 TABLE = "audit_auditevent"
@@ -16,10 +16,21 @@ _SQLITE_INSTALL = [
     CREATE TRIGGER IF NOT EXISTS {TABLE}_no_delete BEFORE DELETE ON {TABLE}
     BEGIN SELECT RAISE(ABORT, 'audit log is append-only: DELETE refused'); END
     """,
+    # INSERT OR REPLACE deletes the row it collides with without firing DELETE triggers (unless
+    # recursive_triggers is on), so an insert that collides with an existing row is refused.
+    f"""
+    CREATE TRIGGER IF NOT EXISTS {TABLE}_no_replace BEFORE INSERT ON {TABLE}
+    WHEN EXISTS (
+        SELECT 1 FROM {TABLE}
+        WHERE seq = NEW.seq OR prev_hash = NEW.prev_hash OR hash = NEW.hash
+    )
+    BEGIN SELECT RAISE(ABORT, 'audit log is append-only: REPLACE refused'); END
+    """,  # noqa: S608 (a constant table name, no input)
 ]
 _SQLITE_DROP = [
     f"DROP TRIGGER IF EXISTS {TABLE}_no_update",
     f"DROP TRIGGER IF EXISTS {TABLE}_no_delete",
+    f"DROP TRIGGER IF EXISTS {TABLE}_no_replace",
 ]
 
 _POSTGRESQL_INSTALL = [

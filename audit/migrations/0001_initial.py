@@ -27,13 +27,6 @@ class Migration(migrations.Migration):
                 (
                     "action",
                     models.CharField(
-                        choices=[
-                            ("auth.register", "Registration"),
-                            ("auth.login", "Login"),
-                            ("auth.login_failed", "Failed login"),
-                            ("auth.logout", "Logout"),
-                            ("auth.token_revoke", "Token revoked"),
-                        ],
                         max_length=64,
                         verbose_name="action",
                     ),

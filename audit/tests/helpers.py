@@ -1,0 +1,40 @@
+"""Helpers shared by the audit tests: varied events appended through the real path, and the
+rows exactly as the database returns them."""
+
+from types import SimpleNamespace
+
+from audit import context
+from audit.chain import HASHED_FIELDS
+from audit.models import AuditAction, AuditEvent, Outcome
+from audit.services import event_append
+
+ACTIONS = [AuditAction.AUTH_REGISTER, AuditAction.AUTH_LOGIN, AuditAction.AUTH_LOGOUT]
+ADDRESSES = [None, "198.51.100.7", "2001:db8::42"]
+OUTCOMES = [Outcome.SUCCESS, Outcome.SUCCESS, Outcome.FAILURE]
+
+
+def append_varied(index: int) -> AuditEvent:
+    """Append event number `index`, with fields that differ from one row to the next."""
+    actor = SimpleNamespace(pk=1000 + index % 7, role="patient") if index % 5 else None
+    id_token = context.request_id.set(f"request-{index:08d}")
+    address_token = context.client_address.set(ADDRESSES[index % len(ADDRESSES)])
+    try:
+        return event_append(
+            action=ACTIONS[index % len(ACTIONS)],
+            actor=actor,
+            outcome=OUTCOMES[index % len(OUTCOMES)],
+            object_type="token",
+            object_id=str(index),
+            subject_id=index % 11 or None,
+            clinic_id=index % 3 or None,
+            purpose="treatment" if index % 2 else "",
+            details={"index": index, "method": "password", "codes": [index, "x"]},
+        )
+    finally:
+        context.request_id.reset(id_token)
+        context.client_address.reset(address_token)
+
+
+def stored_rows() -> list[dict]:
+    """Every row as the database returns it: the hashed fields and the chain fields."""
+    return list(AuditEvent.objects.order_by("seq").values(*HASHED_FIELDS, "prev_hash", "hash"))

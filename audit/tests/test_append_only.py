@@ -1,0 +1,183 @@
+"""A5: the database itself refuses UPDATE, DELETE (and TRUNCATE on PostgreSQL) on the audit
+table, through the ORM and through raw SQL; the rows stay as they were."""
+
+import pytest
+from django.db import DatabaseError, connection, transaction
+
+from audit import triggers
+from audit.models import AuditEvent
+from audit.services import chain_verify
+from audit.tests.helpers import stored_rows
+
+pytestmark = pytest.mark.django_db
+
+TABLE = AuditEvent._meta.db_table
+
+
+def orm_queryset_update():
+    AuditEvent.objects.filter(seq=2).update(details={"forged": True})
+
+
+def orm_update_of_every_row():
+    AuditEvent.objects.update(actor_id=None)
+
+
+def orm_bulk_update():
+    event = AuditEvent.objects.get(seq=2)
+    event.outcome = "failure"
+    AuditEvent.objects.bulk_update([event], ["outcome"])
+
+
+def orm_save_of_a_changed_row():
+    event = AuditEvent.objects.get(seq=2)
+    event.action = "auth.logout"
+    event.save()
+
+
+def orm_queryset_delete():
+    AuditEvent.objects.filter(seq=2).delete()
+
+
+def orm_delete_of_every_row():
+    AuditEvent.objects.all().delete()
+
+
+def orm_instance_delete():
+    AuditEvent.objects.get(seq=3).delete()
+
+
+def raw_update():
+    with connection.cursor() as cursor:
+        cursor.execute(f"UPDATE {TABLE} SET object_id = %s WHERE seq = %s", ["forged", 2])
+
+
+def raw_update_of_the_chain_fields():
+    with connection.cursor() as cursor:
+        cursor.execute(f"UPDATE {TABLE} SET hash = prev_hash, prev_hash = hash")
+
+
+def raw_delete():
+    with connection.cursor() as cursor:
+        cursor.execute(f"DELETE FROM {TABLE} WHERE seq = %s", [2])
+
+
+def raw_delete_without_where():
+    """SQLite would otherwise take its "truncate optimisation" here."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"DELETE FROM {TABLE}")
+
+
+def raw_upsert(conflict: str):
+    """Insert a row that collides with row 3 on `conflict` (seq, prev_hash or hash), as an upsert.
+
+    SQLite's INSERT OR REPLACE deletes the colliding row without firing DELETE triggers (unless
+    recursive_triggers is on); PostgreSQL's ON CONFLICT DO UPDATE is an UPDATE.
+    """
+    columns = [field.column for field in AuditEvent._meta.concrete_fields]
+    replaced = {"details": "'{\"forged\": true}'", "seq": "99", "prev_hash": "'e'", "hash": "'f'"}
+    del replaced[conflict]
+    if connection.vendor == "postgresql":
+        replaced["details"] += "::jsonb"
+    selected = ", ".join(replaced.get(column, column) for column in columns)
+    insert = (
+        f"INSERT INTO {TABLE} ({', '.join(columns)}) SELECT {selected} FROM {TABLE} WHERE seq = 3"
+    )
+    with connection.cursor() as cursor:
+        if connection.vendor == "sqlite":
+            cursor.execute(insert.replace("INSERT INTO", "INSERT OR REPLACE INTO", 1))
+        else:
+            cursor.execute(
+                f"{insert} ON CONFLICT ({conflict}) DO UPDATE SET details = EXCLUDED.details"
+            )
+
+
+ATTEMPTS = [
+    orm_queryset_update,
+    orm_update_of_every_row,
+    orm_bulk_update,
+    orm_save_of_a_changed_row,
+    orm_queryset_delete,
+    orm_delete_of_every_row,
+    orm_instance_delete,
+    raw_update,
+    raw_update_of_the_chain_fields,
+    raw_delete,
+    raw_delete_without_where,
+]
+
+
+def assert_refused(attempt) -> DatabaseError:
+    # On PostgreSQL a failed statement aborts the transaction: each attempt gets a savepoint.
+    with pytest.raises(DatabaseError) as refused, transaction.atomic():
+        attempt()
+    return refused.value
+
+
+def assert_unchanged(before: list[dict]) -> None:
+    with transaction.atomic():
+        assert stored_rows() == before
+    assert chain_verify().ok
+
+
+@pytest.mark.parametrize("attempt", ATTEMPTS, ids=lambda attempt: attempt.__name__)
+def test_changing_or_removing_rows_is_refused_by_the_database(build_chain, attempt):
+    build_chain(5)
+    before = stored_rows()
+
+    error = assert_refused(attempt)
+
+    assert "append-only" in str(error)
+    assert_unchanged(before)
+
+
+@pytest.mark.parametrize("conflict", ["seq", "prev_hash", "hash"])
+def test_an_upsert_cannot_replace_a_row(build_chain, conflict):
+    build_chain(5)
+    before = stored_rows()
+
+    error = assert_refused(lambda: raw_upsert(conflict))
+
+    assert "append-only" in str(error)
+    assert_unchanged(before)
+
+
+def test_appending_still_works_after_refused_attempts(build_chain):
+    build_chain(3)
+    for attempt in ATTEMPTS:
+        assert_refused(attempt)
+
+    build_chain(1)  # appends a fourth row after the three
+
+    result = chain_verify()
+    assert (result.ok, result.events_checked) == (True, 4)
+
+
+@pytest.mark.requires_postgresql
+@pytest.mark.parametrize("statement", [f"TRUNCATE {TABLE}", f"TRUNCATE TABLE {TABLE} CASCADE"])
+def test_truncate_is_refused_on_postgresql(build_chain, statement):
+    build_chain(5)
+    before = stored_rows()
+
+    def truncate():
+        with connection.cursor() as cursor:
+            cursor.execute(statement)
+
+    error = assert_refused(truncate)
+
+    assert "append-only" in str(error)
+    assert_unchanged(before)
+
+
+def test_dropped_triggers_let_changes_through_and_install_restores_the_refusal(build_chain):
+    """The triggers are what refuses: without them the same UPDATE passes (the tamper tests rely
+    on this), and installing them again refuses it again."""
+    build_chain(3)
+    triggers.drop(connection)
+    try:
+        raw_update()
+        assert AuditEvent.objects.get(seq=2).object_id == "forged"
+    finally:
+        triggers.install(connection)
+
+    assert "append-only" in str(assert_refused(raw_delete))
+    assert AuditEvent.objects.count() == 3
