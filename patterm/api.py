@@ -12,6 +12,8 @@ from ninja.parser import Parser
 from accounts.api import router as accounts_router
 from accounts.auth import BearerTokenAuth
 from patterm.errors import STATUS_CODES, DomainError
+from vault.api import router as vault_router
+from vault.crypto import DecryptionError
 from vault.keys import master_key_ring
 
 logger = logging.getLogger("patterm.api")
@@ -92,6 +94,19 @@ def _not_found(request, exc):
     return error_response(request, 404, "Not found.")
 
 
+@api.exception_handler(DecryptionError)
+def _decryption_error(request, exc: DecryptionError):
+    # The message names model, field and row, never content; the client learns none of it.
+    logger.error("decryption failed in %s %s: %s", request.method, request.path, exc)
+    return error_response(
+        request,
+        500,
+        "A stored value could not be decrypted. The incident was logged.",
+        "decryption_failed",
+        request_id=getattr(request, "request_id", ""),
+    )
+
+
 @api.exception_handler(Exception)
 def _unexpected(request, exc: Exception):
     if isinstance(exc, RequestDataTooBig):
@@ -111,6 +126,7 @@ def _unexpected(request, exc: Exception):
 
 
 api.add_router("", accounts_router)
+api.add_router("", vault_router)
 
 
 class HealthOut(Schema):

@@ -11,7 +11,8 @@ from django.db import transaction
 
 from accounts.models import Clinic, Membership, Role, User
 from accounts.services import ClientInfo, user_create
-from vault.services import patient_register
+from vault.models import RecordCategory, RecordEntry
+from vault.services import patient_register, record_entry_create
 
 CLINICS = [
     {
@@ -75,6 +76,12 @@ ACCOUNTS = [
     ),
 ]
 
+RECORD_ENTRIES = [
+    (RecordCategory.DIAGNOSIS, "Essentielle Hypertonie (I10.90)", "Erstdiagnose, RR 152/95."),
+    (RecordCategory.MEDICATION, "Ramipril 5 mg", "1-0-0, Kontrolle in vier Wochen."),
+    (RecordCategory.ALLERGY, "Penicillin", "Exanthem 2019 nach Amoxicillin."),
+]
+
 SUPERUSER = DemoAccount(
     Role.CLINIC_ADMIN, "ops@demo.patterm.de", "Betrieb-Demo-2026", "Olaf", "Ops"
 )
@@ -83,7 +90,7 @@ SUPERUSER = DemoAccount(
 @transaction.atomic
 def seed_demo() -> dict[str, int]:
     """Create what is missing; return how many of each kind were created."""
-    created = {"clinics": 0, "accounts": 0, "memberships": 0}
+    created = {"clinics": 0, "accounts": 0, "memberships": 0, "record entries": 0}
     clinics = {}
     for fields in CLINICS:
         clinics[fields["slug"]], was_created = Clinic.objects.get_or_create(
@@ -100,7 +107,25 @@ def seed_demo() -> dict[str, int]:
                 user=user, clinic=clinics[account.clinic_slug], defaults={"role": account.role}
             )
             created["memberships"] += was_created
+    created["record entries"] = _seed_record(clinics["praxis-prenzlauer-berg"])
     return created
+
+
+def _seed_record(clinic: Clinic) -> int:
+    patient = User.objects.get(email=ACCOUNTS[0].email)
+    practitioner = User.objects.get(email=ACCOUNTS[1].email)
+    if RecordEntry.objects.filter(patient=patient).exists():
+        return 0
+    for category, title, body in RECORD_ENTRIES:
+        record_entry_create(
+            actor=practitioner,
+            patient=patient,
+            clinic=clinic,
+            category=category,
+            title=title,
+            body=body,
+        )
+    return len(RECORD_ENTRIES)
 
 
 def _create_account(account: DemoAccount) -> User:

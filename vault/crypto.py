@@ -20,6 +20,10 @@ class DecryptionError(Exception):
     """A value that cannot be opened: wrong key, moved elsewhere, or tampered with."""
 
 
+class KeyDestroyed(DecryptionError):
+    """The key was destroyed on purpose (erasure): the value is gone, not broken."""
+
+
 def generate_key() -> bytes:
     return AESGCM.generate_key(bit_length=KEY_SIZE * 8)
 

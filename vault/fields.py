@@ -5,7 +5,8 @@ and tag>`: the format version says how to read it, the key id which patient key 
 associated data binds it to its table, column, patient and row, so a value copied anywhere else
 refuses to decrypt instead of showing another record's content.
 
-On the model instance the attribute is the plaintext. Values loaded from the database stay
+On the model instance the attribute is the plaintext; once the patient's data key was destroyed
+(erasure), it is `ERASED`. Values loaded from the database stay
 sealed until first read, and are written back unchanged when untouched. Encrypted columns can
 be neither filtered on nor bulk-updated: the ORM would send plaintext to the database, so
 `get_prep_value` refuses anything that is not already sealed, and `get_lookup` refuses the
@@ -27,6 +28,17 @@ ENVELOPE_VERSION = "pt1"
 
 class Sealed(str):
     """An envelope as it is stored: the database's value, not the plaintext."""
+
+
+class Erased(str):
+    """What every encrypted value of an erased patient reads as: gone, clearly, not broken."""
+
+
+ERASED = Erased("[erased]")
+
+
+def is_erased(value) -> bool:
+    return isinstance(value, Erased)
 
 
 def associated_data(*, table: str, column: str, patient_id, row_id) -> bytes:
@@ -110,6 +122,8 @@ class EncryptedTextField(models.TextField):
         patient_id, context = self._context(instance)
         try:
             plaintext = crypto.open_sealed(keys.data_key(key_id, patient_id), sealed, context)
+        except crypto.KeyDestroyed:
+            return ERASED
         except crypto.DecryptionError as error:
             raise crypto.DecryptionError(
                 f"{self.model.__name__}.{self.name} (row {instance.pk}) cannot be decrypted: "

@@ -7,6 +7,8 @@ newest first: the newest wraps new data keys, every listed version still unwraps
 
 import base64
 import binascii
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import cache
 
@@ -71,21 +73,16 @@ def _wrap_context(patient_id: int, version: int) -> bytes:
     return f"patterm:patient-key:v1|patient={patient_id}|master={version}".encode()
 
 
-def data_key_create(*, patient_id: int):
-    """Create the patient's data key, wrapped under the active master key."""
+def wrap(*, patient_id: int, key: bytes, version: int | None = None) -> tuple[int, bytes]:
+    """(master version, wrapped key): `key` sealed under the given or the active master key."""
     ring = master_key_ring()
-    version = ring.active_version
-    wrapped = crypto.seal(
-        ring.key(version), crypto.generate_key(), _wrap_context(patient_id, version)
-    )
-    return PatientKey.objects.create(
-        patient_id=patient_id, master_key_version=version, wrapped_key=wrapped
-    )
+    version = ring.active_version if version is None else version
+    return version, crypto.seal(ring.key(version), key, _wrap_context(patient_id, version))
 
 
-def _unwrap(patient_key) -> bytes:
+def unwrap(patient_key: PatientKey) -> bytes:
     if patient_key.wrapped_key is None:
-        raise crypto.DecryptionError("the patient's data key was destroyed")
+        raise crypto.KeyDestroyed("the patient's data key was destroyed (erased)")
     version = patient_key.master_key_version
     return crypto.open_sealed(
         master_key_ring().key(version),
@@ -94,17 +91,66 @@ def _unwrap(patient_key) -> bytes:
     )
 
 
+# Unwrapped data keys, for the current request (or command batch) only: a record page costs one
+# key lookup and one unwrap, and no plaintext key outlives the request that needed it.
+_request_keys: ContextVar[dict | None] = ContextVar("patterm_request_data_keys", default=None)
+
+
+@contextmanager
+def request_key_cache():
+    """Keep unwrapped data keys for the duration of the block, then forget them."""
+    token = _request_keys.set({})
+    try:
+        yield
+    finally:
+        _request_keys.reset(token)
+
+
+def forget_cached_keys() -> None:
+    """Drop what the current block cached (after a key was created, rotated or destroyed)."""
+    if (cache := _request_keys.get()) is not None:
+        cache.clear()
+
+
+def _cached(cache_key: tuple, load):
+    cache = _request_keys.get()
+    if cache is None:
+        return load()
+    if cache_key not in cache:
+        cache[cache_key] = load()
+    return cache[cache_key]
+
+
+def data_key_create(*, patient_id: int) -> PatientKey:
+    """Create the patient's data key, wrapped under the active master key."""
+    version, wrapped = wrap(patient_id=patient_id, key=crypto.generate_key())
+    forget_cached_keys()
+    return PatientKey.objects.create(
+        patient_id=patient_id, master_key_version=version, wrapped_key=wrapped
+    )
+
+
 def current_data_key(patient_id: int) -> tuple[int, bytes]:
     """(key id, key) that encrypts new values of this patient."""
-    patient_key = PatientKey.objects.filter(patient_id=patient_id, destroyed_at=None).first()
-    if patient_key is None:
-        raise crypto.DecryptionError(f"patient {patient_id} has no data key")
-    return patient_key.pk, _unwrap(patient_key)
+
+    def load():
+        patient_key = PatientKey.objects.filter(patient_id=patient_id, destroyed_at=None).first()
+        if patient_key is None:
+            if PatientKey.objects.filter(patient_id=patient_id).exists():
+                raise crypto.KeyDestroyed("the patient's data key was destroyed (erased)")
+            raise crypto.DecryptionError(f"patient {patient_id} has no data key")
+        return patient_key.pk, unwrap(patient_key)
+
+    return _cached(("current", patient_id), load)
 
 
 def data_key(key_id: int, patient_id: int) -> bytes:
     """The data key a stored value names; it must belong to the same patient."""
-    patient_key = PatientKey.objects.filter(pk=key_id, patient_id=patient_id).first()
-    if patient_key is None:
-        raise crypto.DecryptionError("the value names a data key of another patient or none")
-    return _unwrap(patient_key)
+
+    def load():
+        patient_key = PatientKey.objects.filter(pk=key_id, patient_id=patient_id).first()
+        if patient_key is None:
+            raise crypto.DecryptionError("the value names a data key of another patient or none")
+        return unwrap(patient_key)
+
+    return _cached(("key", key_id, patient_id), load)

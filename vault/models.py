@@ -1,3 +1,5 @@
+import uuid
+
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
@@ -60,3 +62,45 @@ class PatientProfile(models.Model):
 
     def __str__(self):
         return f"profile of patient {self.patient_id}"
+
+
+class RecordCategory(models.TextChoices):
+    DIAGNOSIS = "diagnosis", _("Diagnosis")
+    MEDICATION = "medication", _("Medication")
+    ALLERGY = "allergy", _("Allergy")
+    LAB_RESULT = "lab_result", _("Lab result")
+    NOTE = "note", _("Note")
+    DOCUMENT = "document", _("Document")
+
+
+class RecordEntry(models.Model):
+    """One entry of a patient's medical record; title and body encrypted with their data key.
+
+    The authoring clinic and category stay in clear: they are what consent decides on.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    patient = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="record_entries"
+    )
+    category = models.CharField(_("category"), max_length=20, choices=RecordCategory.choices)
+    title = EncryptedTextField(_("title"), patient_field="patient")
+    body = EncryptedTextField(_("text"), patient_field="patient")
+    clinic = models.ForeignKey(
+        "accounts.Clinic", on_delete=models.PROTECT, related_name="record_entries"
+    )
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        related_name="authored_record_entries",
+    )
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = _("record entry")
+        verbose_name_plural = _("record entries")
+        indexes = [models.Index(fields=["patient", "clinic", "category", "created_at"])]
+
+    def __str__(self):
+        return f"{self.get_category_display()} {self.pk}"

@@ -1,15 +1,34 @@
-"""The vault's operations: patient sign-up with the encrypted profile."""
+"""The vault's operations: sign-up with the encrypted profile, the medical record, key rotation
+and erasure.
+
+Every read of medical data asks `consent.policy` first and is audited, allowed or denied.
+"""
 
 import datetime
+from collections.abc import Callable
+from dataclasses import dataclass
 
+from django.apps import apps
 from django.db import transaction
+from django.db.models import Case, Q, Value, When
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
-from accounts.models import Role, User
+from accounts.models import ApiToken, Clinic, Membership, Role, User
 from accounts.services import ClientInfo, IssuedToken, token_issue, user_create
-from audit.models import AuditAction
+from audit.models import AuditAction, Outcome
 from audit.signals import send_event
-from vault.keys import data_key_create
-from vault.models import PatientProfile
+from consent import policy
+from patterm.errors import Forbidden, NotFound
+from vault import keys
+from vault.fields import EncryptedTextField
+from vault.models import PatientKey, PatientProfile, RecordEntry
+
+MESSAGE_NOT_A_PATIENT = _("Only patients have a record here.")
+MESSAGE_NOT_YOUR_CLINIC = _("You can only write entries for a clinic where you practise.")
+
+
+# --- Sign-up and profile --------------------------------------------------------------------
 
 
 @transaction.atomic
@@ -28,7 +47,7 @@ def patient_register(
     patient only by pseudonym.
     """
     user = user_create(email=email, password=password, role=Role.PATIENT)
-    data_key_create(patient_id=user.pk)
+    keys.data_key_create(patient_id=user.pk)
     PatientProfile.objects.create(
         patient=user, first_name=first_name, last_name=last_name, date_of_birth=date_of_birth
     )
@@ -45,3 +64,281 @@ def patient_register(
 
 def patient_profile_get(*, patient: User) -> PatientProfile | None:
     return PatientProfile.objects.filter(patient=patient).first()
+
+
+# --- The medical record ---------------------------------------------------------------------
+
+
+@transaction.atomic
+def record_entry_create(
+    *, actor: User, patient: User, clinic: Clinic, category: str, title: str, body: str
+) -> RecordEntry:
+    """A practitioner writes an entry for a patient, authored by one of their clinics."""
+    if not Membership.objects.filter(user=actor, clinic=clinic, role=Role.PRACTITIONER).exists():
+        raise Forbidden(MESSAGE_NOT_YOUR_CLINIC, "not_your_clinic")
+    if patient.role != Role.PATIENT or not patient.is_active:
+        raise NotFound()
+    entry = RecordEntry.objects.create(
+        patient=patient, clinic=clinic, author=actor, category=category, title=title, body=body
+    )
+    send_event(
+        action=AuditAction.RECORD_WRITE,
+        actor=actor,
+        object_type="record_entry",
+        object_id=entry.pk,
+        subject_id=patient.pk,
+        clinic_id=clinic.pk,
+        purpose=policy.Purpose.TREATMENT,
+        details={"category": category},
+    )
+    return entry
+
+
+@dataclass(frozen=True)
+class RecordRead:
+    """The entries `actor` may see, each with `.basis` set, and how many stayed hidden."""
+
+    entries: list[RecordEntry]
+    hidden_count: int
+
+
+@transaction.atomic
+def record_read(
+    *, actor: User, patient: User, purpose: str = policy.Purpose.TREATMENT
+) -> RecordRead:
+    """Read a patient's record as `actor` sees it, decided by `consent.policy` and audited.
+
+    One query for the visible entries (each annotated with its legal basis), one count of the
+    rest, and one audit row: `success` with the bases used, or `denied` when nothing may be
+    read. Decryption happens when a title or body is first read.
+    """
+    grants = policy.grants(actor=actor, patient=patient, purpose=purpose)
+    own_entries = RecordEntry.objects.filter(patient=patient)
+    entries: list[RecordEntry] = []
+    if grants:
+        entries = list(
+            own_entries.filter(_any_of(grants))
+            .annotate(basis=_first_basis(grants))
+            .select_related("clinic", "author")
+            .order_by("-created_at", "pk")
+        )
+    hidden_count = own_entries.count() - len(entries)
+    send_event(
+        action=AuditAction.RECORD_READ,
+        actor=actor,
+        outcome=Outcome.SUCCESS if grants else Outcome.DENIED,
+        object_type="patient_record",
+        subject_id=patient.pk,
+        purpose=purpose,
+        details={
+            "bases": sorted({grant.basis for grant in grants}),
+            "entries": len(entries),
+            "hidden": hidden_count,
+        },
+    )
+    return RecordRead(entries=entries, hidden_count=hidden_count)
+
+
+def _any_of(grants: list[policy.Grant]) -> Q:
+    condition = grants[0].as_q()
+    for grant in grants[1:]:
+        condition |= grant.as_q()
+    return condition
+
+
+def _first_basis(grants: list[policy.Grant]):
+    """The basis of the first grant covering each row, as one SQL expression."""
+    whens = []
+    for grant in grants:
+        condition = grant.as_q()
+        if not condition:  # covers every row: the remaining grants can never apply
+            return Case(*whens, default=Value(grant.basis)) if whens else Value(grant.basis)
+        whens.append(When(condition, then=Value(grant.basis)))
+    return Case(*whens)
+
+
+def own_record_read(*, patient: User) -> tuple[PatientProfile | None, RecordRead]:
+    """A patient reading their own record (GET /api/patient/record)."""
+    if patient.role != Role.PATIENT:
+        raise Forbidden(MESSAGE_NOT_A_PATIENT, "not_a_patient")
+    return patient_profile_get(patient=patient), record_read(actor=patient, patient=patient)
+
+
+# --- Erasure (crypto-shredding) -------------------------------------------------------------
+
+
+ERASED_EMAIL_DOMAIN = "erased.invalid"
+
+
+def patient_is_erased(patient: User) -> bool:
+    return patient.email.endswith(f"@{ERASED_EMAIL_DOMAIN}")
+
+
+@transaction.atomic
+def patient_erase(*, patient: User, actor: User | None = None) -> bool:
+    """Destroy the patient's data key: every value encrypted with it is gone at once.
+
+    The account is anonymised and closed, its tokens revoked; rows stay in place (their
+    ciphertexts read as ERASED) so the audit chain and other records keep their references.
+    Returns False, changing nothing, when the patient was erased before.
+    """
+    if patient.role != Role.PATIENT:
+        raise NotFound()
+    if patient_is_erased(patient):
+        return False
+    now = timezone.now()
+    destroyed = PatientKey.objects.filter(patient=patient, destroyed_at=None).update(
+        wrapped_key=None, destroyed_at=now
+    )
+    keys.forget_cached_keys()
+    ApiToken.objects.filter(user=patient, revoked_at=None).update(revoked_at=now)
+    patient.email = f"erased-{patient.pk}@{ERASED_EMAIL_DOMAIN}"
+    patient.first_name = patient.last_name = ""
+    patient.is_active = False
+    patient.set_unusable_password()
+    patient.save()
+    send_event(
+        action=AuditAction.ERASURE_COMPLETE,
+        actor=actor,
+        object_type="user",
+        object_id=patient.pk,
+        subject_id=patient.pk,
+        details={"keys_destroyed": destroyed},
+    )
+    return True
+
+
+# --- Key rotation ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MasterKeyRotation:
+    target_version: int
+    pending: int
+    rewrapped: int = 0
+
+
+def master_key_rotation_pending(*, target_version: int | None = None):
+    target = keys.master_key_ring().active_version if target_version is None else target_version
+    return PatientKey.objects.filter(destroyed_at=None).exclude(master_key_version=target)
+
+
+def master_key_rotate(
+    *,
+    batch_size: int = 500,
+    dry_run: bool = False,
+    on_batch: Callable[[int], None] | None = None,
+    actor: User | None = None,
+) -> MasterKeyRotation:
+    """Re-wrap every live data key under the active (newest) master key.
+
+    Works in batches, each its own transaction and audit row, so a killed run loses at most one
+    batch of work: a rerun picks up what is still on an older version, and a run with nothing
+    left changes nothing (not even the audit log). Values are not re-encrypted: only the data
+    keys' wrapping changes.
+    """
+    target = keys.master_key_ring().active_version
+    pending = master_key_rotation_pending(target_version=target)
+    total = pending.count()
+    if dry_run or total == 0:
+        return MasterKeyRotation(target_version=target, pending=total)
+    send_event(
+        action=AuditAction.KEY_ROTATION_START,
+        actor=actor,
+        details={"target_version": target, "pending": total},
+    )
+    rewrapped = 0
+    while True:
+        with transaction.atomic():
+            batch = list(pending.select_for_update().order_by("pk")[:batch_size])
+            if not batch:
+                break
+            for patient_key in batch:
+                plain = keys.unwrap(patient_key)
+                patient_key.master_key_version, patient_key.wrapped_key = keys.wrap(
+                    patient_id=patient_key.patient_id, key=plain, version=target
+                )
+            PatientKey.objects.bulk_update(batch, ["master_key_version", "wrapped_key"])
+            send_event(
+                action=AuditAction.KEY_ROTATION_BATCH,
+                actor=actor,
+                details={
+                    "target_version": target,
+                    "count": len(batch),
+                    "first_key": batch[0].pk,
+                    "last_key": batch[-1].pk,
+                },
+            )
+        rewrapped += len(batch)
+        if on_batch:
+            on_batch(len(batch))
+    send_event(
+        action=AuditAction.KEY_ROTATION_FINISH,
+        actor=actor,
+        details={"target_version": target, "rewrapped": rewrapped},
+    )
+    return MasterKeyRotation(target_version=target, pending=total, rewrapped=rewrapped)
+
+
+class MasterKeyInUse(Exception):
+    pass
+
+
+@transaction.atomic
+def master_key_retire(*, version: int, actor: User | None = None) -> None:
+    """Confirm that no live data key needs `version` any more, so it may leave the setting.
+
+    Refuses while it is the active version or wraps any live data key.
+    """
+    if version == keys.master_key_ring().active_version:
+        raise MasterKeyInUse(
+            f"version {version} is the active master key: add a newer key first and rotate"
+        )
+    still_used = PatientKey.objects.filter(destroyed_at=None, master_key_version=version).count()
+    if still_used:
+        raise MasterKeyInUse(
+            f"{still_used} data keys are still wrapped under version {version}: "
+            "run rotate_master_key first"
+        )
+    send_event(action=AuditAction.KEY_MASTER_RETIRE, actor=actor, details={"version": version})
+
+
+def _encrypted_models():
+    """(model, patient field, encrypted fields) for every model holding encrypted values."""
+    for model in apps.get_models():
+        fields = [f for f in model._meta.concrete_fields if isinstance(f, EncryptedTextField)]
+        if fields:
+            yield model, fields[0].patient_field, fields
+
+
+@transaction.atomic
+def patient_key_rotate(*, patient: User, actor: User | None = None) -> int:
+    """Re-encrypt every value of one patient under a fresh data key; returns rows rewritten.
+
+    Use after a suspected leak of one patient's key. The old key is destroyed in the same
+    transaction, so no value is left under it.
+    """
+    old_key = PatientKey.objects.select_for_update().filter(patient=patient, destroyed_at=None)
+    old = old_key.first()
+    if old is None:
+        raise NotFound()
+    rows = []
+    for model, patient_field, fields in _encrypted_models():
+        for instance in model._default_manager.filter(**{patient_field: patient}):
+            plaintexts = {field.attname: getattr(instance, field.attname) for field in fields}
+            rows.append((instance, plaintexts))
+    PatientKey.objects.filter(pk=old.pk).update(wrapped_key=None, destroyed_at=timezone.now())
+    new_key = keys.data_key_create(patient_id=patient.pk)
+    for instance, plaintexts in rows:
+        for attname, value in plaintexts.items():
+            setattr(instance, attname, value)
+        instance.save(update_fields=list(plaintexts))
+    send_event(
+        action=AuditAction.KEY_PATIENT_ROTATE,
+        actor=actor,
+        object_type="patient_key",
+        object_id=new_key.pk,
+        subject_id=patient.pk,
+        details={"rows": len(rows), "old_key": old.pk},
+    )
+    return len(rows)

@@ -10,7 +10,8 @@ from django.utils import timezone
 
 from accounts.models import User
 from vault import keys
-from vault.crypto import DecryptionError
+from vault.crypto import DecryptionError, KeyDestroyed
+from vault.fields import ERASED
 from vault.models import PatientKey, PatientProfile
 
 
@@ -156,14 +157,14 @@ def test_a_wrapped_key_is_bound_to_its_patient_and_master_version(settings, make
 
 
 @pytest.mark.django_db
-def test_a_destroyed_data_key_opens_nothing_and_encrypts_nothing(make_patient):
+def test_a_destroyed_data_key_reads_as_erased_and_encrypts_nothing(make_patient):
     patient = make_patient()
     PatientKey.objects.filter(patient=patient.user).update(
         wrapped_key=None, destroyed_at=timezone.now()
     )
     profile = PatientProfile.objects.get(pk=patient.user.pk)
-    with pytest.raises(DecryptionError, match="destroyed"):
-        profile.first_name  # noqa: B018
+    assert profile.first_name is ERASED
+    assert profile.date_of_birth is ERASED
     profile.last_name = "Neu"
-    with pytest.raises(DecryptionError, match="has no data key"):
+    with pytest.raises(KeyDestroyed, match="destroyed"):
         profile.save()

@@ -1,0 +1,40 @@
+import datetime
+import uuid
+
+from ninja import Schema
+
+
+class ClinicRef(Schema):
+    id: int
+    name: str
+
+
+class AuthorRef(Schema):
+    id: int
+    name: str
+
+
+class RecordEntryOut(Schema):
+    id: uuid.UUID
+    category: str
+    title: str
+    body: str
+    clinic: ClinicRef
+    author: AuthorRef
+    created_at: datetime.datetime
+    basis: str
+
+
+class ProfileOut(Schema):
+    id: int
+    email: str
+    first_name: str
+    last_name: str
+    date_of_birth: datetime.date | str  # the string only for "[erased]"
+
+
+class PatientRecordOut(Schema):
+    profile: ProfileOut
+    appointments: list[dict] = []
+    entries: list[RecordEntryOut]
+    hidden_count: int
