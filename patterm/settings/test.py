@@ -1,7 +1,7 @@
 """Settings for the test suite (pytest-django)."""
 
 from .base import *  # noqa: F403
-from .base import DATABASES, VAR_DIR
+from .base import DATABASES, VAR_DIR, env
 
 # Fast hashing keeps the suite quick; tests of hashing itself override PASSWORD_HASHERS with
 # the production list (accounts/tests/test_passwords.py), as cookiecutter-django does.
@@ -9,7 +9,13 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 
+# Two suites running at once (two terminals, CI beside a developer) must not share a test
+# database: PATTERM_TEST_DB_SUFFIX gives each its own.
+_suffix = env.str("PATTERM_TEST_DB_SUFFIX", default="")
+
 # SQLite tests use a real file, never the in-memory database: concurrency tests need separate
 # connections that lock the way production does.
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-patterm.sqlite3")}
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-patterm{_suffix}.sqlite3")}
+else:
+    DATABASES["default"]["TEST"] = {"NAME": f"test_{DATABASES['default']['NAME']}{_suffix}"}
