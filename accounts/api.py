@@ -1,12 +1,11 @@
-"""The accounts part of the JSON API: sign-up, login, logout, the current user, clinics."""
+"""The accounts part of the JSON API: sign-up, login, logout, the current user."""
 
 from django.http import HttpRequest
 from ninja import Router, Status
-from ninja.pagination import LimitOffsetPagination, paginate
 
 from accounts import services
-from accounts.models import Clinic, Role, User
-from accounts.schemas import ClinicOut, LoginIn, RegisterIn, TokenOut, UserOut
+from accounts.models import Role, User
+from accounts.schemas import LoginIn, RegisterIn, TokenOut, UserOut
 from vault.services import patient_profile_get, patient_register
 
 router = Router(tags=["accounts"])
@@ -63,9 +62,3 @@ def logout(request):
 @router.get("/me", response=UserOut)
 def me(request):
     return user_out(request.user)
-
-
-@router.get("/clinics", response=list[ClinicOut], auth=None)
-@paginate(LimitOffsetPagination)
-def clinics(request):
-    return Clinic.objects.order_by("name", "pk")

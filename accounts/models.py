@@ -85,6 +85,11 @@ class Clinic(models.Model):
     slug = models.SlugField(_("slug"), max_length=80, unique=True)
     city = models.CharField(_("city"), max_length=100, db_index=True)
     address = models.CharField(_("address"), max_length=300)
+    cancellation_cutoff_hours = models.PositiveSmallIntegerField(
+        _("cancellation cut-off (hours)"),
+        default=24,
+        help_text=_("Patients can cancel online until this many hours before the appointment."),
+    )
 
     class Meta:
         ordering = ["name"]

@@ -87,15 +87,9 @@ class TokenOut(Schema):
     user: UserOut
 
 
-class SpecialtyOut(Schema):
-    slug: str
-    name: str
-
-
 class ClinicOut(Schema):
     id: int
     name: str
     slug: str
     city: str
     address: str
-    specialties: list[SpecialtyOut] = []

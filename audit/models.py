@@ -18,6 +18,10 @@ class AuditAction(models.TextChoices):
     KEY_MASTER_RETIRE = "key.master_retire", _("Master key retired")
     KEY_PATIENT_ROTATE = "key.patient_rotate", _("Patient data key rotated")
     ERASURE_COMPLETE = "erasure.complete", _("Erasure completed")
+    APPOINTMENT_BOOK = "appointment.book", _("Appointment booked")
+    APPOINTMENT_CANCEL = "appointment.cancel", _("Appointment cancelled")
+    SCHEDULE_READ = "appointment.schedule_read", _("Booking snapshot read by staff")
+    SLOTS_CREATE = "slot.create", _("Slots created")
 
 
 class Outcome(models.TextChoices):

@@ -1,1 +1,227 @@
-# Specialties, schedules, slots and appointments arrive with the [booking] issue.
+import re
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q
+from django.utils import timezone, translation
+from django.utils.translation import gettext_lazy as _
+
+from vault.fields import EncryptedDateField, EncryptedTextField
+
+SLOT_PUBLIC_ID = re.compile(r"^slot-(\d{1,18})$")
+
+
+class Specialty(models.Model):
+    slug = models.SlugField(_("slug"), max_length=60, unique=True)
+    name_de = models.CharField(_("name (German)"), max_length=100)
+    name_en = models.CharField(_("name (English)"), max_length=100)
+
+    class Meta:
+        ordering = ["slug"]
+        verbose_name = _("specialty")
+        verbose_name_plural = _("specialties")
+
+    def __str__(self):
+        return self.name
+
+    @property
+    def name(self) -> str:
+        """The name in the language of the current request."""
+        return self.name_de if translation.get_language() == "de" else self.name_en
+
+
+class PractitionerSpecialty(models.Model):
+    """What a practitioner offers at one clinic (their membership there)."""
+
+    membership = models.ForeignKey(
+        "accounts.Membership", on_delete=models.CASCADE, related_name="specialties"
+    )
+    specialty = models.ForeignKey(Specialty, on_delete=models.PROTECT, related_name="+")
+
+    class Meta:
+        verbose_name = _("practitioner specialty")
+        verbose_name_plural = _("practitioner specialties")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["membership", "specialty"], name="practitioner_specialty_once"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.membership} - {self.specialty}"
+
+
+class Weekday(models.IntegerChoices):
+    MONDAY = 0, _("Monday")
+    TUESDAY = 1, _("Tuesday")
+    WEDNESDAY = 2, _("Wednesday")
+    THURSDAY = 3, _("Thursday")
+    FRIDAY = 4, _("Friday")
+    SATURDAY = 5, _("Saturday")
+    SUNDAY = 6, _("Sunday")
+
+
+class OpeningHours(models.Model):
+    """A practitioner's weekly consulting hours at a clinic, cut into slots of equal length."""
+
+    membership = models.ForeignKey(
+        "accounts.Membership", on_delete=models.CASCADE, related_name="opening_hours"
+    )
+    weekday = models.PositiveSmallIntegerField(_("weekday"), choices=Weekday.choices)
+    start_time = models.TimeField(_("from"))
+    end_time = models.TimeField(_("until"))
+    slot_minutes = models.PositiveSmallIntegerField(_("slot length (minutes)"), default=20)
+    specialty = models.ForeignKey(Specialty, on_delete=models.PROTECT, related_name="+")
+
+    class Meta:
+        ordering = ["membership", "weekday", "start_time"]
+        verbose_name = _("opening hours")
+        verbose_name_plural = _("opening hours")
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(start_time__lt=F("end_time")), name="opening_hours_start_before_end"
+            ),
+            models.CheckConstraint(
+                condition=Q(slot_minutes__gte=5, slot_minutes__lte=240),
+                name="opening_hours_slot_length_5_to_240",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.membership} {self.get_weekday_display()} {self.start_time}-{self.end_time}"
+
+
+class Absence(models.Model):
+    """A time a practitioner does not see patients (holiday, training): no slots are made."""
+
+    membership = models.ForeignKey(
+        "accounts.Membership", on_delete=models.CASCADE, related_name="absences"
+    )
+    starts_at = models.DateTimeField(_("from"))
+    ends_at = models.DateTimeField(_("until"))
+
+    class Meta:
+        ordering = ["starts_at"]
+        verbose_name = _("absence")
+        verbose_name_plural = _("absences")
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(starts_at__lt=F("ends_at")), name="absence_start_before_end"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.membership} absent {self.starts_at:%Y-%m-%d}-{self.ends_at:%Y-%m-%d}"
+
+
+class Slot(models.Model):
+    """A bookable time of one practitioner at one clinic. `slot-NNN` is its public id.
+
+    `is_booked` is claimed by one conditional UPDATE (only a free slot changes) and backed by
+    the partial unique index on Appointment; a practitioner's slots never overlap (a database
+    constraint, booking/migrations/0002).
+    """
+
+    clinic = models.ForeignKey("accounts.Clinic", on_delete=models.PROTECT, related_name="slots")
+    practitioner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="slots"
+    )
+    specialty = models.ForeignKey(Specialty, on_delete=models.PROTECT, related_name="slots")
+    starts_at = models.DateTimeField(_("starts"))
+    ends_at = models.DateTimeField(_("ends"))
+    is_booked = models.BooleanField(_("booked"), default=False)
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
+
+    class Meta:
+        ordering = ["starts_at", "pk"]
+        verbose_name = _("slot")
+        verbose_name_plural = _("slots")
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(starts_at__lt=F("ends_at")), name="slot_start_before_end"
+            ),
+        ]
+        indexes = [
+            # The search: free slots from a time on, optionally of one specialty or clinic.
+            models.Index(
+                fields=["starts_at"], condition=Q(is_booked=False), name="slot_free_by_start"
+            ),
+            models.Index(
+                fields=["specialty", "starts_at"],
+                condition=Q(is_booked=False),
+                name="slot_free_by_specialty",
+            ),
+            models.Index(
+                fields=["clinic", "starts_at"],
+                condition=Q(is_booked=False),
+                name="slot_free_by_clinic",
+            ),
+            models.Index(fields=["practitioner", "starts_at"], name="slot_by_practitioner"),
+        ]
+
+    def __str__(self):
+        return self.public_id
+
+    @property
+    def public_id(self) -> str:
+        return f"slot-{self.pk:03d}"
+
+    @staticmethod
+    def pk_from_public_id(public_id: str) -> int | None:
+        match = SLOT_PUBLIC_ID.match(public_id)
+        return int(match.group(1)) if match else None
+
+
+class AppointmentStatus(models.TextChoices):
+    BOOKED = "booked", _("Booked")
+    CANCELLED = "cancelled", _("Cancelled")
+    COMPLETED = "completed", _("Completed")
+
+
+class Appointment(models.Model):
+    """A patient's booking of a slot, with the encrypted snapshot the clinic needs.
+
+    At most one booked appointment per slot: a partial unique index, on both databases.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    slot = models.ForeignKey(Slot, on_delete=models.PROTECT, related_name="appointments")
+    patient = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="appointments"
+    )
+    status = models.CharField(
+        _("status"),
+        max_length=16,
+        choices=AppointmentStatus.choices,
+        default=AppointmentStatus.BOOKED,
+    )
+    # Copied from the slot so that a patient's overlapping bookings can be found by time.
+    starts_at = models.DateTimeField(_("starts"))
+    ends_at = models.DateTimeField(_("ends"))
+    booked_at = models.DateTimeField(_("booked"), default=timezone.now)
+    cancelled_at = models.DateTimeField(_("cancelled"), null=True, blank=True)
+    # The booking snapshot: what the clinic needs, encrypted with the patient's data key.
+    patient_first_name = EncryptedTextField(_("first name"), patient_field="patient")
+    patient_last_name = EncryptedTextField(_("last name"), patient_field="patient")
+    patient_date_of_birth = EncryptedDateField(_("date of birth"), patient_field="patient")
+    reason = EncryptedTextField(_("reason for the visit"), patient_field="patient", blank=True)
+
+    class Meta:
+        ordering = ["starts_at"]
+        verbose_name = _("appointment")
+        verbose_name_plural = _("appointments")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["slot"],
+                condition=Q(status=AppointmentStatus.BOOKED),
+                name="appointment_one_booked_per_slot",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["patient", "status", "starts_at"]),
+            models.Index(fields=["status", "starts_at"]),
+        ]
+
+    def __str__(self):
+        return f"appointment {self.pk} ({self.status})"

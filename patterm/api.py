@@ -11,6 +11,7 @@ from ninja.parser import Parser
 
 from accounts.api import router as accounts_router
 from accounts.auth import BearerTokenAuth
+from booking.api import router as booking_router
 from patterm.errors import STATUS_CODES, DomainError
 from vault.api import router as vault_router
 from vault.crypto import DecryptionError
@@ -127,6 +128,7 @@ def _unexpected(request, exc: Exception):
 
 api.add_router("", accounts_router)
 api.add_router("", vault_router)
+api.add_router("", booking_router)
 
 
 class HealthOut(Schema):

@@ -5,12 +5,15 @@ audit events, no password reset). The README lists these accounts.
 """
 
 import datetime
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django.db import transaction
+from django.utils import timezone
 
 from accounts.models import Clinic, Membership, Role, User
 from accounts.services import ClientInfo, user_create
+from booking.models import OpeningHours, PractitionerSpecialty, Specialty
+from booking.services import slots_generate
 from vault.models import RecordCategory, RecordEntry
 from vault.services import patient_register, record_entry_create
 
@@ -36,6 +39,15 @@ CLINICS = [
 ]
 
 
+SPECIALTIES = [
+    ("allgemeinmedizin", "Allgemeinmedizin", "General practice"),
+    ("kinderheilkunde", "Kinder- und Jugendmedizin", "Paediatrics"),
+    ("kardiologie", "Kardiologie", "Cardiology"),
+    ("dermatologie", "Dermatologie", "Dermatology"),
+    ("orthopaedie", "Orthopädie", "Orthopaedics"),
+]
+
+
 @dataclass(frozen=True)
 class DemoAccount:
     role: str
@@ -44,6 +56,8 @@ class DemoAccount:
     first_name: str
     last_name: str
     clinic_slug: str | None = None
+    # Practitioners: (specialty, weekdays, from hour, until hour)
+    hours: list[tuple[str, tuple[int, ...], int, int]] = field(default_factory=list)
 
 
 DEMO_PASSWORD_NOTE = "Demo passwords are public: never use them outside development."  # noqa: S105
@@ -57,6 +71,7 @@ ACCOUNTS = [
         "Anna",
         "Berger",
         "praxis-prenzlauer-berg",
+        hours=[("allgemeinmedizin", (0, 1, 3), 8, 12), ("kardiologie", (2,), 14, 17)],
     ),
     DemoAccount(
         Role.CLINIC_ADMIN,
@@ -82,6 +97,39 @@ RECORD_ENTRIES = [
     (RecordCategory.ALLERGY, "Penicillin", "Exanthem 2019 nach Amoxicillin."),
 ]
 
+# More practitioners, so that every city has slots. They sign in like the others.
+PRACTITIONERS = [
+    DemoAccount(
+        Role.PRACTITIONER,
+        "dermatologe@demo.patterm.de",
+        "Haut-Sprechstunde-2026",
+        "Deniz",
+        "Aydın",  # noqa: RUF001  (a Turkish name, spelled right)
+        "praxis-prenzlauer-berg",
+        hours=[("dermatologie", (1, 4), 9, 13)],
+    ),
+    DemoAccount(
+        Role.PRACTITIONER,
+        "hausarzt@demo.patterm.de",
+        "Schwabing-Sprechstunde-2026",
+        "Lukas",
+        "Huber",
+        "hausarztpraxis-schwabing",
+        hours=[("allgemeinmedizin", (0, 1, 2, 3, 4), 8, 11), ("orthopaedie", (3,), 14, 17)],
+    ),
+    DemoAccount(
+        Role.PRACTITIONER,
+        "kinderaerztin@demo.patterm.de",
+        "Eppendorf-Sprechstunde-2026",
+        "Sophie",
+        "Hansen",
+        "kinderarztpraxis-eppendorf",
+        hours=[("kinderheilkunde", (0, 2, 4), 9, 12)],
+    ),
+]
+
+SLOT_HORIZON_DAYS = 28
+
 SUPERUSER = DemoAccount(
     Role.CLINIC_ADMIN, "ops@demo.patterm.de", "Betrieb-Demo-2026", "Olaf", "Ops"
 )
@@ -90,25 +138,55 @@ SUPERUSER = DemoAccount(
 @transaction.atomic
 def seed_demo() -> dict[str, int]:
     """Create what is missing; return how many of each kind were created."""
-    created = {"clinics": 0, "accounts": 0, "memberships": 0, "record entries": 0}
+    created = {"clinics": 0, "accounts": 0, "memberships": 0, "record entries": 0, "slots": 0}
     clinics = {}
     for fields in CLINICS:
         clinics[fields["slug"]], was_created = Clinic.objects.get_or_create(
             slug=fields["slug"], defaults=fields
         )
         created["clinics"] += was_created
-    for account in [*ACCOUNTS, SUPERUSER]:
+    specialties = {}
+    for slug, name_de, name_en in SPECIALTIES:
+        specialties[slug], _ = Specialty.objects.get_or_create(
+            slug=slug, defaults={"name_de": name_de, "name_en": name_en}
+        )
+    for account in [*ACCOUNTS, *PRACTITIONERS, SUPERUSER]:
         user = User.objects.filter(email=account.email).first()
         if user is None:
             user = _create_account(account)
             created["accounts"] += 1
         if account.clinic_slug:
-            _, was_created = Membership.objects.get_or_create(
+            membership, was_created = Membership.objects.get_or_create(
                 user=user, clinic=clinics[account.clinic_slug], defaults={"role": account.role}
             )
             created["memberships"] += was_created
+            _seed_hours(membership, account, specialties)
     created["record entries"] = _seed_record(clinics["praxis-prenzlauer-berg"])
+    created["slots"] = slots_generate(days=SLOT_HORIZON_DAYS, start=_tomorrow())
     return created
+
+
+def _tomorrow() -> datetime.date:
+    """Slots begin tomorrow, so that a fresh database's first slot, slot-001, is bookable."""
+    return timezone.localdate() + datetime.timedelta(days=1)
+
+
+def _seed_hours(membership: Membership, account: DemoAccount, specialties: dict) -> None:
+    for slug, weekdays, from_hour, until_hour in account.hours:
+        PractitionerSpecialty.objects.get_or_create(
+            membership=membership, specialty=specialties[slug]
+        )
+        for weekday in weekdays:
+            OpeningHours.objects.get_or_create(
+                membership=membership,
+                weekday=weekday,
+                start_time=datetime.time(from_hour),
+                defaults={
+                    "end_time": datetime.time(until_hour),
+                    "slot_minutes": 20,
+                    "specialty": specialties[slug],
+                },
+            )
 
 
 def _seed_record(clinic: Clinic) -> int:

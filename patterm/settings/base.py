@@ -162,6 +162,12 @@ NINJA_PAGINATION_MAX_LIMIT = 200
 # Django refuses bodies above this before any parsing (the API's largest body is small).
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=2_621_440)
 
+# --- Booking --------------------------------------------------------------------------------
+PATTERM_SLOT_SERIES_MAX_DAYS = 366  # one POST /api/medical/slots creates at most a year of slots
+
+# --- Links in e-mails ----------------------------------------------------------------------
+PATTERM_PUBLIC_URL = env.str("PATTERM_PUBLIC_URL", default="http://127.0.0.1:8000")
+
 # --- E-mail ---------------------------------------------------------------------------------
 EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://")
 vars().update(EMAIL_CONFIG)

@@ -1,0 +1,244 @@
+"""The booking part of the JSON API: reference data, search, appointments, staff schedule."""
+
+import datetime
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
+from django.db.models import Prefetch
+from django.http import HttpResponse
+from ninja import Query, Router, Status
+from ninja.pagination import LimitOffsetPagination, paginate
+
+from accounts.models import Clinic, Membership, Role
+from booking import services
+from booking.calendar import appointment_ics
+from booking.models import Appointment, PractitionerSpecialty, Slot, Specialty
+from booking.schemas import (
+    AppointmentFilters,
+    AppointmentOut,
+    BookIn,
+    ClinicWithSpecialtiesOut,
+    ScheduleFilters,
+    SlotFilters,
+    SlotOut,
+    SlotsIn,
+    SpecialtyOut,
+)
+from patterm.errors import Forbidden, InvalidInput, NotFound
+
+router = Router(tags=["booking"])
+
+
+def _person_name(user) -> str:
+    return f"{user.first_name} {user.last_name}".strip()
+
+
+def slot_out(slot: Slot) -> dict:
+    return {
+        "id": slot.public_id,
+        "starts_at": slot.starts_at,
+        "ends_at": slot.ends_at,
+        "clinic": slot.clinic,
+        "practitioner": {"id": slot.practitioner_id, "name": _person_name(slot.practitioner)},
+        "specialty": slot.specialty,
+    }
+
+
+def appointment_out(appointment: Appointment, *, viewer) -> dict:
+    """Reason for the owner and the clinic's staff; the booking snapshot for staff only."""
+    is_owner = appointment.patient_id == viewer.pk
+    is_staff = not is_owner and services.is_clinic_staff(viewer, appointment.slot.clinic_id)
+    body = {
+        "id": appointment.pk,
+        "status": appointment.status,
+        "slot": slot_out(appointment.slot),
+        "booked_at": appointment.booked_at,
+        "cancelled_at": appointment.cancelled_at,
+    }
+    if is_owner or is_staff:
+        body["reason"] = appointment.reason
+    if is_staff:
+        body["patient"] = {
+            "id": appointment.patient_id,
+            "first_name": appointment.patient_first_name,
+            "last_name": appointment.patient_last_name,
+            "date_of_birth": appointment.patient_date_of_birth,
+        }
+    return body
+
+
+# --- Reference data -------------------------------------------------------------------------
+
+
+@router.get("/specialties", response=list[SpecialtyOut], auth=None)
+@paginate(LimitOffsetPagination)
+def specialties(request):
+    return Specialty.objects.order_by("slug")
+
+
+@router.get("/clinics", response=list[ClinicWithSpecialtiesOut], auth=None)
+@paginate(LimitOffsetPagination)
+def clinics(request):
+    """Clinics with the specialties their practitioners offer."""
+    offered = PractitionerSpecialty.objects.select_related("specialty").order_by("specialty__slug")
+    return Clinic.objects.order_by("name", "pk").prefetch_related(
+        Prefetch(
+            "memberships",
+            queryset=Membership.objects.filter(role=Role.PRACTITIONER).prefetch_related(
+                Prefetch("specialties", queryset=offered)
+            ),
+        )
+    )
+
+
+# --- Search ---------------------------------------------------------------------------------
+
+
+@router.get("/slots", response=list[SlotOut], auth=None)
+@paginate(LimitOffsetPagination)
+def slots(request, filters: Query[SlotFilters]):
+    """Free future slots, ordered by start; `date_from`/`date_to` are local days, inclusive."""
+    return _SlotPage(services.free_slots(**filters.dict()))
+
+
+class _SlotPage:
+    """A queryset that the paginator slices and counts, rendered as Slot shapes."""
+
+    def __init__(self, queryset):
+        self.queryset = queryset
+
+    def count(self):
+        return self.queryset.count()
+
+    def __getitem__(self, page):
+        return [slot_out(slot) for slot in self.queryset[page]]
+
+    def __len__(self):
+        return self.count()
+
+
+# --- Appointments ---------------------------------------------------------------------------
+
+
+@router.post("/appointments", response={201: AppointmentOut}, exclude_unset=True)
+def book(request, payload: BookIn):
+    """Book a free slot. A slot someone else got first: `409 slot_taken`."""
+    appointment = services.appointment_book(
+        patient=request.user, slot_id=payload.slot_id, reason=payload.reason
+    )
+    return Status(201, appointment_out(appointment, viewer=request.user))
+
+
+@router.get("/appointments", response=list[AppointmentOut], exclude_unset=True)
+@paginate(LimitOffsetPagination)
+def appointments(request, filters: Query[AppointmentFilters]):
+    """Patients: their own appointments. Practitioners and clinic admins: their clinics'."""
+    zone = ZoneInfo(settings.TIME_ZONE)
+    listed = services.appointments_visible_to(request.user).order_by("starts_at", "pk")
+    if filters.status:
+        listed = listed.filter(status=filters.status)
+    if filters.date_from:
+        listed = listed.filter(
+            starts_at__gte=datetime.datetime.combine(filters.date_from, datetime.time(), zone)
+        )
+    if filters.date_to:
+        end = datetime.datetime.combine(
+            filters.date_to + datetime.timedelta(days=1), datetime.time(), zone
+        )
+        listed = listed.filter(starts_at__lt=end)
+    return _AppointmentPage(listed, viewer=request.user)
+
+
+class _AppointmentPage(_SlotPage):
+    def __init__(self, queryset, *, viewer):
+        super().__init__(queryset)
+        self.viewer = viewer
+
+    def __getitem__(self, page):
+        return [appointment_out(a, viewer=self.viewer) for a in self.queryset[page]]
+
+
+@router.get("/appointments/{uuid:appointment_id}", response=AppointmentOut, exclude_unset=True)
+def appointment(request, appointment_id):
+    found = services.appointment_get(user=request.user, appointment_id=appointment_id)
+    return appointment_out(found, viewer=request.user)
+
+
+@router.post(
+    "/appointments/{uuid:appointment_id}/cancel", response=AppointmentOut, exclude_unset=True
+)
+def cancel(request, appointment_id):
+    """Cancel: the patient until the clinic's cut-off, the clinic's staff any time."""
+    cancelled = services.appointment_cancel(actor=request.user, appointment_id=appointment_id)
+    return appointment_out(cancelled, viewer=request.user)
+
+
+@router.get("/appointments/{uuid:appointment_id}/ics")
+def ics(request, appointment_id):
+    """The appointment as an iCalendar file, for the patient's calendar."""
+    found = services.appointment_get(user=request.user, appointment_id=appointment_id)
+    if found.patient_id != request.user.pk:
+        raise NotFound()
+    response = HttpResponse(appointment_ics(found), content_type="text/calendar; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="termin-{found.pk}.ics"'
+    return response
+
+
+# --- Staff ----------------------------------------------------------------------------------
+
+
+@router.get("/medical/schedule", response=list[AppointmentOut], exclude_unset=True)
+def schedule(request, filters: Query[ScheduleFilters]):
+    """Booked appointments with booking snapshots: from `date_from` (default today) for up to
+    31 days (default 7). Practitioners see their own, clinic admins their clinics'."""
+    zone = ZoneInfo(settings.TIME_ZONE)
+    first = filters.date_from or datetime.datetime.now(zone).date()
+    last = filters.date_to or first + datetime.timedelta(days=6)
+    if not 0 <= (last - first).days <= 30:
+        raise InvalidInput(
+            [{"field": "date_to", "message": "date_to must lie 0 to 30 days after date_from."}]
+        )
+    listed = services.schedule_read(
+        actor=request.user,
+        date_from=datetime.datetime.combine(first, datetime.time(), zone),
+        date_to=datetime.datetime.combine(last + datetime.timedelta(days=1), datetime.time(), zone),
+    )
+    return [appointment_out(a, viewer=request.user) for a in listed]
+
+
+@router.post("/medical/slots", response={201: list[SlotOut]})
+def create_slots(request, payload: SlotsIn):
+    """A clinic admin creates one slot, or a series from daily hours over a date range."""
+    clinic = Clinic.objects.filter(pk=payload.clinic).first()
+    specialty = Specialty.objects.filter(slug=payload.specialty).first()
+    if request.user.role != Role.CLINIC_ADMIN:
+        raise Forbidden("Only clinic admins create slots.", "forbidden")
+    if clinic is None:
+        raise NotFound()
+    if specialty is None:
+        raise InvalidInput([{"field": "specialty", "message": "Unknown specialty."}])
+    if payload.starts_at:
+        times = [services.SlotTime(payload.starts_at, payload.ends_at)]
+    else:
+        zone = ZoneInfo(settings.TIME_ZONE)
+        times = [
+            time
+            for offset in range((payload.date_to - payload.date_from).days + 1)
+            if (day := payload.date_from + datetime.timedelta(days=offset)).weekday()
+            in payload.weekdays
+            for time in services.wall_clock_slots(
+                day=day,
+                start=payload.start_time,
+                end=payload.end_time,
+                minutes=payload.slot_minutes,
+                zone=zone,
+            )
+        ]
+    created = services.slots_create(
+        actor=request.user,
+        clinic=clinic,
+        practitioner_id=payload.practitioner,
+        specialty=specialty,
+        times=times,
+    )
+    return Status(201, [slot_out(slot) for slot in created])

@@ -1,0 +1,147 @@
+import datetime
+import uuid
+
+from django.conf import settings
+from ninja import Field, Schema
+from pydantic import field_validator, model_validator
+
+from accounts.schemas import ClinicOut, clean_iso_date
+from booking.models import AppointmentStatus
+
+
+class SpecialtyOut(Schema):
+    slug: str
+    name: str
+
+
+class ClinicWithSpecialtiesOut(ClinicOut):
+    specialties: list[SpecialtyOut]
+
+    @staticmethod
+    def resolve_specialties(clinic) -> list:
+        """From the prefetched practitioners' specialties: no query per clinic."""
+        offered = {
+            offer.specialty.slug: offer.specialty
+            for membership in clinic.memberships.all()
+            for offer in membership.specialties.all()
+        }
+        return [offered[slug] for slug in sorted(offered)]
+
+
+class SlotClinic(Schema):
+    id: int
+    name: str
+    city: str
+
+
+class PersonRef(Schema):
+    id: int
+    name: str
+
+
+class SlotOut(Schema):
+    id: str
+    starts_at: datetime.datetime
+    ends_at: datetime.datetime
+    clinic: SlotClinic
+    practitioner: PersonRef
+    specialty: SpecialtyOut
+
+
+class SnapshotOut(Schema):
+    id: int
+    first_name: str
+    last_name: str
+    date_of_birth: datetime.date | str
+
+
+class AppointmentOut(Schema):
+    id: uuid.UUID
+    status: str
+    slot: SlotOut
+    booked_at: datetime.datetime
+    cancelled_at: datetime.datetime | None
+    reason: str | None = None
+    patient: SnapshotOut | None = None
+
+
+class BookIn(Schema):
+    slot_id: str = Field(..., max_length=40)
+    reason: str = Field("", max_length=500)
+
+
+class SlotFilters(Schema):
+    specialty: str | None = Field(None, max_length=60)
+    city: str | None = Field(None, max_length=100)
+    clinic: str | None = Field(None, max_length=80)
+    practitioner: int | None = Field(None, ge=1, le=2**62)
+    date_from: datetime.date | None = None
+    date_to: datetime.date | None = None
+
+    _dates = field_validator("date_from", "date_to", mode="before")(
+        lambda value: value if value in (None, "") else clean_iso_date(value)
+    )
+
+
+class AppointmentFilters(Schema):
+    status: AppointmentStatus | None = None
+    date_from: datetime.date | None = None
+    date_to: datetime.date | None = None
+
+    _dates = field_validator("date_from", "date_to", mode="before")(
+        lambda value: value if value in (None, "") else clean_iso_date(value)
+    )
+
+
+class SlotsIn(Schema):
+    """One slot (`starts_at` + `ends_at`) or a series (`date_from`..`date_to`, daily hours)."""
+
+    clinic: int = Field(..., ge=1, le=2**62)
+    practitioner: int = Field(..., ge=1, le=2**62)
+    specialty: str = Field(..., max_length=60)
+    starts_at: datetime.datetime | None = None
+    ends_at: datetime.datetime | None = None
+    date_from: datetime.date | None = None
+    date_to: datetime.date | None = None
+    start_time: datetime.time | None = None
+    end_time: datetime.time | None = None
+    slot_minutes: int = Field(20, ge=5, le=240)
+    weekdays: list[int] = Field(default_factory=lambda: [0, 1, 2, 3, 4], max_length=7)
+
+    @model_validator(mode="after")
+    def _one_slot_or_a_series(self):
+        single = self.starts_at is not None or self.ends_at is not None
+        series = any(
+            value is not None
+            for value in (self.date_from, self.date_to, self.start_time, self.end_time)
+        )
+        if single == series:
+            raise ValueError(
+                "Give either starts_at and ends_at, or date_from, date_to, start_time, end_time."
+            )
+        if single and (self.starts_at is None or self.ends_at is None):
+            raise ValueError("A single slot needs starts_at and ends_at.")
+        if single and (self.starts_at.tzinfo is None or self.ends_at.tzinfo is None):
+            raise ValueError("starts_at and ends_at need a time zone offset.")
+        if single and self.starts_at >= self.ends_at:
+            raise ValueError("starts_at must lie before ends_at.")
+        if series and None in (self.date_from, self.date_to, self.start_time, self.end_time):
+            raise ValueError("A series needs date_from, date_to, start_time and end_time.")
+        if series and not (self.date_from <= self.date_to and self.start_time < self.end_time):
+            raise ValueError("The dates and times of the series are in the wrong order.")
+        if series and (self.date_to - self.date_from).days > settings.PATTERM_SLOT_SERIES_MAX_DAYS:
+            raise ValueError(
+                f"A series spans at most {settings.PATTERM_SLOT_SERIES_MAX_DAYS} days."
+            )
+        if any(day not in range(7) for day in self.weekdays):
+            raise ValueError("weekdays are 0 (Monday) to 6 (Sunday).")
+        return self
+
+
+class ScheduleFilters(Schema):
+    date_from: datetime.date | None = None
+    date_to: datetime.date | None = None
+
+    _dates = field_validator("date_from", "date_to", mode="before")(
+        lambda value: value if value in (None, "") else clean_iso_date(value)
+    )

@@ -1,0 +1,442 @@
+"""Booking: slots, appointments, cancellation, and the staff schedule.
+
+A slot is claimed by one conditional UPDATE (only a free slot changes); a partial unique index
+allows at most one booked appointment per slot, and the database refuses overlapping slots of a
+practitioner. A lost race is `Conflict("slot_taken")`, never a double booking.
+"""
+
+import datetime
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
+from django.core.mail import send_mail
+from django.db import IntegrityError, transaction
+from django.db.models import Q, QuerySet
+from django.template.loader import render_to_string
+from django.utils import timezone, translation
+from django.utils.translation import gettext_lazy as _
+
+from accounts.models import Clinic, Membership, Role, User
+from audit.models import AuditAction
+from audit.signals import send_event
+from booking.models import (
+    Absence,
+    Appointment,
+    AppointmentStatus,
+    OpeningHours,
+    Slot,
+    Specialty,
+)
+from consent.models import CareSource
+from consent.services import care_relationship_record
+from patterm.errors import Conflict, Forbidden, InvalidInput, NotFound
+from vault.services import patient_profile_get
+
+MESSAGE_SLOT_TAKEN = _("This slot has just been booked by someone else. Please choose another.")
+MESSAGE_SLOT_PAST = _("This slot lies in the past.")
+MESSAGE_SLOT_NOT_FOUND = _("There is no such slot.")
+MESSAGE_OVERLAPPING = _("You already have an appointment at this time.")
+MESSAGE_CUTOFF = _(
+    "Appointments at this clinic can be cancelled online until %(hours)s hours before. "
+    "Please call the clinic."
+)
+MESSAGE_NOT_CANCELLABLE = _("This appointment is not booked (any more).")
+MESSAGE_SLOT_OVERLAPS = _("The practitioner already has a slot at this time.")
+MESSAGE_NOT_PRACTITIONER_HERE = _("This practitioner does not work at your clinic.")
+MESSAGE_ONLY_PATIENTS_BOOK = _("Only patients can book appointments.")
+
+
+# --- Who sees which appointments ------------------------------------------------------------
+
+
+def _clinic_ids(user: User, *roles: str) -> list[int]:
+    return list(
+        Membership.objects.filter(user=user, role__in=roles).values_list("clinic_id", flat=True)
+    )
+
+
+def appointments_visible_to(user: User) -> QuerySet[Appointment]:
+    """Patients: their own. Practitioners and clinic admins: their clinics'. Others: none."""
+    appointments = Appointment.objects.select_related(
+        "slot__clinic", "slot__practitioner", "slot__specialty"
+    )
+    if user.role == Role.PATIENT:
+        return appointments.filter(patient=user)
+    if user.role in (Role.PRACTITIONER, Role.CLINIC_ADMIN):
+        clinics = _clinic_ids(user, Role.PRACTITIONER, Role.CLINIC_ADMIN)
+        return appointments.filter(slot__clinic_id__in=clinics)
+    return appointments.none()
+
+
+def appointment_get(*, user: User, appointment_id) -> Appointment:
+    """One appointment, if `user` may see it; missing and forbidden are both NotFound."""
+    appointment = appointments_visible_to(user).filter(pk=appointment_id).first()
+    if appointment is None:
+        raise NotFound()
+    return appointment
+
+
+def is_clinic_staff(user: User, clinic_id: int) -> bool:
+    return clinic_id in _clinic_ids(user, Role.PRACTITIONER, Role.CLINIC_ADMIN)
+
+
+# --- Booking and cancelling -----------------------------------------------------------------
+
+
+def appointment_book(*, patient: User, slot_id: str, reason: str = "") -> Appointment:
+    """Book a free future slot for `patient`; sends the confirmation e-mail after commit."""
+    if patient.role != Role.PATIENT:
+        raise Forbidden(MESSAGE_ONLY_PATIENTS_BOOK, "not_a_patient")
+    slot_pk = Slot.pk_from_public_id(slot_id)
+    with transaction.atomic():
+        slot = (
+            Slot.objects.select_related("clinic", "practitioner", "specialty")
+            .filter(pk=slot_pk)
+            .first()
+            if slot_pk
+            else None
+        )
+        if slot is None:
+            raise NotFound(MESSAGE_SLOT_NOT_FOUND, "slot_not_found")
+        if slot.starts_at <= timezone.now():
+            raise Conflict(MESSAGE_SLOT_PAST, "slot_in_past")
+        # One booking at a time per patient, so the overlap check below cannot race.
+        User.objects.select_for_update().filter(pk=patient.pk).exists()
+        overlapping = Appointment.objects.filter(
+            patient=patient,
+            status=AppointmentStatus.BOOKED,
+            starts_at__lt=slot.ends_at,
+            ends_at__gt=slot.starts_at,
+        )
+        if overlapping.exists():
+            raise Conflict(MESSAGE_OVERLAPPING, "overlapping_appointment")
+        if not Slot.objects.filter(pk=slot.pk, is_booked=False).update(is_booked=True):
+            raise Conflict(MESSAGE_SLOT_TAKEN, "slot_taken")
+        profile = patient_profile_get(patient=patient)
+        try:
+            with transaction.atomic():
+                appointment = Appointment.objects.create(
+                    slot=slot,
+                    patient=patient,
+                    starts_at=slot.starts_at,
+                    ends_at=slot.ends_at,
+                    patient_first_name=profile.first_name,
+                    patient_last_name=profile.last_name,
+                    patient_date_of_birth=profile.date_of_birth,
+                    reason=reason,
+                )
+        except IntegrityError as error:  # the partial unique index: someone else holds it
+            raise Conflict(MESSAGE_SLOT_TAKEN, "slot_taken") from error
+        care_relationship_record(patient=patient, clinic=slot.clinic, source=CareSource.BOOKING)
+        send_event(
+            action=AuditAction.APPOINTMENT_BOOK,
+            actor=patient,
+            object_type="appointment",
+            object_id=appointment.pk,
+            subject_id=patient.pk,
+            clinic_id=slot.clinic_id,
+            details={"slot": slot.public_id},
+        )
+        email, language = patient.email, translation.get_language()
+        transaction.on_commit(
+            lambda: _send_confirmation(appointment=appointment, to=email, language=language)
+        )
+    return appointment
+
+
+def _send_confirmation(*, appointment: Appointment, to: str, language: str | None) -> None:
+    """The confirmation e-mail: time, clinic, address, links; no name, birth date or reason.
+
+    E-mail is not an encrypted channel, and the console backend is a log like any other.
+    """
+    slot = appointment.slot
+    local_start = timezone.localtime(slot.starts_at)
+    base_url = settings.PATTERM_PUBLIC_URL.rstrip("/")
+    with translation.override(language):
+        context = {
+            "starts_at": local_start,
+            "clinic": slot.clinic,
+            "specialty": slot.specialty.name,
+            "appointment_url": f"{base_url}/api/appointments/{appointment.pk}",
+            "ics_url": f"{base_url}/api/appointments/{appointment.pk}/ics",
+            "cutoff_hours": slot.clinic.cancellation_cutoff_hours,
+        }
+        send_mail(
+            subject=str(_("Your appointment on %(date)s") % {"date": f"{local_start:%d.%m.%Y}"}),
+            message=render_to_string("booking/confirmation_email.txt", context),
+            from_email=None,
+            recipient_list=[to],
+        )
+
+
+def appointment_cancel(*, actor: User, appointment_id) -> Appointment:
+    """Cancel: the owner until the clinic's cut-off, the clinic's staff at any time.
+
+    The slot is free again at once.
+    """
+    with transaction.atomic():
+        visible = appointments_visible_to(actor).filter(pk=appointment_id).values("pk")
+        appointment = (
+            Appointment.objects.select_for_update()
+            .select_related("slot__clinic")
+            .filter(pk__in=visible)
+            .first()
+        )
+        if appointment is None:
+            raise NotFound()
+        if appointment.status != AppointmentStatus.BOOKED:
+            raise Conflict(MESSAGE_NOT_CANCELLABLE, "not_cancellable")
+        clinic = appointment.slot.clinic
+        if appointment.patient_id == actor.pk:
+            cutoff = appointment.starts_at - datetime.timedelta(
+                hours=clinic.cancellation_cutoff_hours
+            )
+            if timezone.now() > cutoff:
+                raise Conflict(
+                    MESSAGE_CUTOFF % {"hours": clinic.cancellation_cutoff_hours},
+                    "cancellation_cutoff_passed",
+                )
+        appointment.status = AppointmentStatus.CANCELLED
+        appointment.cancelled_at = timezone.now()
+        appointment.save(update_fields=["status", "cancelled_at"])
+        Slot.objects.filter(pk=appointment.slot_id).update(is_booked=False)
+        send_event(
+            action=AuditAction.APPOINTMENT_CANCEL,
+            actor=actor,
+            object_type="appointment",
+            object_id=appointment.pk,
+            subject_id=appointment.patient_id,
+            clinic_id=clinic.pk,
+            details={"by": "patient" if appointment.patient_id == actor.pk else "clinic"},
+        )
+    return appointment
+
+
+# --- Slots ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SlotTime:
+    starts_at: datetime.datetime
+    ends_at: datetime.datetime
+
+
+def wall_clock_slots(
+    *,
+    day: datetime.date,
+    start: datetime.time,
+    end: datetime.time,
+    minutes: int,
+    zone: ZoneInfo,
+) -> list[SlotTime]:
+    """Slots of `minutes` real minutes from `start` to `end` local time on `day`.
+
+    Each slot starts at its wall-clock time in `zone` and lasts exactly `minutes`, also on
+    the days daylight saving time begins or ends.
+    """
+    slots = []
+    length = datetime.timedelta(minutes=minutes)
+    cursor = datetime.datetime.combine(day, start, tzinfo=zone)
+    closing = datetime.datetime.combine(day, end, tzinfo=zone)
+    while cursor + length <= closing:
+        starts_at = cursor.astimezone(datetime.UTC)
+        slots.append(SlotTime(starts_at, starts_at + length))
+        cursor = cursor + length  # wall-clock arithmetic: the next slot's local start
+    return slots
+
+
+def _practitioner_membership(*, actor: User, clinic: Clinic, practitioner_id: int) -> Membership:
+    if not Membership.objects.filter(user=actor, clinic=clinic, role=Role.CLINIC_ADMIN).exists():
+        raise NotFound()
+    membership = Membership.objects.filter(
+        user_id=practitioner_id, clinic=clinic, role=Role.PRACTITIONER
+    ).first()
+    if membership is None:
+        raise InvalidInput(
+            [{"field": "practitioner", "message": str(MESSAGE_NOT_PRACTITIONER_HERE)}]
+        )
+    return membership
+
+
+def _insert_slots(
+    *, clinic: Clinic, practitioner_id: int, specialty: Specialty, times: list[SlotTime]
+) -> list[Slot]:
+    """Insert slots that do not overlap any of the practitioner's; skip exact repeats."""
+    if not times:
+        return []
+    existing = set(
+        Slot.objects.filter(
+            practitioner_id=practitioner_id,
+            starts_at__lt=max(t.ends_at for t in times),
+            ends_at__gt=min(t.starts_at for t in times),
+        ).values_list("starts_at", "ends_at")
+    )
+    new_times = [t for t in times if (t.starts_at, t.ends_at) not in existing]
+    for time in new_times:
+        if any(start < time.ends_at and end > time.starts_at for start, end in existing):
+            raise Conflict(MESSAGE_SLOT_OVERLAPS, "slot_overlaps")
+    try:
+        with transaction.atomic():
+            return Slot.objects.bulk_create(
+                Slot(
+                    clinic=clinic,
+                    practitioner_id=practitioner_id,
+                    specialty=specialty,
+                    starts_at=time.starts_at,
+                    ends_at=time.ends_at,
+                )
+                for time in new_times
+            )
+    except IntegrityError as error:  # the overlap constraint, in a race with another writer
+        raise Conflict(MESSAGE_SLOT_OVERLAPS, "slot_overlaps") from error
+
+
+@transaction.atomic
+def slots_create(
+    *,
+    actor: User,
+    clinic: Clinic,
+    practitioner_id: int,
+    specialty: Specialty,
+    times: list[SlotTime],
+) -> list[Slot]:
+    """A clinic admin creates slots for a practitioner of their clinic (audited)."""
+    _practitioner_membership(actor=actor, clinic=clinic, practitioner_id=practitioner_id)
+    now = timezone.now()
+    if any(time.starts_at <= now for time in times):
+        raise InvalidInput([{"field": "starts_at", "message": str(MESSAGE_SLOT_PAST)}])
+    created = _insert_slots(
+        clinic=clinic, practitioner_id=practitioner_id, specialty=specialty, times=times
+    )
+    if created:
+        send_event(
+            action=AuditAction.SLOTS_CREATE,
+            actor=actor,
+            clinic_id=clinic.pk,
+            details={"count": len(created), "practitioner": practitioner_id},
+        )
+    return created
+
+
+def slots_generate(*, days: int, start: datetime.date | None = None) -> int:
+    """Create the slots of every practitioner's opening hours for `days` days from `start`.
+
+    Skips absences, past times and slots that exist already: running it daily (cron) extends
+    the horizon and changes nothing else. Returns how many slots were created.
+    """
+    zone = ZoneInfo(settings.TIME_ZONE)
+    start = start or timezone.localdate()
+    now = timezone.now()
+    created = 0
+    hours = OpeningHours.objects.select_related("membership__clinic", "specialty")
+    for opening in hours:
+        membership = opening.membership
+        absences = list(
+            Absence.objects.filter(membership=membership).values_list("starts_at", "ends_at")
+        )
+        times = []
+        for offset in range(days):
+            day = start + datetime.timedelta(days=offset)
+            if day.weekday() != opening.weekday:
+                continue
+            times += [
+                time
+                for time in wall_clock_slots(
+                    day=day,
+                    start=opening.start_time,
+                    end=opening.end_time,
+                    minutes=opening.slot_minutes,
+                    zone=zone,
+                )
+                if time.starts_at > now
+                and not any(a < time.ends_at and b > time.starts_at for a, b in absences)
+            ]
+        with transaction.atomic():
+            created += len(
+                _insert_slots(
+                    clinic=membership.clinic,
+                    practitioner_id=membership.user_id,
+                    specialty=opening.specialty,
+                    times=times,
+                )
+            )
+    return created
+
+
+# --- Search ---------------------------------------------------------------------------------
+
+
+def _local_midnight(day: datetime.date, zone: ZoneInfo) -> datetime.datetime:
+    return datetime.datetime.combine(day, datetime.time(), tzinfo=zone)
+
+
+def free_slots(
+    *,
+    specialty: str | None = None,
+    city: str | None = None,
+    clinic: str | None = None,
+    practitioner: int | None = None,
+    date_from: datetime.date | None = None,
+    date_to: datetime.date | None = None,
+) -> QuerySet[Slot]:
+    """Free future slots, ordered by start; dates are local calendar days, inclusive."""
+    zone = ZoneInfo(settings.TIME_ZONE)
+    slots = Slot.objects.filter(is_booked=False, starts_at__gt=timezone.now())
+    if specialty:
+        slots = slots.filter(specialty__slug=specialty)
+    if city:
+        slots = slots.filter(clinic__city__iexact=city)
+    if clinic:  # a slug, or an id
+        condition = Q(clinic__slug=clinic)
+        if clinic.isdigit():
+            condition |= Q(clinic__pk=int(clinic))
+        slots = slots.filter(condition)
+    if practitioner:
+        slots = slots.filter(practitioner_id=practitioner)
+    if date_from:
+        slots = slots.filter(starts_at__gte=_local_midnight(date_from, zone))
+    if date_to:
+        slots = slots.filter(
+            starts_at__lt=_local_midnight(date_to + datetime.timedelta(days=1), zone)
+        )
+    return slots.select_related("clinic", "practitioner", "specialty").order_by("starts_at", "pk")
+
+
+# --- Staff schedule -------------------------------------------------------------------------
+
+
+def schedule_read(
+    *, actor: User, date_from: datetime.datetime, date_to: datetime.datetime
+) -> list[Appointment]:
+    """Booked appointments for staff: a practitioner's own, a clinic admin's clinics'.
+
+    The booking snapshots are personal data: each patient shown gets an audit row.
+    """
+    if actor.role == Role.PRACTITIONER:
+        appointments = Appointment.objects.filter(slot__practitioner=actor)
+    elif actor.role == Role.CLINIC_ADMIN:
+        appointments = Appointment.objects.filter(
+            slot__clinic_id__in=_clinic_ids(actor, Role.CLINIC_ADMIN)
+        )
+    else:
+        raise Forbidden(_("Only practitioners and clinic admins have a schedule."), "forbidden")
+    appointments = list(
+        appointments.filter(
+            status=AppointmentStatus.BOOKED, starts_at__gte=date_from, starts_at__lt=date_to
+        )
+        .select_related("slot__clinic", "slot__practitioner", "slot__specialty")
+        .order_by("starts_at", "pk")
+    )
+    with transaction.atomic():
+        shown = sorted({(a.patient_id, a.slot.clinic_id) for a in appointments})
+        for patient_id, clinic_id in shown:
+            send_event(
+                action=AuditAction.SCHEDULE_READ,
+                actor=actor,
+                object_type="booking_snapshot",
+                subject_id=patient_id,
+                clinic_id=clinic_id,
+                purpose="treatment",
+            )
+    return appointments
