@@ -2,6 +2,8 @@
 
 from ninja import Router
 
+from booking.api import appointment_out
+from booking.services import appointments_visible_to
 from vault import services
 from vault.models import RecordEntry
 from vault.schemas import PatientRecordOut
@@ -23,9 +25,10 @@ def record_entry_out(entry: RecordEntry) -> dict:
     }
 
 
-@router.get("/patient/record", response=PatientRecordOut)
+@router.get("/patient/record", response=PatientRecordOut, exclude_unset=True)
 def patient_record(request):
-    """The patient's own profile and every entry of their record, decrypted (`basis: self`)."""
+    """The patient's own profile, appointments and every entry of their record, decrypted
+    (`basis: self`)."""
     profile, record = services.own_record_read(patient=request.user)
     return {
         "profile": {
@@ -35,7 +38,10 @@ def patient_record(request):
             "last_name": profile.last_name if profile else "",
             "date_of_birth": profile.date_of_birth if profile else "",
         },
-        "appointments": [],
+        "appointments": [
+            appointment_out(appointment, viewer=request.user)
+            for appointment in appointments_visible_to(request.user).order_by("-starts_at")
+        ],
         "entries": [record_entry_out(entry) for entry in record.entries],
         "hidden_count": record.hidden_count,
     }

@@ -3,6 +3,8 @@ import uuid
 
 from ninja import Schema
 
+from booking.schemas import AppointmentOut
+
 
 class ClinicRef(Schema):
     id: int
@@ -35,6 +37,6 @@ class ProfileOut(Schema):
 
 class PatientRecordOut(Schema):
     profile: ProfileOut
-    appointments: list[dict] = []
+    appointments: list[AppointmentOut]
     entries: list[RecordEntryOut]
     hidden_count: int

@@ -19,6 +19,8 @@ from accounts.services import ClientInfo, IssuedToken, token_issue, user_create
 from audit.models import AuditAction, Outcome
 from audit.signals import send_event
 from consent import policy
+from consent.models import CareSource
+from consent.services import care_relationship_record
 from patterm.errors import Forbidden, NotFound
 from vault import keys
 from vault.fields import EncryptedTextField
@@ -81,6 +83,7 @@ def record_entry_create(
     entry = RecordEntry.objects.create(
         patient=patient, clinic=clinic, author=actor, category=category, title=title, body=body
     )
+    care_relationship_record(patient=patient, clinic=clinic, source=CareSource.RECORD_ENTRY)
     send_event(
         action=AuditAction.RECORD_WRITE,
         actor=actor,
@@ -109,8 +112,8 @@ def record_read(
     """Read a patient's record as `actor` sees it, decided by `consent.policy` and audited.
 
     One query for the visible entries (each annotated with its legal basis), one count of the
-    rest, and one audit row: `success` with the bases used, or `denied` when nothing may be
-    read. Decryption happens when a title or body is first read.
+    rest, and one audit row: `success` with the bases used, or `denied` when nothing of the
+    record may be read. Decryption happens when a title or body is first read.
     """
     grants = policy.grants(actor=actor, patient=patient, purpose=purpose)
     own_entries = RecordEntry.objects.filter(patient=patient)
@@ -123,15 +126,18 @@ def record_read(
             .order_by("-created_at", "pk")
         )
     hidden_count = own_entries.count() - len(entries)
+    # Denied too when the grants cover none of the entries there are (a practitioner whose
+    # clinics wrote none of them): the reader was refused everything the record holds.
+    allowed = bool(grants) and (bool(entries) or hidden_count == 0)
     send_event(
         action=AuditAction.RECORD_READ,
         actor=actor,
-        outcome=Outcome.SUCCESS if grants else Outcome.DENIED,
+        outcome=Outcome.SUCCESS if allowed else Outcome.DENIED,
         object_type="patient_record",
         subject_id=patient.pk,
         purpose=purpose,
         details={
-            "bases": sorted({grant.basis for grant in grants}),
+            "bases": sorted({grant.basis for grant in grants}) if allowed else [],
             "entries": len(entries),
             "hidden": hidden_count,
         },
@@ -171,7 +177,19 @@ ERASED_EMAIL_DOMAIN = "erased.invalid"
 
 
 def patient_is_erased(patient: User) -> bool:
-    return patient.email.endswith(f"@{ERASED_EMAIL_DOMAIN}")
+    """Erased: the account is the anonymised one and no live data key is left.
+
+    Not the address alone: anyone may sign up as `someone@erased.invalid`, and their erasure
+    must still destroy their key.
+    """
+    return (
+        patient.email == _erased_email(patient)
+        and not PatientKey.objects.filter(patient=patient, destroyed_at=None).exists()
+    )
+
+
+def _erased_email(patient: User) -> str:
+    return f"erased-{patient.pk}@{ERASED_EMAIL_DOMAIN}"
 
 
 @transaction.atomic
@@ -192,7 +210,7 @@ def patient_erase(*, patient: User, actor: User | None = None) -> bool:
     )
     keys.forget_cached_keys()
     ApiToken.objects.filter(user=patient, revoked_at=None).update(revoked_at=now)
-    patient.email = f"erased-{patient.pk}@{ERASED_EMAIL_DOMAIN}"
+    patient.email = _erased_email(patient)
     patient.first_name = patient.last_name = ""
     patient.is_active = False
     patient.set_unusable_password()
@@ -290,7 +308,10 @@ def master_key_retire(*, version: int, actor: User | None = None) -> None:
 
     Refuses while it is the active version or wraps any live data key.
     """
-    if version == keys.master_key_ring().active_version:
+    ring = keys.master_key_ring()
+    if version not in ring.keys:
+        raise MasterKeyInUse(f"version {version} is not in PATTERM_MASTER_KEYS")
+    if version == ring.active_version:
         raise MasterKeyInUse(
             f"version {version} is the active master key: add a newer key first and rotate"
         )

@@ -1,0 +1,255 @@
+"""Key rotation: master keys (SECURITY.md E4: killed midway, run again, old key removed) and one
+patient's data key (re-encrypt everything, destroy the old key)."""
+
+import base64
+import datetime
+import os
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from accounts.tests.factories import ClinicFactory, StaffFactory
+from audit.models import AuditAction, AuditEvent
+from audit.services import chain_verify, subject_pseudonym
+from vault import keys
+from vault.crypto import DecryptionError
+from vault.models import PatientKey, PatientProfile, RecordEntry
+from vault.services import MasterKeyRotation, master_key_rotate, patient_erase
+from vault.tests.factories import record_entry_write, stored_entry_values, stored_value
+
+pytestmark = pytest.mark.django_db
+
+PROFILE_COLUMNS = ("first_name", "last_name", "date_of_birth")
+
+
+def _master_key(version: int) -> str:
+    return f"{version}:{base64.b64encode(os.urandom(32)).decode()}"
+
+
+class Killed(Exception):
+    """The operator's Ctrl-C, or the OOM killer, between two batches."""
+
+
+def _plaintexts(patient_id: int) -> tuple:
+    """Every value of the patient, decrypted from fresh rows (no key cache in tests)."""
+    profile = PatientProfile.objects.get(patient_id=patient_id)
+    entries = RecordEntry.objects.filter(patient_id=patient_id).order_by("pk")
+    return (
+        profile.first_name,
+        profile.last_name,
+        profile.date_of_birth,
+        [(entry.title, entry.body) for entry in entries],
+    )
+
+
+def _key_rows() -> list[tuple]:
+    return [
+        (pk, version, None if wrapped is None else bytes(wrapped), destroyed_at)
+        for pk, version, wrapped, destroyed_at in PatientKey.objects.order_by("pk").values_list(
+            "pk", "master_key_version", "wrapped_key", "destroyed_at"
+        )
+    ]
+
+
+def _live_versions() -> list[int]:
+    return list(
+        PatientKey.objects.filter(destroyed_at=None)
+        .order_by("pk")
+        .values_list("master_key_version", flat=True)
+    )
+
+
+def _key_events() -> list[AuditEvent]:
+    return list(AuditEvent.objects.filter(action__startswith="key.").order_by("seq"))
+
+
+# --- Master key rotation (E4) ---------------------------------------------------------------
+
+
+def test_a_killed_master_key_rotation_resumes_and_then_the_old_key_can_go(settings, make_patient):
+    old, new = _master_key(1), _master_key(2)
+    settings.PATTERM_MASTER_KEYS = old
+    clinic = ClinicFactory()
+    author = StaffFactory(clinic=clinic)
+    patients = []
+    for number in range(5):
+        patient = make_patient(
+            first_name=f"Vorname{number}",
+            last_name=f"Nachname{number}",
+            date_of_birth=datetime.date(1950 + number, 1, 2),
+        ).user
+        record_entry_write(
+            author=author, patient=patient, clinic=clinic, title=f"Titel {number}", body="Befund"
+        )
+        patients.append(patient.pk)
+    erased = make_patient().user
+    patient_erase(patient=erased)
+    expected = {patient_id: _plaintexts(patient_id) for patient_id in patients}
+    assert _live_versions() == [1] * 5
+
+    settings.PATTERM_MASTER_KEYS = f"{new},{old}"
+
+    # Before anything was re-wrapped, version 1 cannot be retired.
+    with pytest.raises(CommandError, match="5 data keys are still wrapped under version 1"):
+        call_command("retire_master_key", "1")
+
+    # A dry run counts and changes nothing.
+    before, events_before = _key_rows(), AuditEvent.objects.count()
+    out = StringIO()
+    call_command("rotate_master_key", "--dry-run", stdout=out)
+    assert "5 data keys to re-wrap under master key version 2 (dry run" in out.getvalue()
+    assert (_key_rows(), AuditEvent.objects.count()) == (before, events_before)
+
+    # Killed right after the first batch (of 2) committed.
+    def kill(count):
+        raise Killed
+
+    with pytest.raises(Killed):
+        master_key_rotate(batch_size=2, on_batch=kill)
+    assert _live_versions() == [2, 2, 1, 1, 1]
+    assert {patient_id: _plaintexts(patient_id) for patient_id in patients} == expected
+    # The three keys still on version 1 really need it, the two re-wrapped ones do not.
+    settings.PATTERM_MASTER_KEYS = new
+    assert [_plaintexts(patient_id) for patient_id in patients[:2]] == [
+        expected[patient_id] for patient_id in patients[:2]
+    ]
+    for patient_id in patients[2:]:
+        with pytest.raises(DecryptionError):
+            _plaintexts(patient_id)
+    settings.PATTERM_MASTER_KEYS = f"{new},{old}"
+    with pytest.raises(CommandError, match="3 data keys are still wrapped under version 1"):
+        call_command("retire_master_key", "1")
+
+    # Run again: it picks up the rest.
+    out = StringIO()
+    call_command("rotate_master_key", "--batch-size", "2", stdout=out)
+    assert "Re-wrapped 3 data keys under master key version 2." in out.getvalue()
+    assert _live_versions() == [2] * 5
+    assert {patient_id: _plaintexts(patient_id) for patient_id in patients} == expected
+    assert not PatientKey.objects.filter(destroyed_at=None, master_key_version=1).exists()
+
+    # A third run changes nothing, not even the audit log.
+    before, events_before = _key_rows(), AuditEvent.objects.count()
+    assert master_key_rotate(batch_size=2) == MasterKeyRotation(
+        target_version=2, pending=0, rewrapped=0
+    )
+    assert (_key_rows(), AuditEvent.objects.count()) == (before, events_before)
+
+    # The active version is never retired; version 1 now is.
+    with pytest.raises(CommandError, match="version 2 is the active master key"):
+        call_command("retire_master_key", "2")
+    out = StringIO()
+    call_command("retire_master_key", "1", stdout=out)
+    assert "No data key uses master key version 1" in out.getvalue()
+
+    # Version 1 leaves the setting: everything still opens, the erased patient stays erased.
+    settings.PATTERM_MASTER_KEYS = new
+    assert {patient_id: _plaintexts(patient_id) for patient_id in patients} == expected
+    erased_key = PatientKey.objects.get(patient=erased)
+    assert (erased_key.wrapped_key, erased_key.master_key_version) == (None, 1)
+
+    events = _key_events()
+    assert [event.action for event in events] == [
+        AuditAction.KEY_ROTATION_START,
+        AuditAction.KEY_ROTATION_BATCH,
+        AuditAction.KEY_ROTATION_START,
+        AuditAction.KEY_ROTATION_BATCH,
+        AuditAction.KEY_ROTATION_BATCH,
+        AuditAction.KEY_ROTATION_FINISH,
+        AuditAction.KEY_MASTER_RETIRE,
+    ]
+    assert [events[0].details["pending"], events[2].details["pending"]] == [5, 3]
+    assert [events[i].details["count"] for i in (1, 3, 4)] == [2, 2, 1]
+    assert events[5].details == {"target_version": 2, "rewrapped": 3}
+    assert events[6].details == {"version": 1}
+    assert chain_verify().ok
+
+
+def test_keys_created_during_a_rotation_are_born_on_the_new_version(settings, make_patient):
+    old, new = _master_key(1), _master_key(2)
+    settings.PATTERM_MASTER_KEYS = old
+    first = make_patient(first_name="Ida").user
+    settings.PATTERM_MASTER_KEYS = f"{new},{old}"
+
+    second = make_patient(first_name="Jonas").user
+
+    assert PatientKey.objects.get(patient=second).master_key_version == 2
+    assert master_key_rotate().rewrapped == 1
+    settings.PATTERM_MASTER_KEYS = new
+    assert PatientProfile.objects.get(patient=first).first_name == "Ida"
+    assert PatientProfile.objects.get(patient=second).first_name == "Jonas"
+
+
+# --- One patient's data key ------------------------------------------------------------------
+
+
+def _stored_values(patient) -> dict:
+    profile = {
+        ("profile", column): stored_value(PatientProfile, patient.pk, column)
+        for column in PROFILE_COLUMNS
+    }
+    return profile | stored_entry_values(patient)
+
+
+def test_rotating_a_patients_key_reencrypts_their_values_and_destroys_the_old_key(make_patient):
+    target = make_patient(first_name="Ida", last_name="Pfeiffer").user
+    other = make_patient(first_name="Jonas", last_name="Klein").user
+    clinic = ClinicFactory()
+    author = StaffFactory(clinic=clinic)
+    for patient in (target, target, other):
+        record_entry_write(author=author, patient=patient, clinic=clinic)
+    old_key = PatientKey.objects.get(patient=target)
+    other_key_before = [row for row in _key_rows() if row[0] != old_key.pk]
+    target_stored, other_stored = _stored_values(target), _stored_values(other)
+    target_values, other_values = _plaintexts(target.pk), _plaintexts(other.pk)
+
+    out = StringIO()
+    call_command("rotate_patient_key", str(target.pk), stdout=out)
+
+    assert f"Patient {target.pk}: 3 rows re-encrypted under a new key." in out.getvalue()
+    new_key = PatientKey.objects.get(patient=target, destroyed_at=None)
+    assert new_key.pk != old_key.pk
+    old_key.refresh_from_db()
+    assert old_key.wrapped_key is None and old_key.destroyed_at is not None
+    # Every value of the patient was rewritten under the new key, and still reads the same.
+    after = _stored_values(target)
+    assert after.keys() == target_stored.keys() and len(after) == 3 + 2 * 2
+    for place, envelope in after.items():
+        assert envelope != target_stored[place], place
+        assert envelope.startswith(f"pt1${new_key.pk}$"), place
+    assert _plaintexts(target.pk) == target_values
+    with keys.request_key_cache():  # and through the per-request cache, too
+        assert _plaintexts(target.pk) == target_values
+    # The other patient is untouched.
+    assert _stored_values(other) == other_stored
+    assert _plaintexts(other.pk) == other_values
+    assert [row for row in _key_rows() if row[0] not in (old_key.pk, new_key.pk)] == (
+        other_key_before
+    )
+
+    event = AuditEvent.objects.get(action=AuditAction.KEY_PATIENT_ROTATE)
+    assert (event.object_type, event.object_id) == ("patient_key", str(new_key.pk))
+    assert event.subject_ref == subject_pseudonym(target.pk)
+    assert event.details == {"rows": 3, "old_key": old_key.pk}
+    assert chain_verify().ok
+
+
+def test_rotate_patient_key_refuses_unknown_and_erased_patients(make_patient):
+    erased = make_patient().user
+    patient_erase(patient=erased)
+    staff = StaffFactory()
+
+    with pytest.raises(CommandError, match="No patient with id 987654"):
+        call_command("rotate_patient_key", "987654")
+    with pytest.raises(CommandError, match=f"No patient with id {staff.pk}"):
+        call_command("rotate_patient_key", str(staff.pk))
+    with pytest.raises(CommandError, match="no live data key"):
+        call_command("rotate_patient_key", str(erased.pk))
+    assert not AuditEvent.objects.filter(action=AuditAction.KEY_PATIENT_ROTATE).exists()
+
+
+@pytest.mark.django_db
+def test_retiring_a_version_that_was_never_configured_is_refused():
+    with pytest.raises(CommandError, match="not in PATTERM_MASTER_KEYS"):
+        call_command("retire_master_key", "7")
