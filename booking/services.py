@@ -31,6 +31,7 @@ from booking.models import (
 from consent.models import CareSource
 from consent.services import care_relationship_record
 from patterm.errors import Conflict, Forbidden, InvalidInput, NotFound
+from vault.keys import request_key_cache
 from vault.services import patient_profile_get
 
 MESSAGE_SLOT_TAKEN = _("This slot has just been booked by someone else. Please choose another.")
@@ -84,6 +85,7 @@ def is_clinic_staff(user: User, clinic_id: int) -> bool:
 # --- Booking and cancelling -----------------------------------------------------------------
 
 
+@request_key_cache()
 def appointment_book(*, patient: User, slot_id: str, reason: str = "") -> Appointment:
     """Book a free future slot for `patient`; sends the confirmation e-mail after commit."""
     if patient.role != Role.PATIENT:

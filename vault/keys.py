@@ -98,7 +98,13 @@ _request_keys: ContextVar[dict | None] = ContextVar("patterm_request_data_keys",
 
 @contextmanager
 def request_key_cache():
-    """Keep unwrapped data keys for the duration of the block, then forget them."""
+    """Keep unwrapped data keys for the duration of the block, then forget them.
+
+    Re-entrant: inside an open block (a request), a service's own block shares its cache.
+    """
+    if _request_keys.get() is not None:
+        yield
+        return
     token = _request_keys.set({})
     try:
         yield

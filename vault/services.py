@@ -33,6 +33,7 @@ MESSAGE_NOT_YOUR_CLINIC = _("You can only write entries for a clinic where you p
 # --- Sign-up and profile --------------------------------------------------------------------
 
 
+@keys.request_key_cache()
 @transaction.atomic
 def patient_register(
     *,
@@ -71,6 +72,7 @@ def patient_profile_get(*, patient: User) -> PatientProfile | None:
 # --- The medical record ---------------------------------------------------------------------
 
 
+@keys.request_key_cache()
 @transaction.atomic
 def record_entry_create(
     *, actor: User, patient: User, clinic: Clinic, category: str, title: str, body: str
@@ -105,6 +107,7 @@ class RecordRead:
     hidden_count: int
 
 
+@keys.request_key_cache()
 @transaction.atomic
 def record_read(
     *, actor: User, patient: User, purpose: str = policy.Purpose.TREATMENT
@@ -332,6 +335,7 @@ def _encrypted_models():
             yield model, fields[0].patient_field, fields
 
 
+@keys.request_key_cache()
 @transaction.atomic
 def patient_key_rotate(*, patient: User, actor: User | None = None) -> int:
     """Re-encrypt every value of one patient under a fresh data key; returns rows rewritten.

@@ -1,0 +1,272 @@
+"""Booking and search on PostgreSQL, measured against comparisons from the same run.
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/test .venv/bin/python bench/booking.py
+    ... bench/booking.py --quick           # small sizes, seconds
+    ... bench/booking.py --sizes 10000 1000000 --clients 16 --bookings 50
+
+Builds a throwaway database `bench_booking` on the server of DATABASE_URL and prints:
+
+- bookings per second with --clients concurrent clients, each booking --bookings slots through
+  `booking.services.appointment_book` (claim, encrypted snapshot, care relationship, chained
+  audit row), against the floor: the same claim as a raw conditional UPDATE plus an INSERT
+  through psycopg, per transaction, with the same number of threads. Zero double bookings is
+  asserted after each.
+- search latency: `GET /api/slots?specialty=…&city=…&limit=50` (the page and its count) at each
+  size of --sizes, median of --repeat requests, as a ratio to the smallest size, and the query
+  plan of the page query.
+"""
+
+import argparse
+import datetime
+import os
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+DATABASE = "bench_booking"
+
+
+def recreate_database(url: str) -> str:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True, connect_timeout=3) as connection:
+        connection.execute(f"DROP DATABASE IF EXISTS {DATABASE}")
+        connection.execute(f"CREATE DATABASE {DATABASE}")
+    return url.rsplit("/", 1)[0] + f"/{DATABASE}"
+
+
+def median_ms(action, repeat: int) -> float:
+    timings = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        action()
+        timings.append(time.perf_counter() - started)
+    return statistics.median(timings) * 1000
+
+
+def run_threads(count: int, work) -> float:
+    barrier = threading.Barrier(count + 1)
+    errors = []
+
+    def worker(number):
+        from django.db import connection
+
+        try:
+            barrier.wait()
+            work(number)
+        except Exception as error:  # reported below; the figure would be wrong
+            errors.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(count)]
+    for thread in threads:
+        thread.start()
+    barrier.wait()
+    started = time.perf_counter()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    return time.perf_counter() - started
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 1_000_000])
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--bookings", type=int, default=50, help="per client")
+    parser.add_argument("--repeat", type=int, default=30)
+    parser.add_argument("--quick", action="store_true", help="sizes 2000 and 20000, 10 bookings")
+    arguments = parser.parse_args()
+    if arguments.quick:
+        arguments.sizes, arguments.bookings, arguments.repeat = [2_000, 20_000], 10, 10
+
+    url = os.environ.get("DATABASE_URL", "")
+    if not url.startswith("postgres"):
+        print("bench/booking.py measures PostgreSQL: set DATABASE_URL=postgres://...")
+        return 2
+    os.environ["DATABASE_URL"] = recreate_database(url)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "patterm.settings.test")
+
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+    from django.db import connection
+    from django.test import Client
+
+    from accounts.models import Clinic, Membership, Role, User
+    from accounts.services import ClientInfo
+    from booking.models import Appointment, AppointmentStatus, Slot, Specialty
+    from booking.services import appointment_book
+    from vault.services import patient_register
+
+    call_command("migrate", verbosity=0)
+    print(f"PostgreSQL {connection.pg_version // 10000}, database {DATABASE}")
+
+    # --- bookings per second ---------------------------------------------------------------
+    specialty = Specialty.objects.create(slug="allgemeinmedizin", name_de="A", name_en="G")
+    clinic = Clinic.objects.create(name="Bench", slug="bench", city="Berlin", address="x")
+    doctor = User.objects.create(email="doc@bench.de", role=Role.PRACTITIONER, last_name="Doc")
+    Membership.objects.create(user=doctor, clinic=clinic, role=Role.PRACTITIONER)
+    patients = [
+        patient_register(
+            email=f"p{n}@bench.de",
+            password="Bench-Passwort-2026",
+            first_name="Bench",
+            last_name=f"P{n}",
+            date_of_birth=datetime.date(1980, 1, 1),
+            client=ClientInfo(),
+        ).user
+        for n in range(arguments.clients)
+    ]
+    start = datetime.datetime.now(datetime.UTC).replace(microsecond=0) + datetime.timedelta(days=1)
+    per_run = arguments.clients * arguments.bookings
+
+    def make_slots(offset: int) -> list[int]:
+        slots = Slot.objects.bulk_create(
+            Slot(
+                clinic=clinic,
+                practitioner=doctor,
+                specialty=specialty,
+                starts_at=start + datetime.timedelta(minutes=10 * (offset + n)),
+                ends_at=start + datetime.timedelta(minutes=10 * (offset + n) + 10),
+            )
+            for n in range(per_run)
+        )
+        return [slot.pk for slot in slots]
+
+    service_slots = make_slots(0)
+
+    def book_through_service(client: int):
+        for n in range(arguments.bookings):
+            slot_pk = service_slots[client * arguments.bookings + n]
+            appointment_book(patient=patients[client], slot_id=f"slot-{slot_pk:03d}")
+
+    service_seconds = run_threads(arguments.clients, book_through_service)
+    booked = Appointment.objects.filter(status=AppointmentStatus.BOOKED)
+    if not booked.count() == per_run == booked.values("slot").distinct().count():
+        raise SystemExit("double booking or lost booking through the service")
+
+    floor_slots = make_slots(per_run)
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE TABLE bench_floor (slot_id bigint UNIQUE, patient_id bigint)")
+
+    def book_raw(client: int):
+        import psycopg
+
+        with psycopg.connect(os.environ["DATABASE_URL"]) as raw:
+            for n in range(arguments.bookings):
+                slot_pk = floor_slots[client * arguments.bookings + n]
+                with raw.transaction():
+                    claimed = raw.execute(
+                        "UPDATE booking_slot SET is_booked = true WHERE id = %s AND NOT is_booked",
+                        [slot_pk],
+                    ).rowcount
+                    if claimed:
+                        raw.execute(
+                            "INSERT INTO bench_floor VALUES (%s, %s)",
+                            [slot_pk, patients[client].pk],
+                        )
+
+    floor_seconds = run_threads(arguments.clients, book_raw)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*), count(DISTINCT slot_id) FROM bench_floor")
+        if cursor.fetchone() != (per_run, per_run):
+            raise SystemExit("double booking or lost booking through the floor")
+
+    service_rate, floor_rate = per_run / service_seconds, per_run / floor_seconds
+    print(f"\nBookings, {arguments.clients} concurrent clients, {per_run} bookings each way:")
+    print(f"{'':<34}{'bookings/s':>12}{'x floor':>10}")
+    print(f"{'raw UPDATE + INSERT (floor)':<34}{floor_rate:>12.1f}{1:>10.2f}")
+    print(
+        f"{'appointment_book (Patterm)':<34}{service_rate:>12.1f}{service_rate / floor_rate:>10.2f}"
+    )
+    print("zero double bookings in both runs (asserted)")
+
+    # --- search latency ----------------------------------------------------------------------
+    cities = ["Berlin", "München", "Hamburg", "Köln", "Leipzig"]
+    slugs = ["allgemeinmedizin", "kardiologie", "dermatologie", "orthopaedie", "kinderheilkunde"]
+    for slug in slugs[1:]:
+        Specialty.objects.create(slug=slug, name_de=slug, name_en=slug)
+    clinic_ids = [clinic.pk] + [
+        Clinic.objects.create(name=f"C{n}", slug=f"c{n}", city=cities[n % 5], address="x").pk
+        for n in range(1, 100)
+    ]
+    practitioners = 1000
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO accounts_user (password, email, role, first_name, last_name, is_active,"
+            " is_staff, is_superuser, date_joined) SELECT '!', 'doc' || n || '@bench.de', "
+            "'practitioner', 'Dr', 'N' || n, true, false, false, now() "
+            "FROM generate_series(1, %s) AS n",
+            [practitioners],
+        )
+    doctor_ids = list(
+        User.objects.filter(email__startswith="doc", email__endswith="@bench.de")
+        .exclude(pk=doctor.pk)
+        .values_list("pk", flat=True)
+    )
+    specialty_ids = list(Specialty.objects.order_by("slug").values_list("pk", flat=True))
+    client = Client()
+    query = "/api/slots?specialty=kardiologie&city=Hamburg&limit=50"
+    results = []
+    filled = Slot.objects.count()
+    for size in sorted(arguments.sizes):
+        missing = size - filled
+        if missing > 0:
+            with connection.cursor() as cursor:
+                # Practitioner n gets slots n, n+P, n+2P, ... ten minutes apart: no overlaps.
+                cursor.execute(
+                    """
+                    INSERT INTO booking_slot
+                        (clinic_id, practitioner_id, specialty_id, starts_at, ends_at,
+                         is_booked, created_at)
+                    SELECT (%(clinics)s)[1 + (s %% 100)],
+                           (%(doctors)s)[1 + (s %% %(p)s)],
+                           (%(specialties)s)[1 + ((s / %(p)s) %% 5)],
+                           %(start)s + make_interval(mins => 10 * (s / %(p)s)),
+                           %(start)s + make_interval(mins => 10 * (s / %(p)s) + 10),
+                           (s %% 7 = 0), now()
+                    FROM generate_series(%(first)s, %(last)s) AS s
+                    """,
+                    {
+                        "clinics": clinic_ids,
+                        "doctors": doctor_ids,
+                        "specialties": specialty_ids,
+                        "p": practitioners,
+                        "start": start + datetime.timedelta(days=400),
+                        "first": filled,
+                        "last": size - 1,
+                    },
+                )
+                cursor.execute("ANALYZE booking_slot")
+            filled = size
+        if client.get(query).status_code != 200:
+            raise SystemExit(f"{query} failed")
+        results.append((size, median_ms(lambda: client.get(query), arguments.repeat)))
+
+    print(f"\nSearch {query}, median of {arguments.repeat} requests:")
+    print(f"{'slots':>12}{'ms':>10}{'x smallest':>12}")
+    for size, ms in results:
+        print(f"{size:>12,}{ms:>10.2f}{ms / results[0][1]:>12.2f}")
+
+    from booking.services import free_slots
+
+    page = free_slots(specialty="kardiologie", city="Hamburg")[:50]
+    with connection.cursor() as cursor:
+        sql, params = page.query.sql_with_params()
+        cursor.execute("EXPLAIN " + sql, params)
+        plan = [row[0] for row in cursor.fetchall()]
+    print("\nPlan of the page query at the largest size:")
+    print("\n".join("  " + line for line in plan))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
