@@ -109,7 +109,7 @@ def test_failed_login_is_401_with_the_same_message_and_audited(
 
     assert response.status_code == 401
     assert response.json() == {
-        "detail": "E-mail address or password is wrong.",
+        "detail": "E-Mail-Adresse oder Passwort ist falsch.",  # German unless asked otherwise
         "code": "invalid_credentials",
     }
     event = AuditEvent.objects.get(action=AuditAction.AUTH_LOGIN_FAILED)
@@ -172,3 +172,14 @@ def test_me_shows_staff_memberships(api_client):
             "role": "practitioner",
         }
     ]
+
+
+def test_messages_follow_the_accept_language_header(api_client):
+    body = {"email": "nobody@example.com", "password": "irgendwas-123"}
+
+    english = post_json(api_client, LOGIN_URL, body, HTTP_ACCEPT_LANGUAGE="en")
+    german = post_json(api_client, LOGIN_URL, body, HTTP_ACCEPT_LANGUAGE="de-DE,de;q=0.9")
+
+    assert english.json()["detail"] == "E-mail address or password is wrong."
+    assert german.json()["detail"] == "E-Mail-Adresse oder Passwort ist falsch."
+    assert english.json()["code"] == german.json()["code"] == "invalid_credentials"
