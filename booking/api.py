@@ -25,23 +25,9 @@ from booking.schemas import (
     SpecialtyOut,
 )
 from patterm.errors import Forbidden, InvalidInput, NotFound
+from patterm.pagination import CappedCountPagination
 
 router = Router(tags=["booking"])
-
-
-def _person_name(user) -> str:
-    return f"{user.first_name} {user.last_name}".strip()
-
-
-def slot_out(slot: Slot) -> dict:
-    return {
-        "id": slot.public_id,
-        "starts_at": slot.starts_at,
-        "ends_at": slot.ends_at,
-        "clinic": slot.clinic,
-        "practitioner": {"id": slot.practitioner_id, "name": _person_name(slot.practitioner)},
-        "specialty": slot.specialty,
-    }
 
 
 def appointment_out(appointment: Appointment, *, viewer) -> dict:
@@ -51,7 +37,7 @@ def appointment_out(appointment: Appointment, *, viewer) -> dict:
     body = {
         "id": appointment.pk,
         "status": appointment.status,
-        "slot": slot_out(appointment.slot),
+        "slot": appointment.slot,
         "booked_at": appointment.booked_at,
         "cancelled_at": appointment.cancelled_at,
     }
@@ -95,26 +81,28 @@ def clinics(request):
 
 
 @router.get("/slots", response=list[SlotOut], auth=None)
-@paginate(LimitOffsetPagination)
+@paginate(CappedCountPagination)
 def slots(request, filters: Query[SlotFilters]):
-    """Free future slots, ordered by start; `date_from`/`date_to` are local days, inclusive."""
-    return _SlotPage(services.free_slots(**filters.dict()))
+    """Free future slots, ordered by start; `date_from`/`date_to` are local days, inclusive.
+    `count` is exact up to 1,000 matches; beyond, `count_capped` is true."""
+    return services.free_slots(**filters.dict())
 
 
-class _SlotPage:
-    """A queryset that the paginator slices and counts, rendered as Slot shapes."""
+class _AppointmentPage:
+    """Appointments as the paginator slices and counts them, shaped for one viewer."""
 
-    def __init__(self, queryset):
+    def __init__(self, queryset, *, viewer):
         self.queryset = queryset
+        self.viewer = viewer
 
     def count(self):
         return self.queryset.count()
 
-    def __getitem__(self, page):
-        return [slot_out(slot) for slot in self.queryset[page]]
-
     def __len__(self):
         return self.count()
+
+    def __getitem__(self, page):
+        return [appointment_out(a, viewer=self.viewer) for a in self.queryset[page]]
 
 
 # --- Appointments ---------------------------------------------------------------------------
@@ -147,15 +135,6 @@ def appointments(request, filters: Query[AppointmentFilters]):
         )
         listed = listed.filter(starts_at__lt=end)
     return _AppointmentPage(listed, viewer=request.user)
-
-
-class _AppointmentPage(_SlotPage):
-    def __init__(self, queryset, *, viewer):
-        super().__init__(queryset)
-        self.viewer = viewer
-
-    def __getitem__(self, page):
-        return [appointment_out(a, viewer=self.viewer) for a in self.queryset[page]]
 
 
 @router.get("/appointments/{uuid:appointment_id}", response=AppointmentOut, exclude_unset=True)
@@ -241,4 +220,7 @@ def create_slots(request, payload: SlotsIn):
         specialty=specialty,
         times=times,
     )
-    return Status(201, [slot_out(slot) for slot in created])
+    listed = Slot.objects.filter(pk__in=[slot.pk for slot in created]).select_related(
+        "clinic", "practitioner", "specialty"
+    )
+    return Status(201, list(listed.order_by("starts_at", "pk")))

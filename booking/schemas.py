@@ -40,12 +40,23 @@ class PersonRef(Schema):
 
 
 class SlotOut(Schema):
+    """Built from a Slot with clinic, practitioner and specialty selected."""
+
     id: str
     starts_at: datetime.datetime
     ends_at: datetime.datetime
     clinic: SlotClinic
     practitioner: PersonRef
     specialty: SpecialtyOut
+
+    @staticmethod
+    def resolve_id(slot) -> str:
+        return slot.public_id
+
+    @staticmethod
+    def resolve_practitioner(slot) -> dict:
+        person = slot.practitioner
+        return {"id": person.pk, "name": f"{person.first_name} {person.last_name}".strip()}
 
 
 class SnapshotOut(Schema):

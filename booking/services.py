@@ -179,8 +179,11 @@ def appointment_cancel(*, actor: User, appointment_id) -> Appointment:
     """
     with transaction.atomic():
         visible = appointments_visible_to(actor).filter(pk=appointment_id).values("pk")
+        # Lock the appointment row only: FOR UPDATE on the joined slot and clinic rows would
+        # block the deferred foreign key checks (FOR KEY SHARE) of bookings that commit while
+        # holding the audit chain's lock, which this transaction then waits for: a deadlock.
         appointment = (
-            Appointment.objects.select_for_update()
+            Appointment.objects.select_for_update(of=("self",))
             .select_related("slot__clinic")
             .filter(pk__in=visible)
             .first()

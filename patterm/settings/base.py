@@ -164,6 +164,8 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=2_6
 
 # --- Booking --------------------------------------------------------------------------------
 PATTERM_SLOT_SERIES_MAX_DAYS = 366  # one POST /api/medical/slots creates at most a year of slots
+# GET /api/slots counts at most this many matches (patterm/pagination.py explains why).
+PATTERM_SEARCH_COUNT_LIMIT = 1000
 
 # --- Links in e-mails ----------------------------------------------------------------------
 PATTERM_PUBLIC_URL = env.str("PATTERM_PUBLIC_URL", default="http://127.0.0.1:8000")

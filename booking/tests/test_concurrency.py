@@ -1,0 +1,288 @@
+"""SECURITY.md B1, B2 and B4, and the same race over HTTP: many bookings of one slot at once.
+
+Real transactions, one connection per thread, started together by a barrier: an in-memory
+database or a wrapping test transaction would hide the race. PostgreSQL runs them in its pass of
+`make test`, the file SQLite database (BEGIN IMMEDIATE, busy timeout) in the SQLite pass.
+"""
+
+import random
+import threading
+from collections import Counter, defaultdict
+
+import pytest
+import requests
+from django.db import connection
+from django.db.models import Count, Q
+
+from audit.models import AuditAction, AuditEvent
+from booking.models import Appointment, AppointmentStatus, Slot
+from booking.services import appointment_book, appointment_cancel
+from booking.tests.factories import practitioner_create, slot_create, staff_create
+from patterm.errors import Conflict
+
+BOTH_DATABASES = pytest.mark.parametrize(
+    "vendor",
+    [
+        pytest.param("postgresql", marks=pytest.mark.requires_postgresql),
+        pytest.param("sqlite", marks=pytest.mark.requires_sqlite_file),
+    ],
+)
+
+THREADS = 50  # SECURITY.md B1: 50 concurrent bookings of one slot...
+ROUNDS = 20  # ...repeated, each round on a fresh slot
+JOIN_TIMEOUT = 120
+
+
+def attempt_booking(patient, slot_id: str) -> tuple[str, Appointment | None]:
+    """The outcome a client would see: "booked", a Conflict's code, or the unexpected error
+    (a 500 in production: "database is locked", an IntegrityError, a deadlock)."""
+    try:
+        return "booked", appointment_book(patient=patient, slot_id=slot_id)
+    except Conflict as conflict:
+        return conflict.code, None
+    except Exception as error:
+        return f"{type(error).__name__}: {error}", None
+
+
+def attempt_cancel(actor, appointment_id) -> str:
+    try:
+        appointment_cancel(actor=actor, appointment_id=appointment_id)
+    except Conflict as conflict:
+        return conflict.code
+    except Exception as error:
+        return f"{type(error).__name__}: {error}"
+    return "cancelled"
+
+
+def run_together(targets: list, *, alongside=None) -> list[BaseException]:
+    """Run each callable in its own thread with its own connection; the errors they raised.
+
+    `alongside(stop)` runs in one more thread until the others are done and `stop` is set.
+    """
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def run(target):
+        try:
+            target()
+        except BaseException as error:  # reported by the test, which runs in another thread
+            errors.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(target,)) for target in targets]
+    watcher = alongside and threading.Thread(target=run, args=(lambda: alongside(stop),))
+    for thread in [*threads, *([watcher] if watcher else [])]:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=JOIN_TIMEOUT)
+    stop.set()
+    if watcher:
+        watcher.join(timeout=JOIN_TIMEOUT)
+    assert not any(thread.is_alive() for thread in threads), "threads did not finish"
+    return errors
+
+
+def booked_per_slot(slots) -> dict[int, int]:
+    counts = Counter(
+        Appointment.objects.filter(slot__in=slots, status=AppointmentStatus.BOOKED).values_list(
+            "slot_id", flat=True
+        )
+    )
+    return {slot.pk: counts[slot.pk] for slot in slots}
+
+
+def slots_out_of_step(slot_ids) -> list[int]:
+    """Slots whose `is_booked` disagrees with their appointments, read in one statement."""
+    return list(
+        Slot.objects.filter(pk__in=slot_ids)
+        .annotate(
+            booked=Count("appointments", filter=Q(appointments__status=AppointmentStatus.BOOKED))
+        )
+        .filter(Q(is_booked=True, booked=0) | Q(is_booked=False, booked__gt=0) | Q(booked__gt=1))
+        .values_list("pk", flat=True)
+    )
+
+
+# --- B1 (PostgreSQL) and B2 (file SQLite) ---------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+@BOTH_DATABASES
+def test_concurrent_bookings_of_one_slot_give_one_appointment_and_clean_conflicts(
+    vendor, make_patient, mailoutbox
+):
+    assert connection.vendor == vendor
+    doctor = practitioner_create()
+    patients = [make_patient().user for _ in range(THREADS)]
+    slots = [slot_create(practitioner=doctor) for _ in range(ROUNDS)]
+    barrier = threading.Barrier(THREADS)
+    outcomes: dict[int, list[tuple[str, int]]] = defaultdict(list)
+
+    def book_every_round(patient):
+        def target():
+            connection.ensure_connection()  # connected first; the rounds then start together
+            for number, slot in enumerate(slots):
+                try:
+                    barrier.wait(timeout=60)
+                except threading.BrokenBarrierError:
+                    return
+                outcome, _ = attempt_booking(patient, slot.public_id)
+                outcomes[number].append((outcome, patient.pk))
+
+        return target
+
+    errors = run_together([book_every_round(patient) for patient in patients])
+
+    assert errors == []
+    winners = {}
+    for number, slot in enumerate(slots):
+        assert Counter(outcome for outcome, _ in outcomes[number]) == {
+            "booked": 1,
+            "slot_taken": THREADS - 1,
+        }, f"round {number}"
+        (winners[slot.pk],) = [pk for outcome, pk in outcomes[number] if outcome == "booked"]
+    assert booked_per_slot(slots) == {slot.pk: 1 for slot in slots}
+    # The losers left nothing behind: no appointment, no audit row, no e-mail.
+    assert dict(Appointment.objects.values_list("slot_id", "patient_id")) == winners
+    assert set(Slot.objects.filter(pk__in=winners).values_list("is_booked", flat=True)) == {True}
+    assert AuditEvent.objects.filter(action=AuditAction.APPOINTMENT_BOOK).count() == ROUNDS
+    emails_of = {patient.pk: patient.email for patient in patients}
+    assert sorted(message.to[0] for message in mailoutbox) == sorted(
+        emails_of[pk] for pk in winners.values()
+    )
+
+
+# --- B4: cancel and book on the same slots at once -------------------------------------------
+
+BOOKERS = 8
+CANCELLERS = 2
+B4_SLOTS = 4
+PASSES = 6
+
+
+@pytest.mark.django_db(transaction=True)
+@BOTH_DATABASES
+def test_concurrent_cancel_and_book_never_give_two_appointments_for_one_slot(
+    vendor, make_patient, clinic
+):
+    assert connection.vendor == vendor
+    doctor = practitioner_create(clinic=clinic)
+    slots = [slot_create(practitioner=doctor) for _ in range(B4_SLOTS)]
+    slot_ids = [slot.public_id for slot in slots]
+    patients = [make_patient().user for _ in range(BOOKERS)]
+    cancellers = [staff_create(clinic=clinic, role=role) for role in ("clinic_admin",) * 2]
+    # Every slot starts booked, so the first moves are the clinic's cancels racing the bookers.
+    for slot, patient in zip(slots, patients, strict=False):
+        appointment_book(patient=patient, slot_id=slot.public_id)
+    results: list[tuple[str, str]] = []
+    out_of_step: list[list[int]] = []
+    barrier = threading.Barrier(BOOKERS + CANCELLERS)
+
+    def booker(patient, seed):
+        def target():
+            chance = random.Random(seed)
+            connection.ensure_connection()
+            barrier.wait(timeout=60)
+            for _ in range(PASSES):
+                for slot_id in chance.sample(slot_ids, len(slot_ids)):
+                    outcome, appointment = attempt_booking(patient, slot_id)
+                    results.append(("book", outcome))
+                    if appointment is not None and chance.random() < 0.5:
+                        results.append(("cancel", attempt_cancel(patient, appointment.pk)))
+
+        return target
+
+    def canceller(actor):
+        def target():
+            connection.ensure_connection()
+            barrier.wait(timeout=60)
+            for _ in range(PASSES * B4_SLOTS):
+                booked = Appointment.objects.filter(
+                    slot__in=slots, status=AppointmentStatus.BOOKED
+                ).values_list("pk", flat=True)
+                for appointment_id in list(booked):
+                    results.append(("cancel", attempt_cancel(actor, appointment_id)))
+
+        return target
+
+    def watch(stop):
+        """Between the writers' commits, `is_booked` always agrees with the appointments."""
+        while not stop.is_set():
+            if mismatched := slots_out_of_step([slot.pk for slot in slots]):
+                out_of_step.append(mismatched)
+
+    errors = run_together(
+        [booker(patient, seed) for seed, patient in enumerate(patients)]
+        + [canceller(actor) for actor in cancellers],
+        alongside=watch,
+    )
+
+    assert errors == []
+    assert out_of_step == []
+    # A patient who holds a slot and tries it again is told they have that appointment already.
+    allowed = {
+        ("book", "booked"),
+        ("book", "slot_taken"),
+        ("book", "overlapping_appointment"),
+        ("cancel", "cancelled"),
+        ("cancel", "not_cancellable"),
+    }
+    unexpected = sorted({result for result in results if result not in allowed})
+    assert not unexpected, "\n".join(map(repr, unexpected))
+    counted = Counter(results)
+    # The race really ran: slots were freed and booked again many times.
+    assert counted["book", "booked"] > B4_SLOTS
+    assert counted["cancel", "cancelled"] > B4_SLOTS
+    per_slot = booked_per_slot(slots)
+    assert max(per_slot.values()) <= 1
+    assert slots_out_of_step([slot.pk for slot in slots]) == []
+    # Every reported success happened, once: bookings minus cancellations is what is booked now.
+    assert B4_SLOTS + counted["book", "booked"] - counted["cancel", "cancelled"] == sum(
+        per_slot.values()
+    )
+
+
+# --- The same race over HTTP, through a running threaded server -------------------------------
+
+HTTP_PATIENTS = 30
+
+
+@pytest.mark.django_db(transaction=True)
+@BOTH_DATABASES
+def test_concurrent_bookings_over_http_give_one_201_and_409_slot_taken_for_the_rest(
+    vendor, live_server, make_patient, slot, mailoutbox
+):
+    assert connection.vendor == vendor
+    tokens = [make_patient() for _ in range(HTTP_PATIENTS)]
+    barrier = threading.Barrier(HTTP_PATIENTS)
+    responses: list[tuple[int, dict, int]] = []
+
+    def post_booking(token):
+        def target():
+            with requests.Session() as session:
+                barrier.wait(timeout=60)
+                response = session.post(
+                    f"{live_server.url}/api/appointments",
+                    json={"slot_id": slot.public_id, "reason": "Kontrolle"},
+                    headers={"Authorization": f"Bearer {token.raw}"},
+                    timeout=60,
+                )
+            responses.append((response.status_code, response.json(), token.user.pk))
+
+        return target
+
+    errors = run_together([post_booking(token) for token in tokens])
+
+    assert errors == []
+    assert Counter(status for status, _, _ in responses) == {201: 1, 409: HTTP_PATIENTS - 1}
+    for status, body, _ in responses:
+        if status == 409:
+            assert body["code"] == "slot_taken"
+            assert body["detail"]
+    ((_, created, winner),) = [response for response in responses if response[0] == 201]
+    assert created["slot"]["id"] == slot.public_id
+    appointment = Appointment.objects.get(slot=slot, status=AppointmentStatus.BOOKED)
+    assert (str(appointment.pk), appointment.patient_id) == (created["id"], winner)
+    assert Appointment.objects.count() == 1
+    assert [message.to for message in mailoutbox] == [[appointment.patient.email]]

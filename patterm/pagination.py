@@ -1,0 +1,32 @@
+"""Pagination for the API: ninja's limit/offset (`{"items", "count"}`), and a variant whose count
+stops at a ceiling for searches over very large tables."""
+
+from typing import Any
+
+from django.conf import settings
+from ninja import Schema
+from ninja.pagination import LimitOffsetPagination
+
+
+class CappedCountPagination(LimitOffsetPagination):
+    """Like LimitOffsetPagination, but counts at most PATTERM_SEARCH_COUNT_LIMIT matches.
+
+    Counting every match costs time in proportion to the matches (at a million slots, most of
+    a request); nobody pages through thousands of slots. Up to the ceiling `count` is exact and
+    `count_capped` false; beyond it `count` is the ceiling and `count_capped` true.
+    """
+
+    class Output(Schema):
+        items: list[Any]
+        count: int
+        count_capped: bool
+
+    def paginate_queryset(self, queryset, pagination, request, **params):
+        ceiling = settings.PATTERM_SEARCH_COUNT_LIMIT
+        offset, limit = pagination.offset, min(pagination.limit, self.max_limit)
+        counted = queryset[: ceiling + 1].count()
+        return {
+            self.items_attribute: queryset[offset : offset + limit],
+            "count": min(counted, ceiling),
+            "count_capped": counted > ceiling,
+        }
