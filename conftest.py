@@ -23,12 +23,12 @@ def pytest_configure(config):
     def _fixture_teardown(self):
         aliases = list(self._databases_names(include_mirrors=False))
         for alias in aliases:
-            triggers.drop(connections[alias])
+            triggers.drop_all(connections[alias])
         try:
             original_teardown(self)
         finally:
             for alias in aliases:
-                triggers.install(connections[alias])
+                triggers.install_all(connections[alias])
 
     TransactionTestCase._fixture_teardown = _fixture_teardown
 

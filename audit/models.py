@@ -22,6 +22,10 @@ class AuditAction(models.TextChoices):
     APPOINTMENT_CANCEL = "appointment.cancel", _("Appointment cancelled")
     SCHEDULE_READ = "appointment.schedule_read", _("Booking snapshot read by staff")
     SLOTS_CREATE = "slot.create", _("Slots created")
+    AUDIT_VERIFY = "audit.verify", _("Audit chain verified")
+    AUDIT_EXPORT = "audit.export", _("Audit log exported")
+    AUDIT_READ = "audit.read", _("Audit log read")
+    ADMIN_CHANGE = "admin.change", _("Changed in the Django admin")
 
 
 class Outcome(models.TextChoices):
@@ -73,3 +77,27 @@ class AuditEvent(models.Model):
 
     def __str__(self):
         return f"#{self.seq} {self.action} {self.outcome}"
+
+
+class AuditCheckpoint(models.Model):
+    """A signed statement "the chain had `head_seq` rows, ending in `head_hash`, at this time".
+
+    Ed25519 over `audit.signing.checkpoint_message(...)`, with a key kept outside the database:
+    a chain cut after a checkpoint, or rewritten and re-hashed, no longer matches it. Exported
+    to a place the database's administrators cannot change, they prove the log to an auditor.
+    """
+
+    head_seq = models.PositiveBigIntegerField(_("last sequence number"), unique=True)
+    head_hash = models.CharField(_("hash of the last row"), max_length=64)
+    created_at = models.DateTimeField(_("signed at"))
+    key_id = models.CharField(_("signing key"), max_length=16)
+    signature = models.CharField(_("signature"), max_length=100)
+
+    class Meta:
+        db_table = "audit_checkpoint"
+        ordering = ["head_seq"]
+        verbose_name = _("audit checkpoint")
+        verbose_name_plural = _("audit checkpoints")
+
+    def __str__(self):
+        return f"checkpoint #{self.head_seq}"

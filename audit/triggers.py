@@ -1,40 +1,20 @@
-"""Database triggers that make the audit table append-only, on SQLite and PostgreSQL.
+"""Database triggers that make the audit tables append-only, on SQLite and PostgreSQL.
 
 The ORM is not the only way into the database: these refuse UPDATE and DELETE (and TRUNCATE on
-PostgreSQL, INSERT OR REPLACE over an existing row on SQLite) for every client. The migration
-installs them; tests that must wipe or tamper with a copy of the table drop them with `drop()`.
+PostgreSQL, INSERT OR REPLACE over an existing row on SQLite) for every client. Migrations
+install them per table; tests that must wipe or tamper with a copy drop them with `drop()`.
 """
 
-TABLE = "audit_auditevent"
+EVENTS = "audit_auditevent"
+CHECKPOINTS = "audit_checkpoint"
 
-_SQLITE_INSTALL = [
-    f"""
-    CREATE TRIGGER IF NOT EXISTS {TABLE}_no_update BEFORE UPDATE ON {TABLE}
-    BEGIN SELECT RAISE(ABORT, 'audit log is append-only: UPDATE refused'); END
-    """,
-    f"""
-    CREATE TRIGGER IF NOT EXISTS {TABLE}_no_delete BEFORE DELETE ON {TABLE}
-    BEGIN SELECT RAISE(ABORT, 'audit log is append-only: DELETE refused'); END
-    """,
-    # INSERT OR REPLACE deletes the row it collides with without firing DELETE triggers (unless
-    # recursive_triggers is on), so an insert that collides with an existing row is refused.
-    f"""
-    CREATE TRIGGER IF NOT EXISTS {TABLE}_no_replace BEFORE INSERT ON {TABLE}
-    WHEN EXISTS (
-        SELECT 1 FROM {TABLE}
-        WHERE seq = NEW.seq OR prev_hash = NEW.prev_hash OR hash = NEW.hash
-    )
-    BEGIN SELECT RAISE(ABORT, 'audit log is append-only: REPLACE refused'); END
-    """,  # noqa: S608 (a constant table name, no input)
-]
-_SQLITE_DROP = [
-    f"DROP TRIGGER IF EXISTS {TABLE}_no_update",
-    f"DROP TRIGGER IF EXISTS {TABLE}_no_delete",
-    f"DROP TRIGGER IF EXISTS {TABLE}_no_replace",
-]
+# Each append-only table with the unique columns an INSERT OR REPLACE could collide on.
+APPEND_ONLY_TABLES = {
+    EVENTS: ("seq", "prev_hash", "hash"),
+    CHECKPOINTS: ("id", "head_seq"),
+}
 
-_POSTGRESQL_INSTALL = [
-    """
+_POSTGRESQL_FUNCTION = """
     CREATE OR REPLACE FUNCTION patterm_audit_append_only() RETURNS trigger
     LANGUAGE plpgsql AS $$
     BEGIN
@@ -42,37 +22,85 @@ _POSTGRESQL_INSTALL = [
             USING ERRCODE = 'insufficient_privilege';
     END;
     $$
-    """,
-    f"""
-    CREATE OR REPLACE TRIGGER {TABLE}_no_update_delete BEFORE UPDATE OR DELETE ON {TABLE}
-    FOR EACH ROW EXECUTE FUNCTION patterm_audit_append_only()
-    """,
-    f"""
-    CREATE OR REPLACE TRIGGER {TABLE}_no_truncate BEFORE TRUNCATE ON {TABLE}
-    FOR EACH STATEMENT EXECUTE FUNCTION patterm_audit_append_only()
-    """,
-]
-_POSTGRESQL_DROP = [
-    f"DROP TRIGGER IF EXISTS {TABLE}_no_update_delete ON {TABLE}",
-    f"DROP TRIGGER IF EXISTS {TABLE}_no_truncate ON {TABLE}",
-]
+"""
 
 
-def _statements(connection, *, install: bool) -> list[str]:
+def _sqlite_install(table: str) -> list[str]:
+    collision = " OR ".join(f"{column} = NEW.{column}" for column in APPEND_ONLY_TABLES[table])
+    return [
+        f"""
+        CREATE TRIGGER IF NOT EXISTS {table}_no_update BEFORE UPDATE ON {table}
+        BEGIN SELECT RAISE(ABORT, 'audit log is append-only: UPDATE refused'); END
+        """,
+        f"""
+        CREATE TRIGGER IF NOT EXISTS {table}_no_delete BEFORE DELETE ON {table}
+        BEGIN SELECT RAISE(ABORT, 'audit log is append-only: DELETE refused'); END
+        """,
+        # INSERT OR REPLACE deletes the row it collides with without firing DELETE triggers
+        # (unless recursive_triggers is on), so an insert that collides is refused.
+        f"""
+        CREATE TRIGGER IF NOT EXISTS {table}_no_replace BEFORE INSERT ON {table}
+        WHEN EXISTS (SELECT 1 FROM {table} WHERE {collision})
+        BEGIN SELECT RAISE(ABORT, 'audit log is append-only: REPLACE refused'); END
+        """,  # noqa: S608 (constant table and column names, no input)
+    ]
+
+
+def _sqlite_drop(table: str) -> list[str]:
+    return [
+        f"DROP TRIGGER IF EXISTS {table}_{kind}"
+        for kind in ("no_update", "no_delete", "no_replace")
+    ]
+
+
+def _postgresql_install(table: str) -> list[str]:
+    return [
+        _POSTGRESQL_FUNCTION,
+        f"""
+        CREATE OR REPLACE TRIGGER {table}_no_update_delete BEFORE UPDATE OR DELETE ON {table}
+        FOR EACH ROW EXECUTE FUNCTION patterm_audit_append_only()
+        """,
+        f"""
+        CREATE OR REPLACE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table}
+        FOR EACH STATEMENT EXECUTE FUNCTION patterm_audit_append_only()
+        """,
+    ]
+
+
+def _postgresql_drop(table: str) -> list[str]:
+    return [
+        f"DROP TRIGGER IF EXISTS {table}_no_update_delete ON {table}",
+        f"DROP TRIGGER IF EXISTS {table}_no_truncate ON {table}",
+    ]
+
+
+def _statements(connection, table: str, *, install: bool) -> list[str]:
     if connection.vendor == "postgresql":
-        return _POSTGRESQL_INSTALL if install else _POSTGRESQL_DROP
+        return _postgresql_install(table) if install else _postgresql_drop(table)
     if connection.vendor == "sqlite":
-        return _SQLITE_INSTALL if install else _SQLITE_DROP
+        return _sqlite_install(table) if install else _sqlite_drop(table)
     raise NotImplementedError(f"no append-only triggers for {connection.vendor}")
 
 
-def install(connection) -> None:
+def _execute(connection, statements: list[str]) -> None:
     with connection.cursor() as cursor:
-        for statement in _statements(connection, install=True):
+        for statement in statements:
             cursor.execute(statement)
 
 
-def drop(connection) -> None:
-    with connection.cursor() as cursor:
-        for statement in _statements(connection, install=False):
-            cursor.execute(statement)
+def install(connection, table: str = EVENTS) -> None:
+    _execute(connection, _statements(connection, table, install=True))
+
+
+def drop(connection, table: str = EVENTS) -> None:
+    _execute(connection, _statements(connection, table, install=False))
+
+
+def install_all(connection) -> None:
+    for table in APPEND_ONLY_TABLES:
+        install(connection, table)
+
+
+def drop_all(connection) -> None:
+    for table in APPEND_ONLY_TABLES:
+        drop(connection, table)

@@ -48,3 +48,22 @@ def master_keys(var_dir: Path) -> str:
         return "1:" + base64.b64encode(secrets.token_bytes(32)).decode()
 
     return _read_or_create(var_dir, "master-keys", generate)
+
+
+def ed25519_private_key(var_dir: Path) -> str:
+    """A PATTERM_AUDIT_SIGNING_KEY value: a random Ed25519 private key, raw, base64."""
+
+    def generate() -> str:
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+        from cryptography.hazmat.primitives.serialization import (
+            Encoding,
+            NoEncryption,
+            PrivateFormat,
+        )
+
+        raw = Ed25519PrivateKey.generate().private_bytes(
+            Encoding.Raw, PrivateFormat.Raw, NoEncryption()
+        )
+        return base64.b64encode(raw).decode()
+
+    return _read_or_create(var_dir, "audit-signing-key", generate)

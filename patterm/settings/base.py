@@ -136,6 +136,18 @@ PATTERM_AUDIT_PSEUDONYM_KEY = env.str("PATTERM_AUDIT_PSEUDONYM_KEY", default="")
     "audit-pseudonym-key", VAR_DIR
 )
 
+# Ed25519 key that signs audit checkpoints (raw 32-byte private key, base64). Keep it outside
+# the database; PATTERM_AUDIT_VERIFY_KEYS lists retired public keys (base64, comma-separated)
+# whose old checkpoints must still verify.
+PATTERM_AUDIT_SIGNING_KEY = env.str(
+    "PATTERM_AUDIT_SIGNING_KEY", default=""
+) or devsecrets.ed25519_private_key(VAR_DIR)
+PATTERM_AUDIT_VERIFY_KEYS = env.list("PATTERM_AUDIT_VERIFY_KEYS", default=[])
+# A checkpoint is signed automatically every N events and when the last one is older than M
+# minutes (checked at the next event); `manage.py audit_checkpoint` signs one at any time.
+PATTERM_AUDIT_CHECKPOINT_EVERY = env.int("PATTERM_AUDIT_CHECKPOINT_EVERY", default=1000)
+PATTERM_AUDIT_CHECKPOINT_MINUTES = env.int("PATTERM_AUDIT_CHECKPOINT_MINUTES", default=60)
+
 # --- Internationalisation -------------------------------------------------------------------
 LANGUAGE_CODE = "de"
 LANGUAGES = [("de", "Deutsch"), ("en", "English")]

@@ -9,6 +9,9 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 
+# Checkpoints by the clock would depend on test order; tests of checkpoints set what they need.
+PATTERM_AUDIT_CHECKPOINT_MINUTES = 0
+
 # Two suites running at once (two terminals, CI beside a developer) must not share a test
 # database: PATTERM_TEST_DB_SUFFIX gives each its own.
 _suffix = env.str("PATTERM_TEST_DB_SUFFIX", default="")

@@ -18,6 +18,7 @@ REQUIRED_SETTINGS = (
     "DATABASE_URL",
     "PATTERM_MASTER_KEYS",
     "PATTERM_AUDIT_PSEUDONYM_KEY",
+    "PATTERM_AUDIT_SIGNING_KEY",
 )
 
 COMPLETE = {
@@ -26,6 +27,7 @@ COMPLETE = {
     "DATABASE_URL": "sqlite:////tmp/patterm-deploy-check.sqlite3",
     "PATTERM_MASTER_KEYS": "1:" + "A" * 43 + "=",
     "PATTERM_AUDIT_PSEUDONYM_KEY": "p" * 43,
+    "PATTERM_AUDIT_SIGNING_KEY": "A" * 43 + "=",
 }
 
 
