@@ -1,9 +1,51 @@
+import json
+
+from django.contrib.admin.models import ADDITION, CHANGE, DELETION, LogEntry
+from django.db.models.signals import post_save
 from django.dispatch import receiver
 
 from audit import services
+from audit.models import AuditAction
 from audit.signals import audit_event
+
+_ADMIN_ACTIONS = {ADDITION: "add", CHANGE: "change", DELETION: "delete"}
 
 
 @receiver(audit_event, dispatch_uid="audit.append_event")
 def append_event(sender, signal, **event):
     services.event_append(**event)
+
+
+@receiver(post_save, sender=LogEntry, dispatch_uid="audit.admin_change")
+def admin_change(sender, instance: LogEntry, created: bool, **kwargs):
+    """Edits in the Django admin bypass the services: the admin's own log entry is chained.
+
+    Names of changed fields only; never `object_repr` or values, which may be personal data.
+    """
+    if not created:
+        return
+    fields = sorted(
+        {
+            field
+            for part in _change_message(instance)
+            for field in part.get("changed", {}).get("fields", [])
+        }
+    )
+    services.event_append(
+        action=AuditAction.ADMIN_CHANGE,
+        actor=instance.user,
+        outcome="success",
+        object_type=instance.content_type.app_label + "." + instance.content_type.model
+        if instance.content_type
+        else "",
+        object_id=instance.object_id or "",
+        details={"change": _ADMIN_ACTIONS.get(instance.action_flag, "other"), "fields": fields},
+    )
+
+
+def _change_message(entry: LogEntry) -> list:
+    try:
+        message = json.loads(entry.change_message or "[]")
+    except ValueError:  # a plain-text message from older code: nothing structured to keep
+        return []
+    return message if isinstance(message, list) else []

@@ -11,6 +11,7 @@ from ninja.parser import Parser
 
 from accounts.api import router as accounts_router
 from accounts.auth import BearerTokenAuth
+from audit.api import router as audit_router
 from booking.api import router as booking_router
 from patterm.errors import STATUS_CODES, DomainError
 from vault.api import router as vault_router
@@ -129,6 +130,7 @@ def _unexpected(request, exc: Exception):
 api.add_router("", accounts_router)
 api.add_router("", vault_router)
 api.add_router("", booking_router)
+api.add_router("", audit_router)
 
 
 class HealthOut(Schema):

@@ -1,0 +1,87 @@
+"""The auditor's part of the JSON API: the event log and its verification."""
+
+import datetime
+
+from django.utils.translation import gettext_lazy as _
+from ninja import Field, Query, Router, Schema
+from ninja.pagination import LimitOffsetPagination, paginate
+
+from accounts.models import Role
+from audit.models import AuditAction, AuditEvent
+from audit.services import event_append, verification_run
+from patterm.errors import Forbidden
+
+router = Router(tags=["audit"])
+
+MESSAGE_AUDITORS_ONLY = _("Only auditors read the audit log.")
+
+
+class AuditEventOut(Schema):
+    seq: int
+    occurred_at: datetime.datetime
+    actor_id: int | None
+    actor_role: str
+    action: str
+    object_type: str
+    object_id: str
+    subject_ref: str
+    clinic_id: int | None
+    purpose: str
+    outcome: str
+    request_id: str
+    client_address: str | None
+    details: dict
+    prev_hash: str
+    hash: str
+
+
+class EventFilters(Schema):
+    since: datetime.datetime | None = None
+    until: datetime.datetime | None = None
+    action: str | None = Field(None, max_length=64)
+    actor: int | None = Field(None, ge=1, le=2**62)
+
+
+class AuditVerifyOut(Schema):
+    ok: bool
+    events_checked: int
+    head_seq: int | None
+    head_hash: str | None
+    first_broken_seq: int | None
+    checkpoints_checked: int
+    problem: str
+
+
+def _require_auditor(request) -> None:
+    if request.user.role != Role.AUDITOR:
+        raise Forbidden(MESSAGE_AUDITORS_ONLY, "auditors_only")
+
+
+@router.get("/audit/events", response=list[AuditEventOut])
+@paginate(LimitOffsetPagination)
+def events(request, filters: Query[EventFilters]):
+    """Audit events, oldest first; filters by time (`since`, `until`), `action`, `actor` (id)."""
+    _require_auditor(request)
+    listed = AuditEvent.objects.order_by("seq")
+    if filters.since:
+        listed = listed.filter(occurred_at__gte=filters.since)
+    if filters.until:
+        listed = listed.filter(occurred_at__lt=filters.until)
+    if filters.action:
+        listed = listed.filter(action=filters.action)
+    if filters.actor:
+        listed = listed.filter(actor_id=filters.actor)
+    event_append(
+        action=AuditAction.AUDIT_READ,
+        actor=request.user,
+        outcome="success",
+        details={key: str(value) for key, value in filters.dict().items() if value is not None},
+    )
+    return listed
+
+
+@router.get("/audit/verify", response=AuditVerifyOut)
+def verify(request):
+    """Verify the whole chain and its signed checkpoints now (the run is audited)."""
+    _require_auditor(request)
+    return verification_run(actor=request.user).as_dict()
