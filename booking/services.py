@@ -103,8 +103,10 @@ def appointment_book(*, patient: User, slot_id: str, reason: str = "") -> Appoin
             raise NotFound(MESSAGE_SLOT_NOT_FOUND, "slot_not_found")
         if slot.starts_at <= timezone.now():
             raise Conflict(MESSAGE_SLOT_PAST, "slot_in_past")
-        # One booking at a time per patient, so the overlap check below cannot race.
-        User.objects.select_for_update().filter(pk=patient.pk).exists()
+        # One booking at a time per patient, so the overlap check below cannot race. NO KEY
+        # UPDATE: it must not block other transactions' foreign key checks on the patient's row
+        # (FOR KEY SHARE, deferred to their commit, when they hold the audit chain's lock).
+        User.objects.select_for_update(no_key=True).filter(pk=patient.pk).exists()
         overlapping = Appointment.objects.filter(
             patient=patient,
             status=AppointmentStatus.BOOKED,
@@ -246,7 +248,10 @@ def wall_clock_slots(
     closing = datetime.datetime.combine(day, end, tzinfo=zone)
     while cursor + length <= closing:
         starts_at = cursor.astimezone(datetime.UTC)
-        slots.append(SlotTime(starts_at, starts_at + length))
+        # A local time in the hour skipped when summer time begins does not exist; it would
+        # land on the real time of a later slot and overlap it.
+        if starts_at.astimezone(zone).replace(tzinfo=None) == cursor.replace(tzinfo=None):
+            slots.append(SlotTime(starts_at, starts_at + length))
         cursor = cursor + length  # wall-clock arithmetic: the next slot's local start
     return slots
 
@@ -327,8 +332,9 @@ def slots_create(
 def slots_generate(*, days: int, start: datetime.date | None = None) -> int:
     """Create the slots of every practitioner's opening hours for `days` days from `start`.
 
-    Skips absences, past times and slots that exist already: running it daily (cron) extends
-    the horizon and changes nothing else. Returns how many slots were created.
+    Skips absences, past times and times the practitioner has a slot at already: running it
+    daily (cron) extends the horizon and changes nothing else. Returns how many slots were
+    created.
     """
     zone = ZoneInfo(settings.TIME_ZONE)
     start = start or timezone.localdate()
@@ -363,10 +369,25 @@ def slots_generate(*, days: int, start: datetime.date | None = None) -> int:
                     clinic=membership.clinic,
                     practitioner_id=membership.user_id,
                     specialty=opening.specialty,
-                    times=times,
+                    times=_free_times(practitioner_id=membership.user_id, times=times),
                 )
             )
     return created
+
+
+def _free_times(*, practitioner_id: int, times: list[SlotTime]) -> list[SlotTime]:
+    """`times` without those that overlap a slot the practitioner has already (one made by
+    hand, or from other opening hours): the run fills around it instead of failing."""
+    if not times:
+        return []
+    taken = list(
+        Slot.objects.filter(
+            practitioner_id=practitioner_id,
+            starts_at__lt=max(t.ends_at for t in times),
+            ends_at__gt=min(t.starts_at for t in times),
+        ).values_list("starts_at", "ends_at")
+    )
+    return [t for t in times if not any(a < t.ends_at and b > t.starts_at for a, b in taken)]
 
 
 # --- Search ---------------------------------------------------------------------------------

@@ -117,3 +117,9 @@ def stored_value(model, pk, field_name: str):
         )
         (value,) = cursor.fetchone()
     return value
+
+
+def days_ahead(days: int, hour: int, minute: int = 0) -> datetime.datetime:
+    """Berlin's wall clock `days` calendar days from today."""
+    day = timezone.localdate() + datetime.timedelta(days=days)
+    return local(day.year, day.month, day.day, hour, minute)
