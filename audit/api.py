@@ -4,12 +4,14 @@ import datetime
 
 from django.utils.translation import gettext_lazy as _
 from ninja import Field, Query, Router, Schema
-from ninja.pagination import LimitOffsetPagination, paginate
+from ninja.pagination import paginate
+from pydantic import field_validator
 
 from accounts.models import Role
 from audit.models import AuditAction, AuditEvent
 from audit.services import event_append, verification_run
 from patterm.errors import Forbidden
+from patterm.pagination import Pagination
 
 router = Router(tags=["audit"])
 
@@ -41,6 +43,14 @@ class EventFilters(Schema):
     action: str | None = Field(None, max_length=64)
     actor: int | None = Field(None, ge=1, le=2**62)
 
+    @field_validator("since", "until")
+    @classmethod
+    def _with_offset(cls, value: datetime.datetime | None) -> datetime.datetime | None:
+        # A time without offset would be read in the server's zone (and warned about): refused.
+        if value is not None and value.tzinfo is None:
+            raise ValueError("needs a time zone offset, e.g. 2026-01-01T00:00:00+01:00")
+        return value
+
 
 class AuditVerifyOut(Schema):
     ok: bool
@@ -58,7 +68,7 @@ def _require_auditor(request) -> None:
 
 
 @router.get("/audit/events", response=list[AuditEventOut])
-@paginate(LimitOffsetPagination)
+@paginate(Pagination)
 def events(request, filters: Query[EventFilters]):
     """Audit events, oldest first; filters by time (`since`, `until`), `action`, `actor` (id)."""
     _require_auditor(request)

@@ -7,7 +7,7 @@ from django.conf import settings
 from django.db.models import Prefetch
 from django.http import HttpResponse
 from ninja import Query, Router, Status
-from ninja.pagination import LimitOffsetPagination, paginate
+from ninja.pagination import paginate
 
 from accounts.models import Clinic, Membership, Role
 from booking import services
@@ -25,15 +25,20 @@ from booking.schemas import (
     SpecialtyOut,
 )
 from patterm.errors import Forbidden, InvalidInput, NotFound
-from patterm.pagination import CappedCountPagination
+from patterm.pagination import CappedCountPagination, Pagination
+from vault.keys import data_keys_preload
 
 router = Router(tags=["booking"])
 
 
-def appointment_out(appointment: Appointment, *, viewer) -> dict:
+def appointment_out(
+    appointment: Appointment, *, viewer, staff_clinics: frozenset[int] | None = None
+) -> dict:
     """Reason for the owner and the clinic's staff; the booking snapshot for staff only."""
     is_owner = appointment.patient_id == viewer.pk
-    is_staff = not is_owner and services.is_clinic_staff(viewer, appointment.slot.clinic_id)
+    if staff_clinics is None:
+        staff_clinics = services.staff_clinic_ids(viewer)
+    is_staff = not is_owner and appointment.slot.clinic_id in staff_clinics
     body = {
         "id": appointment.pk,
         "status": appointment.status,
@@ -57,13 +62,13 @@ def appointment_out(appointment: Appointment, *, viewer) -> dict:
 
 
 @router.get("/specialties", response=list[SpecialtyOut], auth=None)
-@paginate(LimitOffsetPagination)
+@paginate(Pagination)
 def specialties(request):
     return Specialty.objects.order_by("slug")
 
 
 @router.get("/clinics", response=list[ClinicWithSpecialtiesOut], auth=None)
-@paginate(LimitOffsetPagination)
+@paginate(Pagination)
 def clinics(request):
     """Clinics with the specialties their practitioners offer."""
     offered = PractitionerSpecialty.objects.select_related("specialty").order_by("specialty__slug")
@@ -102,7 +107,10 @@ class _AppointmentPage:
         return self.count()
 
     def __getitem__(self, page):
-        return [appointment_out(a, viewer=self.viewer) for a in self.queryset[page]]
+        clinics = services.staff_clinic_ids(self.viewer)
+        appointments = list(self.queryset[page])
+        data_keys_preload({a.patient_id for a in appointments})
+        return [appointment_out(a, viewer=self.viewer, staff_clinics=clinics) for a in appointments]
 
 
 # --- Appointments ---------------------------------------------------------------------------
@@ -118,7 +126,7 @@ def book(request, payload: BookIn):
 
 
 @router.get("/appointments", response=list[AppointmentOut], exclude_unset=True)
-@paginate(LimitOffsetPagination)
+@paginate(Pagination)
 def appointments(request, filters: Query[AppointmentFilters]):
     """Patients: their own appointments. Practitioners and clinic admins: their clinics'."""
     zone = ZoneInfo(settings.TIME_ZONE)
@@ -182,7 +190,9 @@ def schedule(request, filters: Query[ScheduleFilters]):
         date_from=datetime.datetime.combine(first, datetime.time(), zone),
         date_to=datetime.datetime.combine(last + datetime.timedelta(days=1), datetime.time(), zone),
     )
-    return [appointment_out(a, viewer=request.user) for a in listed]
+    clinics = services.staff_clinic_ids(request.user)
+    data_keys_preload({a.patient_id for a in listed})
+    return [appointment_out(a, viewer=request.user, staff_clinics=clinics) for a in listed]
 
 
 @router.post("/medical/slots", response={201: list[SlotOut]})

@@ -169,7 +169,7 @@ class Slot(models.Model):
 
     @staticmethod
     def pk_from_public_id(public_id: str) -> int | None:
-        match = SLOT_PUBLIC_ID.match(public_id)
+        match = SLOT_PUBLIC_ID.fullmatch(public_id)
         return int(match.group(1)) if match else None
 
 

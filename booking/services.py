@@ -78,8 +78,9 @@ def appointment_get(*, user: User, appointment_id) -> Appointment:
     return appointment
 
 
-def is_clinic_staff(user: User, clinic_id: int) -> bool:
-    return clinic_id in _clinic_ids(user, Role.PRACTITIONER, Role.CLINIC_ADMIN)
+def staff_clinic_ids(user: User) -> frozenset[int]:
+    """The clinics whose appointments `user` handles as practitioner or clinic admin."""
+    return frozenset(_clinic_ids(user, Role.PRACTITIONER, Role.CLINIC_ADMIN))
 
 
 # --- Booking and cancelling -----------------------------------------------------------------

@@ -4,11 +4,24 @@ stops at a ceiling for searches over very large tables."""
 from typing import Any
 
 from django.conf import settings
-from ninja import Schema
+from ninja import Field, Schema
 from ninja.pagination import LimitOffsetPagination
 
+# Databases take 64-bit integers: a larger offset would fail in the driver (a 500), not a 422.
+MAX_OFFSET = 2**62
 
-class CappedCountPagination(LimitOffsetPagination):
+
+class Pagination(LimitOffsetPagination):
+    """`limit` 1-200 (default 50) and `offset` from 0: anything else is a 422 (API.md)."""
+
+    class Input(Schema):
+        limit: int = Field(
+            settings.NINJA_PAGINATION_PER_PAGE, ge=1, le=settings.NINJA_PAGINATION_MAX_LIMIT
+        )
+        offset: int = Field(0, ge=0, le=MAX_OFFSET)
+
+
+class CappedCountPagination(Pagination):
     """Like LimitOffsetPagination, but counts at most PATTERM_SEARCH_COUNT_LIMIT matches.
 
     Counting every match costs time in proportion to the matches (at a million slots, most of

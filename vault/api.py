@@ -39,7 +39,7 @@ def patient_record(request):
             "date_of_birth": profile.date_of_birth if profile else "",
         },
         "appointments": [
-            appointment_out(appointment, viewer=request.user)
+            appointment_out(appointment, viewer=request.user, staff_clinics=frozenset())
             for appointment in appointments_visible_to(request.user).order_by("-starts_at")
         ],
         "entries": [record_entry_out(entry) for entry in record.entries],

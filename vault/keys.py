@@ -124,7 +124,30 @@ def _cached(cache_key: tuple, load):
         return load()
     if cache_key not in cache:
         cache[cache_key] = load()
-    return cache[cache_key]
+    value = cache[cache_key]
+    if isinstance(value, crypto.DecryptionError):  # preloaded: a destroyed or broken key
+        raise value
+    return value
+
+
+def data_keys_preload(patient_ids) -> None:
+    """Unwrap the keys of many patients with one query, for a page that shows all of them.
+
+    Only inside an open `request_key_cache()` block (every request has one); elsewhere keys
+    are loaded one by one as values are read.
+    """
+    cache = _request_keys.get()
+    if cache is None:
+        return
+    wanted = {pid for pid in patient_ids if ("current", pid) not in cache}
+    for patient_key in PatientKey.objects.filter(patient_id__in=wanted):
+        try:
+            key = unwrap(patient_key)
+        except crypto.DecryptionError as error:
+            key = error
+        cache[("key", patient_key.pk, patient_key.patient_id)] = key
+        if patient_key.destroyed_at is None and not isinstance(key, Exception):
+            cache[("current", patient_key.patient_id)] = (patient_key.pk, key)
 
 
 def data_key_create(*, patient_id: int) -> PatientKey:

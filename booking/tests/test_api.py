@@ -6,6 +6,8 @@ import uuid
 
 import pytest
 import time_machine
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from icalendar import Calendar
 
@@ -20,6 +22,7 @@ from booking.tests.factories import (
     bearer,
     book,
     days_ahead,
+    membership_of,
     post_json,
     practitioner_create,
     slot_create,
@@ -539,3 +542,20 @@ def test_clinics_list_the_specialties_their_practitioners_offer(api_client, clin
     assert by_name["Zahnarzt ohne Ärzte"]["specialties"] == []
     specialties = api_client.get("/api/specialties", HTTP_ACCEPT_LANGUAGE="de").json()
     assert [item["name"] for item in specialties["items"]] == ["Allgemeinmedizin", "Dermatologie"]
+
+
+def test_the_staff_appointment_list_costs_the_same_queries_for_3_or_12(api_client, make_patient):
+    """No query per appointment: the viewer's clinics are looked up once per page."""
+    doctor = practitioner_create()
+    admin_token = token_for(staff_create(clinic=membership_of(doctor).clinic, role="clinic_admin"))
+
+    def count_queries(appointments: int) -> int:
+        for _ in range(appointments):
+            patient = make_patient()
+            book(api_client, patient, slot_create(practitioner=doctor))
+        with CaptureQueriesContext(connection) as queries:
+            response = api_client.get("/api/appointments?limit=50", **bearer(admin_token))
+        assert response.status_code == 200
+        return len(queries)
+
+    assert count_queries(3) == count_queries(9)
