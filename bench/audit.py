@@ -17,49 +17,15 @@ Builds a throwaway database `bench_audit` and prints:
 import argparse
 import os
 import sys
-import threading
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench.common import recreate_database, run_threads  # noqa: E402
+
 DATABASE = "bench_audit"
-
-
-def recreate_database(url: str) -> str:
-    import psycopg
-
-    with psycopg.connect(url, autocommit=True, connect_timeout=3) as connection:
-        connection.execute(f"DROP DATABASE IF EXISTS {DATABASE}")
-        connection.execute(f"CREATE DATABASE {DATABASE}")
-    return url.rsplit("/", 1)[0] + f"/{DATABASE}"
-
-
-def run_threads(count: int, work) -> float:
-    barrier = threading.Barrier(count + 1)
-    errors = []
-
-    def worker(number):
-        from django.db import connection
-
-        try:
-            barrier.wait()
-            work(number)
-        except Exception as error:
-            errors.append(error)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=worker, args=(n,)) for n in range(count)]
-    for thread in threads:
-        thread.start()
-    barrier.wait()
-    started = time.perf_counter()
-    for thread in threads:
-        thread.join()
-    if errors:
-        raise errors[0]
-    return time.perf_counter() - started
 
 
 def main() -> int:
@@ -76,7 +42,7 @@ def main() -> int:
     if not url.startswith("postgres"):
         print("bench/audit.py measures PostgreSQL: set DATABASE_URL=postgres://...")
         return 2
-    os.environ["DATABASE_URL"] = recreate_database(url)
+    os.environ["DATABASE_URL"] = recreate_database(url, DATABASE)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "patterm.settings.test")
 
     import django

@@ -270,19 +270,24 @@ def _practitioner_membership(*, actor: User, clinic: Clinic, practitioner_id: in
     return membership
 
 
-def _insert_slots(
-    *, clinic: Clinic, practitioner_id: int, specialty: Specialty, times: list[SlotTime]
-) -> list[Slot]:
-    """Insert slots that do not overlap any of the practitioner's; skip exact repeats."""
-    if not times:
-        return []
-    existing = set(
+def _slot_times_around(*, practitioner_id: int, times: list[SlotTime]) -> list[tuple]:
+    """(start, end) of the practitioner's slots within the span of `times`."""
+    return list(
         Slot.objects.filter(
             practitioner_id=practitioner_id,
             starts_at__lt=max(t.ends_at for t in times),
             ends_at__gt=min(t.starts_at for t in times),
         ).values_list("starts_at", "ends_at")
     )
+
+
+def _insert_slots(
+    *, clinic: Clinic, practitioner_id: int, specialty: Specialty, times: list[SlotTime]
+) -> list[Slot]:
+    """Insert slots that do not overlap any of the practitioner's; skip exact repeats."""
+    if not times:
+        return []
+    existing = set(_slot_times_around(practitioner_id=practitioner_id, times=times))
     new_times = [t for t in times if (t.starts_at, t.ends_at) not in existing]
     for time in new_times:
         if any(start < time.ends_at and end > time.starts_at for start, end in existing):
@@ -381,13 +386,7 @@ def _free_times(*, practitioner_id: int, times: list[SlotTime]) -> list[SlotTime
     hand, or from other opening hours): the run fills around it instead of failing."""
     if not times:
         return []
-    taken = list(
-        Slot.objects.filter(
-            practitioner_id=practitioner_id,
-            starts_at__lt=max(t.ends_at for t in times),
-            ends_at__gt=min(t.starts_at for t in times),
-        ).values_list("starts_at", "ends_at")
-    )
+    taken = _slot_times_around(practitioner_id=practitioner_id, times=times)
     return [t for t in times if not any(a < t.ends_at and b > t.starts_at for a, b in taken)]
 
 
