@@ -5,7 +5,7 @@ import datetime
 from django.utils.translation import gettext_lazy as _
 from ninja import Field, Query, Router, Schema
 from ninja.pagination import paginate
-from pydantic import field_validator
+from pydantic import field_serializer, field_validator
 
 from accounts.models import Role
 from audit.models import AuditAction, AuditEvent
@@ -20,7 +20,7 @@ MESSAGE_AUDITORS_ONLY = _("Only auditors read the audit log.")
 
 class AuditEventOut(Schema):
     seq: int
-    occurred_at: datetime.datetime
+    occurred_at: datetime.datetime = Field(json_schema_extra={"format": "date-time"})
     actor_id: int | None
     actor_role: str
     action: str
@@ -35,6 +35,12 @@ class AuditEventOut(Schema):
     details: dict
     prev_hash: str
     hash: str
+
+    @field_serializer("occurred_at")
+    def _with_microseconds(self, value: datetime.datetime) -> str:
+        # The hash covers microseconds; the default encoder would cut them to milliseconds and
+        # the row would no longer match its hash for an auditor recomputing it.
+        return value.isoformat(timespec="microseconds")
 
 
 class EventFilters(Schema):

@@ -1,6 +1,7 @@
+import functools
 import json
 
-from django.contrib.admin.models import ADDITION, CHANGE, DELETION, LogEntry
+from django.contrib.admin.models import ADDITION, CHANGE, DELETION, LogEntry, LogEntryManager
 from django.db.models.signals import post_save
 from django.dispatch import receiver
 
@@ -24,6 +25,11 @@ def admin_change(sender, instance: LogEntry, created: bool, **kwargs):
     """
     if not created:
         return
+    _admin_entry_append(instance)
+
+
+def _admin_entry_append(instance: LogEntry) -> None:
+    instance._audit_appended = True
     fields = sorted(
         {
             field
@@ -49,3 +55,24 @@ def _change_message(entry: LogEntry) -> list:
     except ValueError:  # a plain-text message from older code: nothing structured to keep
         return []
     return message if isinstance(message, list) else []
+
+
+def _bulk_entries_audited(log_actions):
+    """The admin's "delete selected" action logs several objects with one `bulk_create`, which
+    sends no `post_save`: the entries that were not chained by `admin_change` are chained here."""
+
+    @functools.wraps(log_actions)
+    def audited(self, *args, **kwargs):
+        entries = log_actions(self, *args, **kwargs)
+        if isinstance(entries, list):
+            for entry in entries:
+                if not getattr(entry, "_audit_appended", False):
+                    _admin_entry_append(entry)
+        return entries
+
+    audited.audited = True
+    return audited
+
+
+if not getattr(LogEntryManager.log_actions, "audited", False):
+    LogEntryManager.log_actions = _bulk_entries_audited(LogEntryManager.log_actions)

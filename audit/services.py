@@ -78,11 +78,12 @@ def event_append(
             "actor_id": getattr(actor, "pk", None),
             "actor_role": getattr(actor, "role", "") or "",
             "action": str(action),
-            "object_type": object_type,
-            "object_id": object_id,
+            # As the CharFields give them back (an int id would hash differently from "5").
+            "object_type": str(object_type),
+            "object_id": "" if object_id is None else str(object_id),
             "subject_ref": subject_pseudonym(subject_id) if subject_id is not None else "",
             "clinic_id": clinic_id,
-            "purpose": purpose,
+            "purpose": str(purpose),
             "outcome": str(outcome),
             "request_id": context.request_id.get(),
             "client_address": context.client_address.get(),
@@ -103,7 +104,6 @@ _last_checkpoint_seen: datetime | None = None
 
 
 def _checkpoint_due(*, seq: int, now: datetime) -> bool:
-    global _last_checkpoint_seen
     every = settings.PATTERM_AUDIT_CHECKPOINT_EVERY
     if every and seq % every == 0:
         return True
@@ -113,9 +113,14 @@ def _checkpoint_due(*, seq: int, now: datetime) -> bool:
     interval = timedelta(minutes=interval)
     if _last_checkpoint_seen and now - _last_checkpoint_seen < interval:
         return False
-    latest = AuditCheckpoint.objects.order_by("-head_seq").values_list("created_at", flat=True)
-    _last_checkpoint_seen = latest.first()
-    return _last_checkpoint_seen is None or now - _last_checkpoint_seen >= interval
+    latest = (
+        AuditCheckpoint.objects.order_by("-head_seq").values_list("created_at", flat=True).first()
+    )
+    if latest is not None:
+        # Remembered only once this transaction commits: the checkpoint read may be its own,
+        # uncommitted one, which a rollback takes away again.
+        transaction.on_commit(lambda: _checkpoint_seen(latest))
+    return latest is None or now - latest >= interval
 
 
 def _checkpoint_write(*, head_seq: int, head_hash: str) -> AuditCheckpoint:
@@ -214,6 +219,7 @@ def chain_verify(
         expected_prev = anchor.first()
         if expected_prev is None:
             return _broken(from_seq - 1, 0, None, f"sequence number {from_seq - 1} is missing")
+    signed_prev = expected_prev  # the hash of the row before `signed_from`
     rows = AuditEvent.objects.filter(seq__gte=from_seq).order_by("seq")
     for row in rows.values(*HASHED_FIELDS, "prev_hash", "hash").iterator(chunk_size=chunk_size):
         problem, broken_seq = "", expected_seq
@@ -229,12 +235,15 @@ def chain_verify(
                 f"rows #{signed_from} to #{row['seq']} were rewritten: row #{row['seq']} does "
                 "not match its signed checkpoint"
             )
+            # None of the rows since the last good checkpoint can be trusted: report only what
+            # that checkpoint vouches for as checked.
+            checked, expected_seq, expected_prev = signed_from - from_seq, signed_from, signed_prev
         if problem:
             head = (expected_seq - 1, expected_prev) if expected_seq > from_seq else None
             return _broken(broken_seq, checked, head, problem)
         checked += 1
         if row["seq"] in checkpoints:
-            signed_from = row["seq"] + 1
+            signed_from, signed_prev = row["seq"] + 1, row["hash"]
         expected_seq, expected_prev = expected_seq + 1, row["hash"]
         if on_progress and checked % chunk_size == 0:
             on_progress(chunk_size)

@@ -7,7 +7,8 @@ runs it on their own machine. It checks that
 1. every event chains from the one before it (sequence numbers 1, 2, 3, ... without gaps,
    `prev_hash` equal to the previous `hash`, the first from 64 zeros), and that each event's
    `hash` is SHA-256(prev_hash || canonical JSON of the event);
-2. every checkpoint is signed by one of the public keys in the header (Ed25519);
+2. every checkpoint is signed by one of the public keys in the header (Ed25519), and each
+   key id in the header is the one its key has (SHA-256 of the raw key, 16 hex digits);
 3. the event at each checkpoint has exactly the signed hash (no rewrite since), and no
    checkpoint signs more events than the file holds (no cut tail).
 
@@ -64,15 +65,26 @@ class Broken(Exception):
     pass
 
 
-def verify(lines) -> tuple[int, int, str]:
+def public_key(key_id: str, raw: str) -> Ed25519PublicKey:
+    """The header's key, after checking that `key_id` names it (the first 16 hex digits of
+    SHA-256 over the raw key): the ids are what the operator publishes, so a key swapped in
+    under a published id must not pass."""
+    try:
+        raw_bytes = base64.b64decode(raw, validate=True)
+        key = Ed25519PublicKey.from_public_bytes(raw_bytes)
+    except ValueError:
+        raise Broken(f"the header's key id {key_id} holds no Ed25519 public key") from None
+    if hashlib.sha256(raw_bytes).hexdigest()[:16] != key_id:
+        raise Broken(f"the header's key id {key_id} does not name the public key it holds")
+    return key
+
+
+def verify(lines) -> tuple[int, list[dict], str]:
     """(events, checkpoints, head hash) of an intact export; raises Broken otherwise."""
     header = json.loads(next(lines))
     if header.get("type") != "header" or header.get("format") != FORMAT:
         raise Broken(f"not a {FORMAT} file")
-    keys = {
-        key_id: Ed25519PublicKey.from_public_bytes(base64.b64decode(raw))
-        for key_id, raw in header["public_keys"].items()
-    }
+    keys = {key_id: public_key(key_id, raw) for key_id, raw in header["public_keys"].items()}
     expected_seq, expected_prev, hashes_at = 1, GENESIS_HASH, {}
     checkpoints = []
     for number, line in enumerate(lines, 2):
@@ -92,6 +104,9 @@ def verify(lines) -> tuple[int, int, str]:
         hashes_at[expected_seq] = item["hash"]
         expected_seq, expected_prev = expected_seq + 1, item["hash"]
     last_seq = expected_seq - 1
+    if not checkpoints and last_seq:
+        # The chain alone proves nothing against a rewrite: export_audit always signs one.
+        raise Broken("the file holds no signed checkpoint: nothing proves it was not rewritten")
     for checkpoint in checkpoints:
         key = keys.get(checkpoint["key_id"])
         if key is None:
@@ -99,8 +114,9 @@ def verify(lines) -> tuple[int, int, str]:
                 f"checkpoint #{checkpoint['head_seq']}: unknown key {checkpoint['key_id']}"
             )
         try:
-            key.verify(base64.b64decode(checkpoint["signature"]), checkpoint_message(checkpoint))
-        except InvalidSignature:
+            signature = base64.b64decode(checkpoint["signature"], validate=True)
+            key.verify(signature, checkpoint_message(checkpoint))
+        except (InvalidSignature, ValueError):  # ValueError: not base64, or a bad time
             raise Broken(
                 f"checkpoint #{checkpoint['head_seq']}: the signature is invalid"
             ) from None
@@ -114,7 +130,7 @@ def verify(lines) -> tuple[int, int, str]:
                 f"event #{checkpoint['head_seq']} does not match its signed checkpoint: the "
                 "chain was rewritten"
             )
-    return last_seq, len(checkpoints), expected_prev
+    return last_seq, checkpoints, expected_prev
 
 
 def main(argv: list[str]) -> int:
@@ -130,7 +146,15 @@ def main(argv: list[str]) -> int:
     except (OSError, ValueError, KeyError, StopIteration) as error:
         print(f"cannot read {argv[1]}: {error!r}", file=sys.stderr)
         return 2
-    print(f"INTACT: {events} events, {checkpoints} signed checkpoints, head #{events} {head}")
+    signed_to = max((checkpoint["head_seq"] for checkpoint in checkpoints), default=0)
+    key_ids = sorted({checkpoint["key_id"] for checkpoint in checkpoints})
+    print(f"INTACT: {events} events, {len(checkpoints)} signed checkpoints, head #{events} {head}")
+    print(f"signed by key id(s) {', '.join(key_ids)}: compare with the ids the operator published")
+    if signed_to < events:
+        print(
+            f"events #{signed_to + 1} to #{events} come after the last checkpoint: the chain "
+            "alone vouches for them"
+        )
     return 0
 
 
