@@ -26,6 +26,10 @@ class AuditAction(models.TextChoices):
     AUDIT_EXPORT = "audit.export", _("Audit log exported")
     AUDIT_READ = "audit.read", _("Audit log read")
     ADMIN_CHANGE = "admin.change", _("Changed in the Django admin")
+    CONSENT_GRANT = "consent.grant", _("Consent granted")
+    CONSENT_REVOKE = "consent.revoke", _("Consent revoked")
+    EMERGENCY_DECLARE = "emergency.declare", _("Emergency access declared")
+    ERASURE_REQUEST = "erasure.request", _("Erasure requested")
 
 
 class Outcome(models.TextChoices):

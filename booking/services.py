@@ -32,7 +32,7 @@ from consent.models import CareSource
 from consent.services import care_relationship_record
 from patterm.errors import Conflict, Forbidden, InvalidInput, NotFound
 from vault.keys import request_key_cache
-from vault.services import patient_profile_get
+from vault.services import erasure_request_file, patient_profile_get
 
 MESSAGE_SLOT_TAKEN = _("This slot has just been booked by someone else. Please choose another.")
 MESSAGE_SLOT_PAST = _("This slot lies in the past.")
@@ -466,3 +466,30 @@ def schedule_read(
                 purpose="treatment",
             )
     return appointments
+
+
+# --- Erasure requests (they span accounts, vault and booking, so they start here) ------------
+
+
+@transaction.atomic
+def erasure_request(*, patient: User):
+    """GDPR Art. 17: close the account, revoke every token, cancel future appointments and
+    file the request an operator completes with `erase_patient` after the retention duty."""
+    future = Appointment.objects.filter(
+        patient=patient, status=AppointmentStatus.BOOKED, starts_at__gt=timezone.now()
+    )
+    for appointment in future.select_related("slot"):
+        appointment.status = AppointmentStatus.CANCELLED
+        appointment.cancelled_at = timezone.now()
+        appointment.save(update_fields=["status", "cancelled_at"])
+        Slot.objects.filter(pk=appointment.slot_id).update(is_booked=False)
+        send_event(
+            action=AuditAction.APPOINTMENT_CANCEL,
+            actor=patient,
+            object_type="appointment",
+            object_id=appointment.pk,
+            subject_id=patient.pk,
+            clinic_id=appointment.slot.clinic_id,
+            details={"by": "erasure_request"},
+        )
+    return erasure_request_file(patient=patient)

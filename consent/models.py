@@ -1,7 +1,20 @@
+import uuid
+
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+
+
+class RecordCategory(models.TextChoices):
+    """The categories of medical record entries: what consents are given for."""
+
+    DIAGNOSIS = "diagnosis", _("Diagnosis")
+    MEDICATION = "medication", _("Medication")
+    ALLERGY = "allergy", _("Allergy")
+    LAB_RESULT = "lab_result", _("Lab result")
+    NOTE = "note", _("Note")
+    DOCUMENT = "document", _("Document")
 
 
 class CareSource(models.TextChoices):
@@ -34,3 +47,83 @@ class CareRelationship(models.Model):
 
     def __str__(self):
         return f"patient {self.patient_id} in care at clinic {self.clinic_id}"
+
+
+class Consent(models.Model):
+    """A patient lets one clinic (the grantee) see entries of some categories, written by one
+    clinic or by all, for treatment, until a date or until revoked. The status follows time."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    patient = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="consents"
+    )
+    grantee_clinic = models.ForeignKey(
+        "accounts.Clinic", on_delete=models.PROTECT, related_name="consents_received"
+    )
+    source_clinic = models.ForeignKey(
+        "accounts.Clinic",
+        on_delete=models.PROTECT,
+        related_name="consents_as_source",
+        null=True,
+        blank=True,
+        help_text=_("Empty: entries of every clinic."),
+    )
+    categories = models.JSONField(_("categories"))
+    purpose = models.CharField(_("purpose"), max_length=20, default="treatment")
+    valid_from = models.DateField(_("valid from"))
+    valid_until = models.DateField(_("valid until"), null=True, blank=True)
+    granted_at = models.DateTimeField(_("granted"), default=timezone.now)
+    revoked_at = models.DateTimeField(_("revoked"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["-granted_at"]
+        verbose_name = _("consent")
+        verbose_name_plural = _("consents")
+        indexes = [models.Index(fields=["patient", "grantee_clinic", "revoked_at"])]
+
+    def __str__(self):
+        return f"consent {self.pk} ({self.status})"
+
+    @property
+    def status(self) -> str:
+        if self.revoked_at is not None:
+            return ConsentStatus.REVOKED
+        today = timezone.localdate()
+        if self.valid_until is not None and self.valid_until < today:
+            return ConsentStatus.EXPIRED
+        return ConsentStatus.ACTIVE
+
+
+class ConsentStatus(models.TextChoices):
+    ACTIVE = "active", _("Active")
+    REVOKED = "revoked", _("Revoked")
+    EXPIRED = "expired", _("Expired")
+
+
+class EmergencyAccess(models.Model):
+    """Break-glass: a practitioner declared that treating the patient needs their record now.
+
+    Time-limited; the justification is kept encrypted in the vault (`vault.EmergencyNote`).
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    practitioner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="emergency_accesses"
+    )
+    clinic = models.ForeignKey(
+        "accounts.Clinic", on_delete=models.PROTECT, related_name="emergency_accesses"
+    )
+    patient = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="emergency_accesses_to"
+    )
+    declared_at = models.DateTimeField(_("declared"), default=timezone.now)
+    expires_at = models.DateTimeField(_("ends"))
+
+    class Meta:
+        ordering = ["-declared_at"]
+        verbose_name = _("emergency access")
+        verbose_name_plural = _("emergency accesses")
+        indexes = [models.Index(fields=["practitioner", "patient", "expires_at"])]
+
+    def __str__(self):
+        return f"emergency access {self.pk}"

@@ -4,18 +4,24 @@ Everything that reads medical data asks here: `decide` for one entry, `grants` f
 `Q` objects over plain field names, so `vault` filters in one query and `consent` never imports
 `vault`). The caller audits every decision, allowed or denied.
 
-PLACEHOLDER (vault issue): a patient sees their own record (`self`) and a practitioner the
-entries their own clinics authored (`own_clinic`); nothing else. The [consent] issue adds care
-relationships, consents across clinics and emergency access behind the same two functions.
+The bases, strongest first:
+- `self`: the patient reads their own record;
+- `own_clinic`: a practitioner reads what their clinic wrote, for a patient in care there;
+- `consent`: an active consent of the patient for the practitioner's clinic, covering the
+  entry's category and authoring clinic;
+- `emergency`: the practitioner declared emergency access to this patient, not yet ended.
+Clinic admins, auditors and everyone else have no basis: they never see record content.
 """
 
 from dataclasses import dataclass
 
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Membership, Role, User
+from consent.models import CareRelationship, Consent, EmergencyAccess
 
 
 class Basis(models.TextChoices):
@@ -58,21 +64,78 @@ class Grant:
         return condition
 
 
+def _practitioner_clinic_ids(actor: User) -> set[int]:
+    return set(
+        Membership.objects.filter(user=actor, role=Role.PRACTITIONER).values_list(
+            "clinic_id", flat=True
+        )
+    )
+
+
 def grants(*, actor: User, patient: User, purpose: str = Purpose.TREATMENT) -> list[Grant]:
     """What `actor` may read of `patient`'s record, strongest basis first; empty: nothing."""
     if not actor.is_active or purpose not in Purpose.values:
         return []
     if actor.pk == patient.pk and actor.role == Role.PATIENT:
         return [Grant(Basis.SELF)]
-    if actor.role == Role.PRACTITIONER:
-        clinic_ids = frozenset(
-            Membership.objects.filter(user=actor, role=Role.PRACTITIONER).values_list(
-                "clinic_id", flat=True
+    if actor.role != Role.PRACTITIONER:
+        return []
+    clinic_ids = _practitioner_clinic_ids(actor)
+    if not clinic_ids:
+        return []
+    found = []
+    in_care = set(
+        CareRelationship.objects.filter(patient=patient, clinic_id__in=clinic_ids).values_list(
+            "clinic_id", flat=True
+        )
+    )
+    if in_care:
+        found.append(Grant(Basis.OWN_CLINIC, clinic_ids=frozenset(in_care)))
+    for consent in active_consents(patient=patient, grantee_clinic_ids=clinic_ids):
+        found.append(
+            Grant(
+                Basis.CONSENT,
+                clinic_ids=None
+                if consent.source_clinic_id is None
+                else frozenset({consent.source_clinic_id}),
+                categories=frozenset(consent.categories),
             )
         )
-        if clinic_ids:
-            return [Grant(Basis.OWN_CLINIC, clinic_ids=clinic_ids)]
-    return []
+    if active_emergency_access(practitioner=actor, patient=patient) is not None:
+        found.append(Grant(Basis.EMERGENCY))
+    return found
+
+
+def acting_clinic_id(actor: User) -> int | None:
+    """The clinic a practitioner reads for (their first by name), for audit rows and logs."""
+    return (
+        Membership.objects.filter(user=actor, role=Role.PRACTITIONER)
+        .order_by("clinic__name")
+        .values_list("clinic_id", flat=True)
+        .first()
+    )
+
+
+def active_consents(*, patient: User, grantee_clinic_ids) -> list[Consent]:
+    today = timezone.localdate()
+    return list(
+        Consent.objects.filter(
+            patient=patient,
+            grantee_clinic_id__in=grantee_clinic_ids,
+            revoked_at__isnull=True,
+            valid_from__lte=today,
+        ).filter(Q(valid_until__isnull=True) | Q(valid_until__gte=today))
+    )
+
+
+def active_emergency_access(*, practitioner: User, patient: User) -> EmergencyAccess | None:
+    return (
+        EmergencyAccess.objects.filter(
+            practitioner=practitioner, patient=patient, expires_at__gt=timezone.now()
+        )
+        .order_by("-expires_at")
+        .first()
+    )
 
 
 def decide(

@@ -13,6 +13,7 @@ from accounts.api import router as accounts_router
 from accounts.auth import BearerTokenAuth
 from audit.api import router as audit_router
 from booking.api import router as booking_router
+from consent.api import router as consent_router
 from patterm.errors import STATUS_CODES, DomainError
 from vault.api import router as vault_router
 from vault.crypto import DecryptionError
@@ -131,6 +132,7 @@ api.add_router("", accounts_router)
 api.add_router("", vault_router)
 api.add_router("", booking_router)
 api.add_router("", audit_router)
+api.add_router("", consent_router)
 
 
 class HealthOut(Schema):

@@ -1,14 +1,44 @@
 """The vault part of the JSON API: a patient's own record."""
 
-from ninja import Router
+from django.core.serializers.json import DjangoJSONEncoder
+from django.http import JsonResponse
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+from ninja import Router, Status
+from ninja.pagination import paginate
 
+from accounts.models import Role
+from audit.selectors import events_about
 from booking.api import appointment_out
-from booking.services import appointments_visible_to
+from booking.schemas import AppointmentOut
+from booking.services import appointments_visible_to, erasure_request
+from consent.api import access_log_rows
+from consent.schemas import ConsentOut
+from consent.services import consents_of
+from patterm.errors import Forbidden, InvalidInput
+from patterm.pagination import Pagination
 from vault import services
+from vault.fhir import export_bundle
+from vault.keys import data_keys_preload
 from vault.models import RecordEntry
-from vault.schemas import PatientRecordOut
+from vault.schemas import (
+    EmergencyIn,
+    EmergencyOut,
+    EmergencyReviewOut,
+    EntryIn,
+    PatientRecordOut,
+    PractitionerRecordOut,
+    RecordEntryOut,
+)
 
 router = Router(tags=["record"])
+
+MESSAGE_PRACTITIONERS_ONLY = _("Only practitioners read and write medical records.")
+MESSAGE_CLINIC_ADMINS_ONLY = _("Only clinic admins review emergency accesses.")
+MESSAGE_ERASURE_FILED = _(
+    "Your account is closed. Your medical records are kept until the legal retention period "
+    "ends, then erased; appointments, consents and the access log go with them."
+)
 
 
 def record_entry_out(entry: RecordEntry) -> dict:
@@ -25,19 +55,23 @@ def record_entry_out(entry: RecordEntry) -> dict:
     }
 
 
+def _profile_out(user, profile) -> dict:
+    return {
+        "id": user.pk,
+        "email": user.email,
+        "first_name": profile.first_name if profile else "",
+        "last_name": profile.last_name if profile else "",
+        "date_of_birth": profile.date_of_birth if profile else "",
+    }
+
+
 @router.get("/patient/record", response=PatientRecordOut, exclude_unset=True)
 def patient_record(request):
     """The patient's own profile, appointments and every entry of their record, decrypted
     (`basis: self`)."""
     profile, record = services.own_record_read(patient=request.user)
     return {
-        "profile": {
-            "id": request.user.pk,
-            "email": request.user.email,
-            "first_name": profile.first_name if profile else "",
-            "last_name": profile.last_name if profile else "",
-            "date_of_birth": profile.date_of_birth if profile else "",
-        },
+        "profile": _profile_out(request.user, profile),
         "appointments": [
             appointment_out(appointment, viewer=request.user, staff_clinics=frozenset())
             for appointment in appointments_visible_to(request.user).order_by("-starts_at")
@@ -45,3 +79,143 @@ def patient_record(request):
         "entries": [record_entry_out(entry) for entry in record.entries],
         "hidden_count": record.hidden_count,
     }
+
+
+# --- Practitioners --------------------------------------------------------------------------
+
+
+def _practitioner_only(request) -> None:
+    if request.user.role != Role.PRACTITIONER:
+        raise Forbidden(MESSAGE_PRACTITIONERS_ONLY, "not_a_practitioner")
+
+
+@router.get("/medical/patients/{int:patient_id}/record", response=PractitionerRecordOut)
+def practitioner_record(request, patient_id: int):
+    """The entries the practitioner's clinic may see, each with its legal basis, and how many
+    stayed hidden. A patient without any basis for this practitioner answers 404."""
+    _practitioner_only(request)
+    patient, record = services.practitioner_record_read(actor=request.user, patient_id=patient_id)
+    return {
+        "patient": {"id": patient.pk},
+        "entries": [record_entry_out(entry) for entry in record.entries],
+        "hidden_count": record.hidden_count,
+    }
+
+
+@router.post("/medical/patients/{int:patient_id}/entries", response={201: RecordEntryOut})
+def write_entry(request, patient_id: int, payload: EntryIn):
+    """Add an entry authored by the practitioner's clinic (patient in care there, or under
+    emergency access)."""
+    _practitioner_only(request)
+    entry = services.practitioner_entry_write(
+        actor=request.user,
+        patient_id=patient_id,
+        category=payload.category,
+        title=payload.title,
+        body=payload.body,
+    )
+    return Status(201, record_entry_out(entry))
+
+
+@router.post("/medical/patients/{int:patient_id}/emergency-access", response={201: EmergencyOut})
+def emergency_access(request, patient_id: int, payload: EmergencyIn):
+    """Break-glass access to the whole record for a few hours; audited, reviewed, and the
+    patient is told at once."""
+    _practitioner_only(request)
+    access = services.emergency_access_declare(
+        actor=request.user, patient_id=patient_id, justification=payload.justification
+    )
+    return Status(201, {"id": access.pk, "expires_at": access.expires_at})
+
+
+@router.get("/medical/emergency-accesses", response=list[EmergencyReviewOut])
+@paginate(Pagination)
+def emergency_review(request):
+    """Clinic admins review every emergency access declared at their clinics."""
+    if request.user.role != Role.CLINIC_ADMIN:
+        raise Forbidden(MESSAGE_CLINIC_ADMINS_ONLY, "not_a_clinic_admin")
+    return _EmergencyPage(services.emergency_accesses_for_review(actor=request.user))
+
+
+class _EmergencyPage:
+    def __init__(self, accesses):
+        self.accesses = accesses
+
+    def count(self):
+        return self.accesses.count()
+
+    def __len__(self):
+        return self.count()
+
+    def __getitem__(self, page):
+        accesses = list(self.accesses[page])
+        data_keys_preload({access.patient_id for access in accesses})
+        now = timezone.now()
+        return [
+            {
+                "id": access.pk,
+                "practitioner": {
+                    "id": access.practitioner_id,
+                    "name": f"{access.practitioner.first_name} {access.practitioner.last_name}",
+                },
+                "clinic": {"id": access.clinic_id, "name": access.clinic.name},
+                "patient_id": access.patient_id,
+                "declared_at": access.declared_at,
+                "expires_at": access.expires_at,
+                "active": access.expires_at > now,
+                "justification": access.note.justification,
+            }
+            for access in accesses
+        ]
+
+
+# --- GDPR -----------------------------------------------------------------------------------
+
+
+@router.get("/patient/record/export")
+def export(request, format: str = "json"):
+    """Everything Patterm holds about the patient (GDPR Art. 15 and 20): profile, appointments,
+    record entries, consents and the access log; `format=fhir` gives a FHIR R4(B) Bundle."""
+    if format not in ("json", "fhir"):
+        raise InvalidInput([{"field": "format", "message": "format is json or fhir."}])
+    profile, record = services.own_record_read(patient=request.user)
+    data = {
+        "format": "patterm-patient-export/v1",
+        "exported_at": timezone.now(),
+        "profile": _profile_out(request.user, profile),
+        "appointments": [
+            appointment_out(a, viewer=request.user, staff_clinics=frozenset())
+            for a in appointments_visible_to(request.user).order_by("-starts_at")
+        ],
+        "entries": [record_entry_out(entry) for entry in record.entries],
+        "consents": [
+            ConsentOut.from_orm(consent).dict() for consent in consents_of(patient=request.user)
+        ],
+        "access_log": access_log_rows(list(events_about(patient_id=request.user.pk))),
+    }
+    if format == "fhir":
+        body, filename = export_bundle(data), "patterm-export.fhir.json"
+    else:
+        data["appointments"] = [
+            AppointmentOut.model_validate(item).model_dump(mode="json", exclude_none=True)
+            for item in data["appointments"]
+        ]
+        body, filename = data, "patterm-export.json"
+    response = JsonResponse(body, encoder=DjangoJSONEncoder, json_dumps_params={"indent": 2})
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+@router.post("/patient/erasure-request", response={202: dict})
+def erasure(request):
+    """Ask for erasure: the account closes and every token ends now, future appointments are
+    cancelled; the data is erased by an operator once the retention duty has passed."""
+    filed = erasure_request(patient=request.user)
+    return Status(
+        202,
+        {
+            "id": str(filed.pk),
+            "retain_until": filed.retain_until.isoformat(),
+            "detail": str(MESSAGE_ERASURE_FILED),
+        },
+    )

@@ -5,6 +5,7 @@ from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from consent.models import RecordCategory  # consent decides by category: it owns the list
 from vault.fields import EncryptedDateField, EncryptedTextField
 
 
@@ -64,15 +65,6 @@ class PatientProfile(models.Model):
         return f"profile of patient {self.patient_id}"
 
 
-class RecordCategory(models.TextChoices):
-    DIAGNOSIS = "diagnosis", _("Diagnosis")
-    MEDICATION = "medication", _("Medication")
-    ALLERGY = "allergy", _("Allergy")
-    LAB_RESULT = "lab_result", _("Lab result")
-    NOTE = "note", _("Note")
-    DOCUMENT = "document", _("Document")
-
-
 class RecordEntry(models.Model):
     """One entry of a patient's medical record; title and body encrypted with their data key.
 
@@ -104,3 +96,48 @@ class RecordEntry(models.Model):
 
     def __str__(self):
         return f"{self.get_category_display()} {self.pk}"
+
+
+class EmergencyNote(models.Model):
+    """The justification a practitioner gave for emergency access, encrypted like the record:
+    it may name the patient's condition. Read by the clinic admin who reviews the access."""
+
+    emergency_access = models.OneToOneField(
+        "consent.EmergencyAccess",
+        on_delete=models.PROTECT,
+        primary_key=True,
+        related_name="note",
+    )
+    patient = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="emergency_notes"
+    )
+    justification = EncryptedTextField(_("justification"), patient_field="patient")
+
+    class Meta:
+        verbose_name = _("emergency access justification")
+        verbose_name_plural = _("emergency access justifications")
+
+    def __str__(self):
+        return f"justification of {self.emergency_access_id}"
+
+
+class ErasureRequest(models.Model):
+    """A patient asked to be erased (GDPR Art. 17). The account is closed at once; an operator
+    completes the erasure with `erase_patient` once `retain_until` (the medical retention duty)
+    has passed."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    patient = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="erasure_requests"
+    )
+    requested_at = models.DateTimeField(_("requested"), default=timezone.now)
+    retain_until = models.DateField(_("retained until"))
+    completed_at = models.DateTimeField(_("completed"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["requested_at"]
+        verbose_name = _("erasure request")
+        verbose_name_plural = _("erasure requests")
+
+    def __str__(self):
+        return f"erasure request {self.pk}"

@@ -1,9 +1,10 @@
 import datetime
 import uuid
 
-from ninja import Schema
+from ninja import Field, Schema
 
 from booking.schemas import AppointmentOut
+from consent.models import RecordCategory
 
 
 class ClinicRef(Schema):
@@ -40,3 +41,35 @@ class PatientRecordOut(Schema):
     appointments: list[AppointmentOut]
     entries: list[RecordEntryOut]
     hidden_count: int
+
+
+class PractitionerRecordOut(Schema):
+    patient: dict
+    entries: list[RecordEntryOut]
+    hidden_count: int
+
+
+class EntryIn(Schema):
+    category: RecordCategory
+    title: str = Field(..., min_length=1, max_length=200)
+    body: str = Field(..., min_length=1, max_length=20_000)
+
+
+class EmergencyIn(Schema):
+    justification: str = Field(..., min_length=20, max_length=2000)
+
+
+class EmergencyOut(Schema):
+    id: uuid.UUID
+    expires_at: datetime.datetime
+
+
+class EmergencyReviewOut(Schema):
+    id: uuid.UUID
+    practitioner: AuthorRef
+    clinic: ClinicRef
+    patient_id: int
+    declared_at: datetime.datetime
+    expires_at: datetime.datetime
+    active: bool
+    justification: str

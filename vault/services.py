@@ -9,8 +9,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.apps import apps
+from django.conf import settings
+from django.core.mail import send_mail
 from django.db import transaction
 from django.db.models import Case, Q, Value, When
+from django.template.loader import render_to_string
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -19,12 +22,18 @@ from accounts.services import ClientInfo, IssuedToken, token_issue, user_create
 from audit.models import AuditAction, Outcome
 from audit.signals import send_event
 from consent import policy
-from consent.models import CareSource
+from consent.models import CareRelationship, CareSource, EmergencyAccess
 from consent.services import care_relationship_record
 from patterm.errors import Forbidden, NotFound
 from vault import keys
 from vault.fields import EncryptedTextField
-from vault.models import PatientKey, PatientProfile, RecordEntry
+from vault.models import (
+    EmergencyNote,
+    ErasureRequest,
+    PatientKey,
+    PatientProfile,
+    RecordEntry,
+)
 
 MESSAGE_NOT_A_PATIENT = _("Only patients have a record here.")
 MESSAGE_NOT_YOUR_CLINIC = _("You can only write entries for a clinic where you practise.")
@@ -75,9 +84,20 @@ def patient_profile_get(*, patient: User) -> PatientProfile | None:
 @keys.request_key_cache()
 @transaction.atomic
 def record_entry_create(
-    *, actor: User, patient: User, clinic: Clinic, category: str, title: str, body: str
+    *,
+    actor: User,
+    patient: User,
+    clinic: Clinic,
+    category: str,
+    title: str,
+    body: str,
+    puts_in_care: bool = True,
 ) -> RecordEntry:
-    """A practitioner writes an entry for a patient, authored by one of their clinics."""
+    """A practitioner writes an entry for a patient, authored by one of their clinics.
+
+    Writing puts the patient in care at that clinic, except under emergency access
+    (`puts_in_care=False`): break-glass must not turn into lasting access.
+    """
     if not Membership.objects.filter(user=actor, clinic=clinic, role=Role.PRACTITIONER).exists():
         raise Forbidden(MESSAGE_NOT_YOUR_CLINIC, "not_your_clinic")
     if patient.role != Role.PATIENT or not patient.is_active:
@@ -85,7 +105,8 @@ def record_entry_create(
     entry = RecordEntry.objects.create(
         patient=patient, clinic=clinic, author=actor, category=category, title=title, body=body
     )
-    care_relationship_record(patient=patient, clinic=clinic, source=CareSource.RECORD_ENTRY)
+    if puts_in_care:
+        care_relationship_record(patient=patient, clinic=clinic, source=CareSource.RECORD_ENTRY)
     send_event(
         action=AuditAction.RECORD_WRITE,
         actor=actor,
@@ -101,10 +122,14 @@ def record_entry_create(
 
 @dataclass(frozen=True)
 class RecordRead:
-    """The entries `actor` may see, each with `.basis` set, and how many stayed hidden."""
+    """The entries `actor` may see, each with `.basis` set, and how many stayed hidden.
+
+    `granted` is False when no basis applied at all (the reader has no relationship).
+    """
 
     entries: list[RecordEntry]
     hidden_count: int
+    granted: bool = True
 
 
 @keys.request_key_cache()
@@ -138,14 +163,18 @@ def record_read(
         outcome=Outcome.SUCCESS if allowed else Outcome.DENIED,
         object_type="patient_record",
         subject_id=patient.pk,
+        clinic_id=policy.acting_clinic_id(actor) if actor.role == Role.PRACTITIONER else None,
         purpose=purpose,
         details={
-            "bases": sorted({grant.basis for grant in grants}) if allowed else [],
+            # The bases that showed something (those of the grants for an empty record).
+            "bases": sorted({e.basis for e in entries} or {g.basis for g in grants})
+            if allowed
+            else [],
             "entries": len(entries),
             "hidden": hidden_count,
         },
     )
-    return RecordRead(entries=entries, hidden_count=hidden_count)
+    return RecordRead(entries=entries, hidden_count=hidden_count, granted=bool(grants))
 
 
 def _any_of(grants: list[policy.Grant]) -> Q:
@@ -196,6 +225,14 @@ def _erased_email(patient: User) -> str:
 
 
 @transaction.atomic
+def erasure_retained_until(*, patient: User) -> datetime.date | None:
+    """The date until which an open erasure request must wait (retention), if any lies ahead."""
+    open_requests = ErasureRequest.objects.filter(patient=patient, completed_at=None)
+    latest = open_requests.order_by("-retain_until").values_list("retain_until", flat=True)
+    retain_until = latest.first()
+    return retain_until if retain_until and retain_until > timezone.localdate() else None
+
+
 def patient_erase(*, patient: User, actor: User | None = None) -> bool:
     """Destroy the patient's data key: every value encrypted with it is gone at once.
 
@@ -218,6 +255,7 @@ def patient_erase(*, patient: User, actor: User | None = None) -> bool:
     patient.is_active = False
     patient.set_unusable_password()
     patient.save()
+    ErasureRequest.objects.filter(patient=patient, completed_at=None).update(completed_at=now)
     send_event(
         action=AuditAction.ERASURE_COMPLETE,
         actor=actor,
@@ -367,3 +405,168 @@ def patient_key_rotate(*, patient: User, actor: User | None = None) -> int:
         details={"rows": len(rows), "old_key": old.pk},
     )
     return len(rows)
+
+
+# --- The practitioner's view ----------------------------------------------------------------
+
+MESSAGE_NO_CLINIC_FOR_ENTRY = _(
+    "You can write entries only for a patient in care at your clinic or under emergency access."
+)
+
+
+def _patient(patient_id: int) -> User:
+    patient = User.objects.filter(pk=patient_id, role=Role.PATIENT, is_active=True).first()
+    if patient is None:
+        raise NotFound()
+    return patient
+
+
+def practitioner_record_read(*, actor: User, patient_id: int) -> tuple[User, RecordRead]:
+    """A practitioner reads a patient's record as consent allows (audited, allowed or denied).
+
+    Without any basis the patient is "not found": the answer reveals no relationship.
+    """
+    patient = _patient(patient_id)
+    record = record_read(actor=actor, patient=patient)
+    if not record.granted:
+        raise NotFound()
+    return patient, record
+
+
+def practitioner_entry_write(
+    *, actor: User, patient_id: int, category: str, title: str, body: str
+) -> RecordEntry:
+    """Write an entry authored by the practitioner's clinic where the patient is in care, or
+    by the clinic of an active emergency access."""
+    patient = _patient(patient_id)
+    clinic_ids = Membership.objects.filter(user=actor, role=Role.PRACTITIONER).values_list(
+        "clinic_id", flat=True
+    )
+    care = CareRelationship.objects.filter(patient=patient, clinic_id__in=clinic_ids)
+    clinic = Clinic.objects.filter(pk__in=care.values("clinic_id")).order_by("name").first()
+    basis = policy.Basis.OWN_CLINIC
+    if clinic is None:
+        emergency = policy.active_emergency_access(practitioner=actor, patient=patient)
+        clinic, basis = (emergency.clinic, policy.Basis.EMERGENCY) if emergency else (None, None)
+    if clinic is None:
+        raise NotFound(MESSAGE_NO_CLINIC_FOR_ENTRY, "no_care_relationship")
+    entry = record_entry_create(
+        actor=actor,
+        patient=patient,
+        clinic=clinic,
+        category=category,
+        title=title,
+        body=body,
+        puts_in_care=basis == policy.Basis.OWN_CLINIC,
+    )
+    entry.basis = basis
+    return entry
+
+
+@keys.request_key_cache()
+@transaction.atomic
+def emergency_access_declare(*, actor: User, patient_id: int, justification: str):
+    """Break-glass: the practitioner may read the whole record for a few hours (settings).
+
+    Audited, listed for the clinic admin's review and in the patient's access log, and the
+    patient is told by e-mail at once (which clinic, when; no justification, no medical data).
+    """
+    membership = (
+        Membership.objects.filter(user=actor, role=Role.PRACTITIONER)
+        .select_related("clinic")
+        .order_by("clinic__name")
+        .first()
+    )
+    if membership is None:
+        raise Forbidden(MESSAGE_NOT_YOUR_CLINIC, "not_a_practitioner")
+    patient = _patient(patient_id)
+    now = timezone.now()
+    access = EmergencyAccess.objects.create(
+        practitioner=actor,
+        clinic=membership.clinic,
+        patient=patient,
+        declared_at=now,
+        expires_at=now + settings.PATTERM_EMERGENCY_ACCESS_DURATION,
+    )
+    EmergencyNote.objects.create(
+        emergency_access=access, patient=patient, justification=justification
+    )
+    send_event(
+        action=AuditAction.EMERGENCY_DECLARE,
+        actor=actor,
+        object_type="emergency_access",
+        object_id=access.pk,
+        subject_id=patient.pk,
+        clinic_id=membership.clinic_id,
+        purpose=policy.Purpose.TREATMENT,
+        details={"expires_at": access.expires_at.isoformat()},
+    )
+    email, clinic = patient.email, membership.clinic
+    transaction.on_commit(lambda: _emergency_notice(to=email, clinic=clinic, access=access))
+    return access
+
+
+def _emergency_notice(*, to: str, clinic: Clinic, access) -> None:
+    context = {
+        "clinic": clinic,
+        "declared_at": timezone.localtime(access.declared_at),
+        "expires_at": timezone.localtime(access.expires_at),
+        "access_log_url": settings.PATTERM_PUBLIC_URL.rstrip("/") + "/api/patient/access-log",
+    }
+    send_mail(
+        subject=str(_("Emergency access to your medical record")),
+        message=render_to_string("vault/emergency_notice_email.txt", context),
+        from_email=None,
+        recipient_list=[to],
+    )
+
+
+def emergency_accesses_for_review(*, actor: User):
+    """The emergency accesses declared at the clinics `actor` administers, newest first."""
+    clinics = Membership.objects.filter(user=actor, role=Role.CLINIC_ADMIN).values("clinic_id")
+    return EmergencyAccess.objects.filter(clinic_id__in=clinics).select_related(
+        "practitioner", "clinic", "note"
+    )
+
+
+# --- Erasure requests -----------------------------------------------------------------------
+
+
+def erasure_request_file(*, patient: User) -> ErasureRequest:
+    """Close the account and file the request; the data stays until the retention duty ends.
+
+    Called by `booking.services.erasure_request`, which also cancels future appointments.
+    """
+    if patient.role != Role.PATIENT:
+        raise Forbidden(MESSAGE_NOT_A_PATIENT, "not_a_patient")
+    last_entry = (
+        RecordEntry.objects.filter(patient=patient)
+        .order_by("-created_at")
+        .values_list("created_at", flat=True)
+        .first()
+    )
+    retain_until = (
+        _years_after(timezone.localtime(last_entry).date(), settings.PATTERM_RECORD_RETENTION_YEARS)
+        if last_entry
+        else timezone.localdate()
+    )
+    request = ErasureRequest.objects.create(patient=patient, retain_until=retain_until)
+    now = timezone.now()
+    ApiToken.objects.filter(user=patient, revoked_at=None).update(revoked_at=now)
+    User.objects.filter(pk=patient.pk).update(is_active=False)
+    send_event(
+        action=AuditAction.ERASURE_REQUEST,
+        actor=patient,
+        object_type="erasure_request",
+        object_id=request.pk,
+        subject_id=patient.pk,
+        details={"retain_until": retain_until.isoformat()},
+    )
+    return request
+
+
+def _years_after(day: datetime.date, years: int) -> datetime.date:
+    try:
+        return day.replace(year=day.year + years)
+    except ValueError:  # 29 February, in a year without one
+        return day.replace(year=day.year + years, day=28)

@@ -30,6 +30,7 @@ from audit.tests.builders import (
     token_for,
 )
 from booking.models import Appointment
+from consent.models import EmergencyAccess
 from vault.models import PatientKey
 from vault.services import (
     master_key_retire,
@@ -280,6 +281,7 @@ def record_read_own(scene):
 
 
 def record_read_by_the_authoring_clinic(scene):
+    """A practitioner's read names the clinic they read for."""
     patient = scene.patient().user
     clinic, practitioner = scene.practice()
     record_entry_write(author=practitioner, patient=patient, clinic=clinic)
@@ -291,6 +293,7 @@ def record_read_by_the_authoring_clinic(scene):
             practitioner,
             object_type="patient_record",
             subject=patient,
+            clinic_id=clinic.pk,
             purpose="treatment",
             details={"bases": ["own_clinic"], "entries": 1, "hidden": 0},
         )
@@ -301,7 +304,7 @@ def record_read_denied(scene):
     patient = scene.patient().user
     clinic, author = scene.practice()
     record_entry_write(author=author, patient=patient, clinic=clinic)
-    _, stranger = scene.practice()
+    strangers_clinic, stranger = scene.practice()
     read = scene.act(lambda: record_read(actor=stranger, patient=patient))
     assert (read.entries, read.hidden_count) == ([], 1)
     return [
@@ -311,6 +314,7 @@ def record_read_denied(scene):
             Outcome.DENIED,
             object_type="patient_record",
             subject=patient,
+            clinic_id=strangers_clinic.pk,
             purpose="treatment",
             details={"bases": [], "entries": 0, "hidden": 1},
         )
@@ -445,6 +449,102 @@ def schedule_read(scene):
             http=True,
         )
         for patient in sorted(patients, key=lambda patient: patient.pk)
+    ]
+
+
+def consent_grant(scene):
+    issued = scene.patient()
+    clinic = ClinicFactory()
+    source = ClinicFactory()
+    body = {
+        "grantee_clinic": clinic.pk,
+        "source_clinic": source.pk,
+        "categories": ["medication", "allergy"],
+        "valid_until": "2099-12-31",
+    }
+    response = scene.act(lambda: scene.post("/api/patient/consents", body, issued.raw))
+    assert response.status_code == 201, response.json()
+    return [
+        Expected(
+            AuditAction.CONSENT_GRANT,
+            issued.user,
+            object_type="consent",
+            object_id=response.json()["id"],
+            subject=issued.user,
+            clinic_id=clinic.pk,
+            purpose="treatment",
+            details={
+                "categories": ["allergy", "medication"],
+                "source_clinic": source.pk,
+                "valid_until": "2099-12-31",
+            },
+            http=True,
+        )
+    ]
+
+
+def consent_revoke(scene):
+    issued = scene.patient()
+    clinic = ClinicFactory()
+    body = {"grantee_clinic": clinic.pk, "categories": ["diagnosis"]}
+    granted = scene.post("/api/patient/consents", body, issued.raw)
+    assert granted.status_code == 201, granted.json()
+    url = f"/api/patient/consents/{granted.json()['id']}/revoke"
+    response = scene.act(lambda: scene.post(url, token=issued.raw))
+    assert response.status_code == 200, response.json()
+    return [
+        Expected(
+            AuditAction.CONSENT_REVOKE,
+            issued.user,
+            object_type="consent",
+            object_id=granted.json()["id"],
+            subject=issued.user,
+            clinic_id=clinic.pk,
+            purpose="treatment",
+            http=True,
+        )
+    ]
+
+
+def emergency_declare(scene):
+    """The row names clinic and end, never the justification (it may name a condition)."""
+    patient = scene.patient().user
+    clinic, practitioner = scene.practice()
+    url = f"/api/medical/patients/{patient.pk}/emergency-access"
+    body = {"justification": "Bewusstlos eingeliefert, Medikation unbekannt."}
+    response = scene.act(lambda: scene.post(url, body, token_for(practitioner).raw))
+    assert response.status_code == 201, response.json()
+    access = EmergencyAccess.objects.get(pk=response.json()["id"])
+    return [
+        Expected(
+            AuditAction.EMERGENCY_DECLARE,
+            practitioner,
+            object_type="emergency_access",
+            object_id=access.pk,
+            subject=patient,
+            clinic_id=clinic.pk,
+            purpose="treatment",
+            details={"expires_at": access.expires_at.isoformat()},
+            http=True,
+        )
+    ]
+
+
+def erasure_request(scene):
+    """A patient asks for erasure (no future appointments here: only the request's row)."""
+    issued = scene.patient()
+    response = scene.act(lambda: scene.post("/api/patient/erasure-request", token=issued.raw))
+    assert response.status_code == 202, response.json()
+    return [
+        Expected(
+            AuditAction.ERASURE_REQUEST,
+            issued.user,
+            object_type="erasure_request",
+            object_id=response.json()["id"],
+            subject=issued.user,
+            details={"retain_until": response.json()["retain_until"]},
+            http=True,
+        )
     ]
 
 
@@ -643,6 +743,10 @@ CASES = [
     appointment_cancel_by_the_clinic,
     schedule_read,
     slots_create,
+    consent_grant,
+    consent_revoke,
+    emergency_declare,
+    erasure_request,
     master_key_rotation,
     master_key_retired,
     patient_key_rotated,
@@ -695,6 +799,10 @@ def test_a6_every_action_of_the_vocabulary_is_covered():
         "audit.export",
         "audit.read",
         "admin.change",
+        "consent.grant",
+        "consent.revoke",
+        "emergency.declare",
+        "erasure.request",
     }
     assert set(AuditAction.values) == covered
 

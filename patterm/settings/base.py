@@ -179,6 +179,15 @@ PATTERM_SLOT_SERIES_MAX_DAYS = 366  # one POST /api/medical/slots creates at mos
 # GET /api/slots counts at most this many matches (patterm/pagination.py explains why).
 PATTERM_SEARCH_COUNT_LIMIT = 1000
 
+# --- Consent ---------------------------------------------------------------------------------
+PATTERM_EMERGENCY_ACCESS_DURATION = timedelta(
+    hours=env.int("PATTERM_EMERGENCY_ACCESS_HOURS", default=4)
+)
+
+# Medical records are kept this many years after the last entry (Germany: BGB section 630f)
+# before an erasure request may be completed.
+PATTERM_RECORD_RETENTION_YEARS = env.int("PATTERM_RECORD_RETENTION_YEARS", default=10)
+
 # --- Links in e-mails ----------------------------------------------------------------------
 PATTERM_PUBLIC_URL = env.str("PATTERM_PUBLIC_URL", default="http://127.0.0.1:8000")
 

@@ -1,18 +1,29 @@
 """The medical record: writing entries (encrypted, audited without their text), reading them as
 consent.policy decides (every read audited, allowed or denied), and what a page of it costs."""
 
+from datetime import timedelta
+
 import pytest
+import time_machine
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from accounts.models import Role
 from accounts.tests.factories import ClinicFactory, StaffFactory
 from audit.models import AuditAction, AuditEvent, Outcome
 from audit.services import subject_pseudonym
-from patterm.errors import Forbidden
+from consent.models import CareRelationship
+from patterm.errors import Forbidden, NotFound
 from vault import keys
 from vault.models import PatientKey, RecordCategory, RecordEntry
-from vault.services import record_entry_create, record_read
+from vault.services import (
+    emergency_access_declare,
+    practitioner_entry_write,
+    practitioner_record_read,
+    record_entry_create,
+    record_read,
+)
 from vault.tests.factories import record_entry_write, stored_value
 
 pytestmark = pytest.mark.django_db
@@ -232,3 +243,27 @@ def test_decrypting_a_record_page_costs_the_same_queries_for_5_or_50_entries(mak
         assert sum(entry_table in sql and "COUNT(" not in sql.upper() for sql in queries) == 1
         # ... and the patient's data key is fetched (and unwrapped) once for all 100 values.
         assert sum(key_table in sql for sql in queries) == 1, queries
+
+
+@pytest.mark.django_db
+def test_an_entry_written_under_emergency_access_does_not_outlast_it(make_patient):
+    patient = make_patient().user
+    clinic = ClinicFactory()
+    doctor = StaffFactory(clinic=clinic)
+    emergency_access_declare(
+        actor=doctor, patient_id=patient.pk, justification="Bewusstlos eingeliefert, keine Akte."
+    )
+
+    entry = practitioner_entry_write(
+        actor=doctor, patient_id=patient.pk, category="note", title="Notfall", body="Stabil."
+    )
+
+    assert entry.basis == "emergency"
+    assert not CareRelationship.objects.filter(patient=patient, clinic=clinic).exists()
+    with time_machine.travel(timezone.now() + timedelta(hours=5), tick=False):
+        with pytest.raises(NotFound):
+            practitioner_record_read(actor=doctor, patient_id=patient.pk)
+        with pytest.raises(NotFound):
+            practitioner_entry_write(
+                actor=doctor, patient_id=patient.pk, category="note", title="x", body="y"
+            )

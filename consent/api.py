@@ -1,0 +1,101 @@
+"""The patient's consents and access log."""
+
+from django.utils.translation import gettext_lazy as _
+from ninja import Router, Status
+from ninja.pagination import paginate
+
+from accounts.models import Clinic, Role
+from audit.selectors import events_about
+from consent import services
+from consent.schemas import AccessLogRow, ConsentIn, ConsentOut
+from patterm.errors import Forbidden
+from patterm.pagination import Pagination
+
+router = Router(tags=["consent"])
+
+MESSAGE_PATIENTS_ONLY = _("Only patients manage consents and read their access log.")
+
+
+def _patient_only(request) -> None:
+    if request.user.role != Role.PATIENT:
+        raise Forbidden(MESSAGE_PATIENTS_ONLY, "not_a_patient")
+
+
+@router.get("/patient/consents", response=list[ConsentOut])
+@paginate(Pagination)
+def consents(request):
+    """The patient's consents, newest first, with their status (active, revoked, expired)."""
+    _patient_only(request)
+    return services.consents_of(patient=request.user)
+
+
+@router.post("/patient/consents", response={201: ConsentOut})
+def grant(request, payload: ConsentIn):
+    """Let a clinic see some categories of the record, written by one clinic or by all."""
+    _patient_only(request)
+    consent = services.consent_grant(
+        patient=request.user,
+        grantee_clinic_id=payload.grantee_clinic,
+        source_clinic_id=payload.source_clinic,
+        categories=payload.categories,
+        valid_until=payload.valid_until,
+    )
+    return Status(201, services.consents_of(patient=request.user).get(pk=consent.pk))
+
+
+@router.post("/patient/consents/{uuid:consent_id}/revoke", response=ConsentOut)
+def revoke(request, consent_id):
+    """Withdraw a consent: access ends with the next request."""
+    _patient_only(request)
+    services.consent_revoke(patient=request.user, consent_id=consent_id)
+    return services.consents_of(patient=request.user).get(pk=consent_id)
+
+
+class _AccessLogPage:
+    """Audit events about the patient as AccessLogRows; clinic names in one query a page."""
+
+    def __init__(self, events):
+        self.events = events
+
+    def count(self):
+        return self.events.count()
+
+    def __len__(self):
+        return self.count()
+
+    def __getitem__(self, page):
+        return access_log_rows(list(self.events[page]))
+
+
+def access_log_rows(events) -> list[dict]:
+    """AccessLogRows of API.md: role and clinic of the actor, never a name; clinic names come
+    in one query for all rows."""
+    names = dict(
+        Clinic.objects.filter(pk__in={e.clinic_id for e in events}).values_list("pk", "name")
+    )
+    return [
+        {
+            "at": event.occurred_at,
+            "action": event.action,
+            "actor": {
+                "role": event.actor_role,
+                "clinic": {"id": event.clinic_id, "name": names.get(event.clinic_id, "")}
+                if event.clinic_id
+                else None,
+            },
+            "purpose": event.purpose,
+            "basis": ",".join(event.details.get("bases", []))
+            or ("emergency" if event.action == "emergency.declare" else ""),
+            "outcome": event.outcome,
+        }
+        for event in events
+    ]
+
+
+@router.get("/patient/access-log", response=list[AccessLogRow])
+@paginate(Pagination)
+def access_log(request):
+    """Who did what with the patient's data: role and clinic (never a name), when, why, on
+    which legal basis, and how it ended. Newest first."""
+    _patient_only(request)
+    return _AccessLogPage(events_about(patient_id=request.user.pk))

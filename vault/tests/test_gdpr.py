@@ -1,0 +1,182 @@
+"""GDPR: the patient's export (JSON and FHIR) and the erasure request."""
+
+import datetime
+import json
+
+import pytest
+import time_machine
+from django.core.management import CommandError, call_command
+from django.utils import timezone
+from fhir.resources.R4B.bundle import Bundle
+
+from accounts.tests.factories import ClinicFactory, StaffFactory
+from booking.models import Appointment, AppointmentStatus, Slot, Specialty
+from vault.models import ErasureRequest
+from vault.tests.factories import record_entry_write
+
+pytestmark = pytest.mark.django_db
+
+EXPORT_URL = "/api/patient/record/export"
+
+
+def bearer(token: str) -> dict:
+    return {"HTTP_AUTHORIZATION": f"Bearer {token}"}
+
+
+def _slot(clinic, doctor, days: int) -> Slot:
+    specialty, _ = Specialty.objects.get_or_create(
+        slug="allgemeinmedizin", defaults={"name_de": "A", "name_en": "G"}
+    )
+    start = timezone.now().replace(microsecond=0) + datetime.timedelta(days=days)
+    return Slot.objects.create(
+        clinic=clinic,
+        practitioner=doctor,
+        specialty=specialty,
+        starts_at=start,
+        ends_at=start + datetime.timedelta(minutes=20),
+    )
+
+
+@pytest.fixture
+def patient_with_data(api_client, make_patient):
+    issued = make_patient(first_name="Ida", last_name="Pfeiffer")
+    clinic = ClinicFactory(name="Praxis Mitte")
+    doctor = StaffFactory(clinic=clinic)
+    for category, title in [
+        ("diagnosis", "MARKERDIAGNOSE"),
+        ("medication", "Ramipril"),
+        ("allergy", "Penicillin"),
+        ("lab_result", "HbA1c 6,1 %"),
+        ("note", "Verlauf"),
+        ("document", "Arztbrief"),
+    ]:
+        record_entry_write(
+            author=doctor,
+            patient=issued.user,
+            clinic=clinic,
+            category=category,
+            title=title,
+            body=f"{title} Befund",
+        )
+    api_client.post(
+        "/api/appointments",
+        data={"slot_id": _slot(clinic, doctor, 3).public_id, "reason": "Kontrolle"},
+        content_type="application/json",
+        **bearer(issued.raw),
+    )
+    api_client.post(
+        "/api/patient/consents",
+        data={"grantee_clinic": ClinicFactory().pk, "categories": ["allergy"]},
+        content_type="application/json",
+        **bearer(issued.raw),
+    )
+    return issued, clinic, doctor
+
+
+def test_the_json_export_holds_everything_about_its_owner_only(
+    api_client, make_patient, patient_with_data
+):
+    issued, clinic, doctor = patient_with_data
+    other = make_patient(first_name="Otto")
+    record_entry_write(
+        author=doctor, patient=other.user, clinic=clinic, title="MARKERFREMD", body="fremd"
+    )
+
+    response = api_client.get(EXPORT_URL, **bearer(issued.raw))
+
+    assert response.status_code == 200
+    assert response["Content-Disposition"].startswith("attachment")
+    body = json.loads(response.content)
+    assert body["profile"]["first_name"] == "Ida"
+    assert len(body["entries"]) == 6
+    assert [a["reason"] for a in body["appointments"]] == ["Kontrolle"]
+    assert [c["categories"] for c in body["consents"]] == [["allergy"]]
+    assert any(row["action"] == "record.write" for row in body["access_log"])
+    assert b"MARKERDIAGNOSE" in response.content
+    assert b"MARKERFREMD" not in response.content
+    assert b"Otto" not in response.content
+
+
+def test_the_fhir_export_is_a_valid_bundle_with_a_resource_per_category(
+    api_client, patient_with_data
+):
+    issued, _, _ = patient_with_data
+
+    response = api_client.get(EXPORT_URL, {"format": "fhir"}, **bearer(issued.raw))
+
+    assert response.status_code == 200
+    bundle = Bundle.model_validate(json.loads(response.content))  # validates every resource
+    types = [entry.resource.get_resource_type() for entry in bundle.entry]
+    assert types[0] == "Patient"
+    for expected in (
+        "Appointment",
+        "Condition",
+        "MedicationStatement",
+        "AllergyIntolerance",
+        "Observation",
+        "DocumentReference",
+        "Consent",
+        "AuditEvent",
+    ):
+        assert expected in types, expected
+    assert len({entry.fullUrl for entry in bundle.entry}) == len(bundle.entry)
+
+
+def test_an_unknown_export_format_is_422(api_client, make_patient):
+    response = api_client.get(EXPORT_URL, {"format": "xml"}, **bearer(make_patient().raw))
+
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["field"] == "format"
+
+
+def test_staff_cannot_export(api_client):
+    from accounts.services import ClientInfo, token_issue
+
+    staff = StaffFactory()
+    token = token_issue(user=staff, client=ClientInfo()).raw
+
+    assert api_client.get(EXPORT_URL, **bearer(token)).status_code == 403
+
+
+def test_an_erasure_request_closes_the_account_and_frees_future_slots(
+    api_client, patient_with_data
+):
+    issued, _, _ = patient_with_data
+    appointment = Appointment.objects.get(patient=issued.user)
+
+    response = api_client.post("/api/patient/erasure-request", **bearer(issued.raw))
+
+    assert response.status_code == 202
+    assert api_client.get("/api/me", **bearer(issued.raw)).status_code == 401
+    appointment.refresh_from_db()
+    assert appointment.status == AppointmentStatus.CANCELLED
+    assert Slot.objects.get(pk=appointment.slot_id).is_booked is False
+    request = ErasureRequest.objects.get(patient=issued.user)
+    assert request.retain_until.year == timezone.localdate().year + 10
+    assert response.json()["retain_until"] == request.retain_until.isoformat()
+
+
+def test_erasure_waits_for_the_retention_period_unless_overridden(api_client, patient_with_data):
+    issued, _, _ = patient_with_data
+    api_client.post("/api/patient/erasure-request", **bearer(issued.raw))
+    request = ErasureRequest.objects.get(patient=issued.user)
+
+    with pytest.raises(CommandError, match="retained until"):
+        call_command("erase_patient", str(issued.user.pk), "--yes")
+
+    after = datetime.datetime.combine(
+        request.retain_until + datetime.timedelta(days=1), datetime.time(12), tzinfo=datetime.UTC
+    )
+    with time_machine.travel(after, tick=False):
+        call_command("erase_patient", str(issued.user.pk), "--yes")
+    request.refresh_from_db()
+    assert request.completed_at is not None
+
+
+def test_an_operator_may_override_the_retention_period(api_client, patient_with_data):
+    issued, _, _ = patient_with_data
+    api_client.post("/api/patient/erasure-request", **bearer(issued.raw))
+
+    call_command("erase_patient", str(issued.user.pk), "--yes", "--ignore-retention")
+
+    assert ErasureRequest.objects.get(patient=issued.user).completed_at is not None
