@@ -25,7 +25,7 @@ from booking.schemas import (
     SpecialtyOut,
 )
 from patterm.errors import Forbidden, InvalidInput, NotFound
-from patterm.pagination import CappedCountPagination, Pagination
+from patterm.pagination import CappedCountPagination, Pagination, RenderedPage
 from vault.keys import data_keys_preload
 
 router = Router(tags=["booking"])
@@ -93,24 +93,11 @@ def slots(request, filters: Query[SlotFilters]):
     return services.free_slots(**filters.dict())
 
 
-class _AppointmentPage:
-    """Appointments as the paginator slices and counts them, shaped for one viewer."""
-
-    def __init__(self, queryset, *, viewer):
-        self.queryset = queryset
-        self.viewer = viewer
-
-    def count(self):
-        return self.queryset.count()
-
-    def __len__(self):
-        return self.count()
-
-    def __getitem__(self, page):
-        clinics = services.staff_clinic_ids(self.viewer)
-        appointments = list(self.queryset[page])
-        data_keys_preload({a.patient_id for a in appointments})
-        return [appointment_out(a, viewer=self.viewer, staff_clinics=clinics) for a in appointments]
+def appointments_out(appointments: list, *, viewer) -> list[dict]:
+    """Many appointments for one viewer: their clinics once, every patient's key in one query."""
+    clinics = services.staff_clinic_ids(viewer)
+    data_keys_preload({a.patient_id for a in appointments})
+    return [appointment_out(a, viewer=viewer, staff_clinics=clinics) for a in appointments]
 
 
 # --- Appointments ---------------------------------------------------------------------------
@@ -142,7 +129,7 @@ def appointments(request, filters: Query[AppointmentFilters]):
             filters.date_to + datetime.timedelta(days=1), datetime.time(), zone
         )
         listed = listed.filter(starts_at__lt=end)
-    return _AppointmentPage(listed, viewer=request.user)
+    return RenderedPage(listed, lambda page: appointments_out(page, viewer=request.user))
 
 
 @router.get("/appointments/{uuid:appointment_id}", response=AppointmentOut, exclude_unset=True)
@@ -190,9 +177,7 @@ def schedule(request, filters: Query[ScheduleFilters]):
         date_from=datetime.datetime.combine(first, datetime.time(), zone),
         date_to=datetime.datetime.combine(last + datetime.timedelta(days=1), datetime.time(), zone),
     )
-    clinics = services.staff_clinic_ids(request.user)
-    data_keys_preload({a.patient_id for a in listed})
-    return [appointment_out(a, viewer=request.user, staff_clinics=clinics) for a in listed]
+    return appointments_out(listed, viewer=request.user)
 
 
 @router.post("/medical/slots", response={201: list[SlotOut]})

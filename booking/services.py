@@ -205,20 +205,30 @@ def appointment_cancel(*, actor: User, appointment_id) -> Appointment:
                     MESSAGE_CUTOFF % {"hours": clinic.cancellation_cutoff_hours},
                     "cancellation_cutoff_passed",
                 )
-        appointment.status = AppointmentStatus.CANCELLED
-        appointment.cancelled_at = timezone.now()
-        appointment.save(update_fields=["status", "cancelled_at"])
-        Slot.objects.filter(pk=appointment.slot_id).update(is_booked=False)
-        send_event(
-            action=AuditAction.APPOINTMENT_CANCEL,
+        _cancel(
+            appointment,
             actor=actor,
-            object_type="appointment",
-            object_id=appointment.pk,
-            subject_id=appointment.patient_id,
-            clinic_id=clinic.pk,
-            details={"by": "patient" if appointment.patient_id == actor.pk else "clinic"},
+            by="patient" if appointment.patient_id == actor.pk else "clinic",
         )
     return appointment
+
+
+def _cancel(appointment: Appointment, *, actor: User, by: str) -> None:
+    """Cancel a booked appointment, free its slot at once, and audit it (in the caller's
+    transaction)."""
+    appointment.status = AppointmentStatus.CANCELLED
+    appointment.cancelled_at = timezone.now()
+    appointment.save(update_fields=["status", "cancelled_at"])
+    Slot.objects.filter(pk=appointment.slot_id).update(is_booked=False)
+    send_event(
+        action=AuditAction.APPOINTMENT_CANCEL,
+        actor=actor,
+        object_type="appointment",
+        object_id=appointment.pk,
+        subject_id=appointment.patient_id,
+        clinic_id=appointment.slot.clinic_id,
+        details={"by": by},
+    )
 
 
 # --- Slots ----------------------------------------------------------------------------------
@@ -479,17 +489,5 @@ def erasure_request(*, patient: User):
         patient=patient, status=AppointmentStatus.BOOKED, starts_at__gt=timezone.now()
     )
     for appointment in future.select_related("slot"):
-        appointment.status = AppointmentStatus.CANCELLED
-        appointment.cancelled_at = timezone.now()
-        appointment.save(update_fields=["status", "cancelled_at"])
-        Slot.objects.filter(pk=appointment.slot_id).update(is_booked=False)
-        send_event(
-            action=AuditAction.APPOINTMENT_CANCEL,
-            actor=patient,
-            object_type="appointment",
-            object_id=appointment.pk,
-            subject_id=patient.pk,
-            clinic_id=appointment.slot.clinic_id,
-            details={"by": "erasure_request"},
-        )
+        _cancel(appointment, actor=patient, by="erasure_request")
     return erasure_request_file(patient=patient)

@@ -9,7 +9,7 @@ from audit.selectors import events_about
 from consent import services
 from consent.schemas import AccessLogRow, ConsentIn, ConsentOut
 from patterm.errors import Forbidden
-from patterm.pagination import Pagination
+from patterm.pagination import Pagination, RenderedPage
 
 router = Router(tags=["consent"])
 
@@ -51,22 +51,6 @@ def revoke(request, consent_id):
     return services.consents_of(patient=request.user).get(pk=consent_id)
 
 
-class _AccessLogPage:
-    """Audit events about the patient as AccessLogRows; clinic names in one query a page."""
-
-    def __init__(self, events):
-        self.events = events
-
-    def count(self):
-        return self.events.count()
-
-    def __len__(self):
-        return self.count()
-
-    def __getitem__(self, page):
-        return access_log_rows(list(self.events[page]))
-
-
 def access_log_rows(events) -> list[dict]:
     """AccessLogRows of API.md: role and clinic of the actor, never a name; clinic names come
     in one query for all rows."""
@@ -98,4 +82,4 @@ def access_log(request):
     """Who did what with the patient's data: role and clinic (never a name), when, why, on
     which legal basis, and how it ended. Newest first."""
     _patient_only(request)
-    return _AccessLogPage(events_about(patient_id=request.user.pk))
+    return RenderedPage(events_about(patient_id=request.user.pk), access_log_rows)

@@ -43,3 +43,21 @@ class CappedCountPagination(Pagination):
             "count": min(counted, ceiling),
             "count_capped": counted > ceiling,
         }
+
+
+class RenderedPage:
+    """A queryset that a paginator slices and counts, each page turned into response rows by
+    `render(objects)`, so one page's work (clinic names, data keys) is done once per page."""
+
+    def __init__(self, queryset, render):
+        self.queryset = queryset
+        self.render = render
+
+    def count(self) -> int:
+        return self.queryset.count()
+
+    def __len__(self) -> int:
+        return self.count()
+
+    def __getitem__(self, page):
+        return self.render(list(self.queryset[page]))

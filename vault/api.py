@@ -16,7 +16,7 @@ from consent.api import access_log_rows
 from consent.schemas import ConsentOut
 from consent.services import consents_of
 from patterm.errors import Forbidden, InvalidInput
-from patterm.pagination import Pagination
+from patterm.pagination import Pagination, RenderedPage
 from vault import services
 from vault.fhir import export_bundle
 from vault.keys import data_keys_preload
@@ -134,39 +134,28 @@ def emergency_review(request):
     """Clinic admins review every emergency access declared at their clinics."""
     if request.user.role != Role.CLINIC_ADMIN:
         raise Forbidden(MESSAGE_CLINIC_ADMINS_ONLY, "not_a_clinic_admin")
-    return _EmergencyPage(services.emergency_accesses_for_review(actor=request.user))
+    return RenderedPage(services.emergency_accesses_for_review(actor=request.user), _emergency_rows)
 
 
-class _EmergencyPage:
-    def __init__(self, accesses):
-        self.accesses = accesses
-
-    def count(self):
-        return self.accesses.count()
-
-    def __len__(self):
-        return self.count()
-
-    def __getitem__(self, page):
-        accesses = list(self.accesses[page])
-        data_keys_preload({access.patient_id for access in accesses})
-        now = timezone.now()
-        return [
-            {
-                "id": access.pk,
-                "practitioner": {
-                    "id": access.practitioner_id,
-                    "name": f"{access.practitioner.first_name} {access.practitioner.last_name}",
-                },
-                "clinic": {"id": access.clinic_id, "name": access.clinic.name},
-                "patient_id": access.patient_id,
-                "declared_at": access.declared_at,
-                "expires_at": access.expires_at,
-                "active": access.expires_at > now,
-                "justification": access.note.justification,
-            }
-            for access in accesses
-        ]
+def _emergency_rows(accesses: list) -> list[dict]:
+    data_keys_preload({access.patient_id for access in accesses})
+    now = timezone.now()
+    return [
+        {
+            "id": access.pk,
+            "practitioner": {
+                "id": access.practitioner_id,
+                "name": f"{access.practitioner.first_name} {access.practitioner.last_name}",
+            },
+            "clinic": {"id": access.clinic_id, "name": access.clinic.name},
+            "patient_id": access.patient_id,
+            "declared_at": access.declared_at,
+            "expires_at": access.expires_at,
+            "active": access.expires_at > now,
+            "justification": access.note.justification,
+        }
+        for access in accesses
+    ]
 
 
 # --- GDPR -----------------------------------------------------------------------------------
