@@ -55,6 +55,12 @@ class EventFilters(Schema):
         # A time without offset would be read in the server's zone (and warned about): refused.
         if value is not None and value.tzinfo is None:
             raise ValueError("needs a time zone offset, e.g. 2026-01-01T00:00:00+01:00")
+        try:
+            # Compared in UTC: a time at the calendar's edge may have none (a 500 before).
+            if value is not None:
+                value.astimezone(datetime.UTC)
+        except OverflowError:
+            raise ValueError("lies outside the calendar.") from None
         return value
 
 

@@ -8,6 +8,24 @@ from pydantic import field_validator, model_validator
 from accounts.schemas import ClinicOut, clean_iso_date
 from booking.models import AppointmentStatus
 
+# Days become local midnights and slot times (a day or a month on, for an end); near datetime's
+# limits that overflows, so filter days and slot dates lie in this range.
+DATE_MIN = datetime.date(1900, 1, 1)
+DATE_MAX = datetime.date(2999, 12, 31)
+
+
+def filter_date():
+    return Field(
+        None,
+        ge=DATE_MIN,
+        le=DATE_MAX,
+        description=f"YYYY-MM-DD, {DATE_MIN} to {DATE_MAX}.",
+    )
+
+
+def _day(value: datetime.date) -> datetime.date:
+    return value.date() if isinstance(value, datetime.datetime) else value
+
 
 class SpecialtyOut(Schema):
     slug: str
@@ -86,8 +104,8 @@ class SlotFilters(Schema):
     city: str | None = Field(None, max_length=100)
     clinic: str | None = Field(None, max_length=80)
     practitioner: int | None = Field(None, ge=1, le=2**62)
-    date_from: datetime.date | None = None
-    date_to: datetime.date | None = None
+    date_from: datetime.date | None = filter_date()
+    date_to: datetime.date | None = filter_date()
 
     _dates = field_validator("date_from", "date_to", mode="before")(
         lambda value: value if value in (None, "") else clean_iso_date(value)
@@ -96,8 +114,8 @@ class SlotFilters(Schema):
 
 class AppointmentFilters(Schema):
     status: AppointmentStatus | None = None
-    date_from: datetime.date | None = None
-    date_to: datetime.date | None = None
+    date_from: datetime.date | None = filter_date()
+    date_to: datetime.date | None = filter_date()
 
     _dates = field_validator("date_from", "date_to", mode="before")(
         lambda value: value if value in (None, "") else clean_iso_date(value)
@@ -132,6 +150,9 @@ class SlotsIn(Schema):
             )
         if single and (self.starts_at is None or self.ends_at is None):
             raise ValueError("A single slot needs starts_at and ends_at.")
+        days = [self.date_from, self.date_to, self.starts_at, self.ends_at]
+        if any(day and not DATE_MIN <= _day(day) <= DATE_MAX for day in days):
+            raise ValueError(f"Dates lie from {DATE_MIN} to {DATE_MAX}.")
         if single and (self.starts_at.tzinfo is None or self.ends_at.tzinfo is None):
             raise ValueError("starts_at and ends_at need a time zone offset.")
         if single and self.starts_at >= self.ends_at:
@@ -150,8 +171,8 @@ class SlotsIn(Schema):
 
 
 class ScheduleFilters(Schema):
-    date_from: datetime.date | None = None
-    date_to: datetime.date | None = None
+    date_from: datetime.date | None = filter_date()
+    date_to: datetime.date | None = filter_date()
 
     _dates = field_validator("date_from", "date_to", mode="before")(
         lambda value: value if value in (None, "") else clean_iso_date(value)

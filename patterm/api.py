@@ -14,7 +14,7 @@ from accounts.auth import BearerTokenAuth
 from audit.api import router as audit_router
 from booking.api import router as booking_router
 from consent.api import router as consent_router
-from patterm.errors import STATUS_CODES, DomainError
+from patterm.errors import MESSAGE_INVALID_INPUT, MESSAGE_NOT_FOUND, STATUS_CODES, DomainError
 from vault.api import router as vault_router
 from vault.crypto import DecryptionError
 from vault.keys import master_key_ring
@@ -36,7 +36,42 @@ class JsonOrFormParser(Parser):
         return super().parse_body(request)
 
 
-api = NinjaAPI(
+# Every failure has this shape (error_response below); the schema says so once for each operation,
+# as its `default` response, beside the success responses the operation declares.
+ERROR_SCHEMA = {
+    "title": "Error",
+    "type": "object",
+    "properties": {
+        "detail": {"type": "string"},
+        "code": {"type": "string"},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
+            },
+        },
+        "request_id": {"type": "string"},
+    },
+    "required": ["detail", "code"],
+}
+
+
+class PattermApi(NinjaAPI):
+    def get_openapi_schema(self, *args, **kwargs):
+        schema = super().get_openapi_schema(*args, **kwargs)
+        schema.setdefault("components", {}).setdefault("schemas", {})["Error"] = ERROR_SCHEMA
+        default = {
+            "description": "An error: `{detail, code}` (API.md), `errors` for invalid fields.",
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+        }
+        for operations in schema["paths"].values():
+            for operation in operations.values():
+                operation.setdefault("responses", {}).setdefault("default", default)
+        return schema
+
+
+api = PattermApi(
     title="Patterm API",
     version="1",
     description="Patient portal and clinic backend. Errors are `{detail, code}` (API.md).",
@@ -66,7 +101,7 @@ def _validation_error(request, exc: ValidationError):
         }
         for error in exc.errors
     ]
-    return error_response(request, 422, "Invalid input", "validation_error", errors=errors)
+    return error_response(request, 422, MESSAGE_INVALID_INPUT, "validation_error", errors=errors)
 
 
 @api.exception_handler(DomainError)
@@ -94,7 +129,7 @@ def _http_error(request, exc: HttpError):
 
 @api.exception_handler(Http404)
 def _not_found(request, exc):
-    return error_response(request, 404, "Not found.")
+    return error_response(request, 404, MESSAGE_NOT_FOUND)
 
 
 @api.exception_handler(DecryptionError)

@@ -1,5 +1,7 @@
 """The vault part of the JSON API: a patient's own record."""
 
+from typing import Literal
+
 from django.core.serializers.json import DjangoJSONEncoder
 from django.http import JsonResponse
 from django.utils import timezone
@@ -15,7 +17,7 @@ from booking.services import appointments_visible_to, erasure_request
 from consent.api import access_log_rows
 from consent.schemas import ConsentOut
 from consent.services import consents_of
-from patterm.errors import Forbidden, InvalidInput
+from patterm.errors import Forbidden
 from patterm.pagination import Pagination, RenderedPage
 from vault import services
 from vault.fhir import export_bundle
@@ -162,11 +164,9 @@ def _emergency_rows(accesses: list) -> list[dict]:
 
 
 @router.get("/patient/record/export")
-def export(request, format: str = "json"):
+def export(request, format: Literal["json", "fhir"] = "json"):
     """Everything Patterm holds about the patient (GDPR Art. 15 and 20): profile, appointments,
     record entries, consents and the access log; `format=fhir` gives a FHIR R4(B) Bundle."""
-    if format not in ("json", "fhir"):
-        raise InvalidInput([{"field": "format", "message": "format is json or fhir."}])
     profile, record = services.own_record_read(patient=request.user)
     data = {
         "format": "patterm-patient-export/v1",

@@ -270,3 +270,17 @@ def test_verify_finds_a_cut_tail_through_the_api(api_client, auditor, triggers_d
 
     assert (body["ok"], body["first_broken_seq"], body["head_seq"]) == (False, 10, 9)
     assert "tail was cut" in body["problem"]
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("until", "0001-01-01T00:00:00+01:00"), ("since", "9999-12-31T23:59:59-01:00")],
+)
+def test_a_time_with_no_utc_equivalent_is_a_422_not_a_500(api_client, auditor, field, value):
+    # Found by schemathesis: the UTC conversion for the query overflowed into a 500.
+    _, token = auditor
+
+    response = get(api_client, EVENTS_URL, token.raw, **{field: value})
+
+    assert response.status_code == 422, response.content[:300]
+    assert response.json()["errors"][0]["field"] == field

@@ -559,3 +559,24 @@ def test_the_staff_appointment_list_costs_the_same_queries_for_3_or_12(api_clien
         return len(queries)
 
     assert count_queries(3) == count_queries(9)
+
+
+@pytest.mark.parametrize(
+    ("url", "query"),
+    [
+        ("/api/medical/schedule", {"date_from": "0001-01-01"}),
+        ("/api/medical/schedule", {"date_from": "9999-12-30"}),
+        ("/api/medical/schedule", {"date_from": "9999-12-31", "date_to": "9999-12-31"}),
+        ("/api/appointments", {"date_from": "0001-01-01"}),
+        ("/api/appointments", {"date_to": "9999-12-31"}),
+        ("/api/slots", {"date_from": "0001-01-01"}),
+        ("/api/slots", {"date_to": "9999-12-31"}),
+    ],
+)
+def test_filter_days_at_the_ends_of_the_calendar_are_422_not_500(api_client, doctor, url, query):
+    # Found by schemathesis: local midnight of 0001-01-01 (or the day after 9999-12-31) overflowed.
+    response = api_client.get(url, query, **bearer(token_for(doctor)))
+
+    assert response.status_code == 422, response.content[:300]
+    assert response.json()["code"] == "validation_error"
+    assert response.json()["errors"][0]["field"] in ("date_from", "date_to")

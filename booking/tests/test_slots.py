@@ -643,3 +643,34 @@ def test_generate_slots_leaves_room_for_slots_made_by_hand(mondays, doctor, clin
 def test_generate_slots_refuses_a_horizon_out_of_range(days):
     with pytest.raises(CommandError):
         call_command("generate_slots", "--days", days, stdout=StringIO())
+
+
+@pytest.mark.parametrize(
+    "times",
+    [
+        {"starts_at": "9999-12-31T23:10:00-01:00", "ends_at": "9999-12-31T23:30:00-01:00"},
+        {
+            "date_from": "0001-01-01",
+            "date_to": "0001-01-01",
+            "start_time": "00:10",
+            "end_time": "01:00",
+        },
+        {
+            "date_from": "9999-12-31",
+            "date_to": "9999-12-31",
+            "start_time": "23:00",
+            "end_time": "23:59",
+        },
+    ],
+)
+def test_slot_dates_at_the_ends_of_the_calendar_are_422_not_500(
+    api_client, admin, clinic, doctor, times
+):
+    # Found by schemathesis: slot times near datetime's limits overflowed into a 500.
+    body = slot_body(clinic, doctor, weekdays=[0, 1, 2, 3, 4, 5, 6], **times)
+
+    response = create_slots(api_client, admin, body)
+
+    assert response.status_code == 422, response.content[:300]
+    assert response.json()["code"] == "validation_error"
+    assert not Slot.objects.exists()

@@ -193,3 +193,15 @@ def test_the_seed_walkthrough_register_book_slot_001_and_read_the_record(api_cli
     assert [a["slot"]["id"] for a in appointments] == ["slot-001"]
     assert appointments[0]["status"] == "booked"
     assert "patient" not in appointments[0]  # the booking snapshot is for the clinic's staff
+
+
+def test_the_schema_names_the_export_formats(api_client, make_patient):
+    # Found by schemathesis: `format` was a free string in the schema but only json and fhir pass.
+    schema = api_client.get("/api/openapi.json").json()
+    export = schema["paths"]["/api/patient/record/export"]["get"]
+    (param,) = [p for p in export["parameters"] if p["name"] == "format"]
+    assert param["schema"]["enum"] == ["json", "fhir"]
+
+    bad = api_client.get("/api/patient/record/export", {"format": ""}, **bearer(make_patient().raw))
+    assert bad.status_code == 422
+    assert bad.json()["errors"][0]["field"] == "format"
