@@ -107,9 +107,12 @@ def grants(*, actor: User, patient: User, purpose: str = Purpose.TREATMENT) -> l
 
 
 def acting_clinic_id(actor: User) -> int | None:
-    """The clinic a practitioner reads for (their first by name), for audit rows and logs."""
+    """The clinic a practitioner or clinic admin acts for (their first by name), for audit rows
+    and the patient's access log; None for everyone else."""
+    if actor.role not in (Role.PRACTITIONER, Role.CLINIC_ADMIN):
+        return None
     return (
-        Membership.objects.filter(user=actor, role=Role.PRACTITIONER)
+        Membership.objects.filter(user=actor, role=actor.role)
         .order_by("clinic__name")
         .values_list("clinic_id", flat=True)
         .first()

@@ -163,7 +163,7 @@ def record_read(
         outcome=Outcome.SUCCESS if allowed else Outcome.DENIED,
         object_type="patient_record",
         subject_id=patient.pk,
-        clinic_id=policy.acting_clinic_id(actor) if actor.role == Role.PRACTITIONER else None,
+        clinic_id=policy.acting_clinic_id(actor),
         purpose=purpose,
         details={
             # The bases that showed something (those of the grants for an empty record).
@@ -409,6 +409,7 @@ def patient_key_rotate(*, patient: User, actor: User | None = None) -> int:
 
 # --- The practitioner's view ----------------------------------------------------------------
 
+MESSAGE_PRACTITIONERS_ONLY = _("Only practitioners read and write medical records.")
 MESSAGE_NO_CLINIC_FOR_ENTRY = _(
     "You can write entries only for a patient in care at your clinic or under emergency access."
 )
@@ -424,8 +425,23 @@ def _patient(patient_id: int) -> User:
 def practitioner_record_read(*, actor: User, patient_id: int) -> tuple[User, RecordRead]:
     """A practitioner reads a patient's record as consent allows (audited, allowed or denied).
 
-    Without any basis the patient is "not found": the answer reveals no relationship.
+    Without any basis the patient is "not found": the answer reveals no relationship. Any
+    other role is refused before the policy is asked, and that refusal is audited too.
     """
+    if actor.role != Role.PRACTITIONER:
+        patient = User.objects.filter(pk=patient_id, role=Role.PATIENT).first()
+        with transaction.atomic():
+            send_event(
+                action=AuditAction.RECORD_READ,
+                actor=actor,
+                outcome=Outcome.DENIED,
+                object_type="patient_record",
+                subject_id=patient.pk if patient else None,
+                clinic_id=policy.acting_clinic_id(actor),
+                purpose=policy.Purpose.TREATMENT,
+                details={"bases": [], "reason": "role"},
+            )
+        raise Forbidden(MESSAGE_PRACTITIONERS_ONLY, "not_a_practitioner")
     patient = _patient(patient_id)
     record = record_read(actor=actor, patient=patient)
     if not record.granted:

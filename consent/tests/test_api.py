@@ -110,10 +110,14 @@ SEES_THE_DIAGNOSIS = {
     ("GET patient record", "owner"),
 }
 
-# The record.read row each request leaves (outcome), or none: only reads reach the policy.
-# Role-gated answers (403) are refused before any read and leave no record.read row.
+# The record.read row each request leaves (outcome), or none. Roles that may never read a
+# patient's record (403) leave a denied row too: every decision about a record is audited.
 RECORD_READS = {
     "GET medical record": {
+        "owner": "denied",
+        "other_patient": "denied",
+        "clinic_admin": "denied",
+        "auditor": "denied",
         "own_clinic": "success",
         "no_consent": "denied",
         "consent": "success",
@@ -169,7 +173,8 @@ def test_s1_matrix(world, endpoint, actor_name):
     if outcome is None:
         assert reads == []
     else:
-        subject = world.patient if actor_name != "other_patient" else actor.user
+        reads_own = endpoint == "GET patient record" and actor_name == "other_patient"
+        subject = actor.user if reads_own else world.patient
         assert reads == [
             {
                 "actor_id": actor.user.pk,
