@@ -4,6 +4,7 @@ each way of tampering with it."""
 
 import ast
 import base64
+import datetime
 import hashlib
 import json
 import subprocess
@@ -16,8 +17,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from django.core.management import CommandError, call_command
 
-from audit import verify_export
-from audit.chain import GENESIS_HASH
+from audit import signing, verify_export
+from audit.chain import GENESIS_HASH, HASHED_FIELDS
 from audit.models import AuditAction, AuditCheckpoint, AuditEvent
 from audit.services import checkpoint_create
 from audit.tests.builders import new_signing_key
@@ -431,3 +432,16 @@ def test_the_verifier_exits_2_when_it_cannot_read(tmp_path, content, arguments):
 
     assert finished.returncode == 2
     assert finished.stdout == ""
+
+
+def test_the_standalone_verifier_keeps_the_chain_and_checkpoint_formats_of_the_app():
+    """verify_export.py copies the hashed fields and the signed text on purpose (it must run
+    without Django); this names the copy that drifted, before any export fails to verify."""
+    created_at = datetime.datetime(2026, 3, 29, 1, 30, 0, 123456, tzinfo=datetime.UTC)
+    checkpoint = {"head_seq": 42, "head_hash": "ab" * 32, "created_at": created_at.isoformat()}
+
+    assert verify_export.HASHED_FIELDS == HASHED_FIELDS
+    assert verify_export.GENESIS_HASH == GENESIS_HASH
+    assert verify_export.checkpoint_message(checkpoint) == signing.checkpoint_message(
+        head_seq=42, head_hash="ab" * 32, created_at=created_at
+    )
