@@ -9,12 +9,13 @@ PORT ?= 8000
 PATTERM_TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
 export PATTERM_TEST_DATABASE_URL
 
-.PHONY: run test lint format migrate seed clean help
+.PHONY: run test lint format messages migrate seed clean help
 
 help:
 	@echo "make run    set up and serve the portal on http://127.0.0.1:$(PORT) (SQLite)"
 	@echo "make test   set up, lint, and run the suite on SQLite and on PostgreSQL"
 	@echo "make format format the code with ruff"
+	@echo "make messages collect and compile the German translations (needs gettext)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +45,13 @@ lint: $(VENV)/.dev-installed
 format: $(VENV)/.dev-installed
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+# Collect new strings into locale/de/LC_MESSAGES/django.po (without line numbers, so that two
+# branches adding strings rarely conflict), then compile the catalogue. Needs GNU gettext.
+messages: $(VENV)/.dev-installed
+	$(BIN)/python manage.py makemessages -l de --no-location --no-obsolete \
+		--ignore=.venv --ignore=var --ignore=bench --ignore=tests
+	$(BIN)/python manage.py compilemessages --ignore=.venv --ignore=var
 
 # The suite runs on SQLite, then on PostgreSQL when a server answers. In CI
 # (PATTERM_CI=1) a missing PostgreSQL server is a failure, not a warning.
