@@ -203,8 +203,19 @@ def session_login(*, request: HttpRequest, email: str, password: str) -> User:
     if user is None:
         _login_failed(email=email)
         raise NotAuthenticated(MESSAGE_INVALID_CREDENTIALS, "invalid_credentials")
+    return session_start(request=request, user=user)
+
+
+def session_start(*, request: HttpRequest, user: User) -> User:
+    """Start a browser session for `user`, whose identity is established already (the password
+    just checked, or the account just created at sign-up); audited like every login.
+
+    Django's `login` gives the browser a new session key (no fixation) and sends
+    `user_logged_in`.
+    """
     with transaction.atomic():
-        django_login(request, user)
+        backend = getattr(user, "backend", None) or settings.AUTHENTICATION_BACKENDS[0]
+        django_login(request, user, backend=backend)
         send_event(
             action=AuditAction.AUTH_LOGIN,
             actor=user,

@@ -150,11 +150,16 @@ def cancel(request, appointment_id):
 @router.get("/appointments/{uuid:appointment_id}/ics")
 def ics(request, appointment_id):
     """The appointment as an iCalendar file, for the patient's calendar."""
-    found = services.appointment_get(user=request.user, appointment_id=appointment_id)
-    if found.patient_id != request.user.pk:
-        raise NotFound()
-    response = HttpResponse(appointment_ics(found), content_type="text/calendar; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="termin-{found.pk}.ics"'
+    found = services.own_appointment_get(patient=request.user, appointment_id=appointment_id)
+    return ics_response(found)
+
+
+def ics_response(appointment: Appointment) -> HttpResponse:
+    """The iCalendar download of one appointment (the API and the portal's "add to calendar")."""
+    response = HttpResponse(
+        appointment_ics(appointment), content_type="text/calendar; charset=utf-8"
+    )
+    response["Content-Disposition"] = f'attachment; filename="termin-{appointment.pk}.ics"'
     return response
 
 

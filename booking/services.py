@@ -78,6 +78,39 @@ def appointment_get(*, user: User, appointment_id) -> Appointment:
     return appointment
 
 
+def own_appointment_get(*, patient: User, appointment_id) -> Appointment:
+    """One of the patient's own appointments (the ICS download, the confirmation page);
+    anyone else's, and any appointment for staff, is NotFound."""
+    appointment = appointment_get(user=patient, appointment_id=appointment_id)
+    if appointment.patient_id != patient.pk:
+        raise NotFound()
+    return appointment
+
+
+def appointments_of(*, patient: User, upcoming: bool) -> QuerySet[Appointment]:
+    """The patient's own appointments: upcoming (not yet begun, soonest first) or past
+    (begun already, latest first), whatever their status."""
+    now = timezone.now()
+    own = appointments_visible_to(patient).filter(patient=patient)
+    if upcoming:
+        return own.filter(starts_at__gte=now).order_by("starts_at", "pk")
+    return own.filter(starts_at__lt=now).order_by("-starts_at", "-pk")
+
+
+def cancellation_deadline(appointment: Appointment) -> datetime.datetime:
+    """Until when the patient may cancel online: the clinic's cut-off before the start."""
+    hours = appointment.slot.clinic.cancellation_cutoff_hours
+    return appointment.starts_at - datetime.timedelta(hours=hours)
+
+
+def patient_may_cancel(appointment: Appointment, *, now: datetime.datetime | None = None) -> bool:
+    """Whether the owner can still cancel online (booked, and the cut-off not passed)."""
+    now = now or timezone.now()
+    return appointment.status == AppointmentStatus.BOOKED and now <= cancellation_deadline(
+        appointment
+    )
+
+
 def staff_clinic_ids(user: User) -> frozenset[int]:
     """The clinics whose appointments `user` handles as practitioner or clinic admin."""
     return frozenset(_clinic_ids(user, Role.PRACTITIONER, Role.CLINIC_ADMIN))
@@ -196,15 +229,11 @@ def appointment_cancel(*, actor: User, appointment_id) -> Appointment:
         if appointment.status != AppointmentStatus.BOOKED:
             raise Conflict(MESSAGE_NOT_CANCELLABLE, "not_cancellable")
         clinic = appointment.slot.clinic
-        if appointment.patient_id == actor.pk:
-            cutoff = appointment.starts_at - datetime.timedelta(
-                hours=clinic.cancellation_cutoff_hours
+        if appointment.patient_id == actor.pk and not patient_may_cancel(appointment):
+            raise Conflict(
+                MESSAGE_CUTOFF % {"hours": clinic.cancellation_cutoff_hours},
+                "cancellation_cutoff_passed",
             )
-            if timezone.now() > cutoff:
-                raise Conflict(
-                    MESSAGE_CUTOFF % {"hours": clinic.cancellation_cutoff_hours},
-                    "cancellation_cutoff_passed",
-                )
         _cancel(
             appointment,
             actor=actor,
@@ -405,6 +434,27 @@ def _free_times(*, practitioner_id: int, times: list[SlotTime]) -> list[SlotTime
 
 def _local_midnight(day: datetime.date, zone: ZoneInfo) -> datetime.datetime:
     return datetime.datetime.combine(day, datetime.time(), tzinfo=zone)
+
+
+def slot_for_booking(*, slot_id: str) -> Slot:
+    """The slot a booking page shows, free or not (the page says when it is gone); an unknown
+    id is NotFound."""
+    slot_pk = Slot.pk_from_public_id(slot_id)
+    slot = (
+        Slot.objects.select_related("clinic", "practitioner", "specialty")
+        .filter(pk=slot_pk)
+        .first()
+        if slot_pk
+        else None
+    )
+    if slot is None:
+        raise NotFound(MESSAGE_SLOT_NOT_FOUND, "slot_not_found")
+    return slot
+
+
+def slot_is_bookable(slot: Slot) -> bool:
+    """Free and in the future: what `free_slots` lists and `appointment_book` accepts."""
+    return not slot.is_booked and slot.starts_at > timezone.now()
 
 
 def free_slots(

@@ -6,7 +6,13 @@ from django.utils.translation import gettext_lazy as _
 # (url name, label) per role, in the order of the header. Pages add themselves here.
 NAVIGATION = {
     None: [("home", _("Find an appointment"))],
-    "patient": [("home", _("Find an appointment"))],
+    "patient": [
+        ("home", _("Find an appointment")),
+        ("booking:appointments", _("My appointments")),
+        ("vault:record", _("My record")),
+        ("consent:consents", _("My consents")),
+        ("consent:access_log", _("Access log")),
+    ],
     "practitioner": [],
     "clinic_admin": [],
     "auditor": [],

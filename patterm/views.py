@@ -2,16 +2,18 @@ from django.contrib.auth.decorators import login_required
 from django.http import JsonResponse
 from django.shortcuts import redirect, render
 
+from booking.views import search
 from patterm.middleware import API_PREFIX
 
 
 def home(request):
-    return render(request, "home.html")
+    """The start page is the appointment search (booking/views.py)."""
+    return search(request)
 
 
 # Where each role lands after logging in. Pages replace "home" with their dashboard.
 START_PAGES = {
-    "patient": "home",
+    "patient": "booking:appointments",
     "practitioner": "home",
     "clinic_admin": "home",
     "auditor": "home",

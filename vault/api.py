@@ -166,20 +166,26 @@ def _emergency_rows(accesses: list) -> list[dict]:
 def export(request, format: Literal["json", "fhir"] = "json"):
     """Everything Patterm holds about the patient (GDPR Art. 15 and 20): profile, appointments,
     record entries, consents and the access log; `format=fhir` gives a FHIR R4(B) Bundle."""
-    profile, record = services.own_record_read(patient=request.user)
+    return export_response(patient=request.user, format=format)
+
+
+def export_response(*, patient, format: str) -> JsonResponse:
+    """The export download (the API and the portal's "my record" page): the record is read
+    through `own_record_read`, so it is audited like every read."""
+    profile, record = services.own_record_read(patient=patient)
     data = {
         "format": "patterm-patient-export/v1",
         "exported_at": timezone.now(),
-        "profile": _profile_out(request.user, profile),
+        "profile": _profile_out(patient, profile),
         "appointments": [
-            appointment_out(a, viewer=request.user, staff_clinics=frozenset())
-            for a in appointments_visible_to(request.user).order_by("-starts_at")
+            appointment_out(a, viewer=patient, staff_clinics=frozenset())
+            for a in appointments_visible_to(patient).order_by("-starts_at")
         ],
         "entries": [record_entry_out(entry) for entry in record.entries],
         "consents": [
-            ConsentOut.from_orm(consent).dict() for consent in consents_of(patient=request.user)
+            ConsentOut.from_orm(consent).dict() for consent in consents_of(patient=patient)
         ],
-        "access_log": access_log_rows(list(events_about(patient_id=request.user.pk))),
+        "access_log": access_log_rows(list(events_about(patient_id=patient.pk))),
     }
     if format == "fhir":
         body, filename = export_bundle(data), "patterm-export.fhir.json"

@@ -13,12 +13,13 @@ from django.conf import settings
 from django.core.mail import send_mail
 from django.db import transaction
 from django.db.models import Case, Q, Value, When
+from django.http import HttpRequest
 from django.template.loader import render_to_string
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from accounts.models import ApiToken, Clinic, Membership, Role, User
-from accounts.services import ClientInfo, IssuedToken, token_issue, user_create
+from accounts.services import ClientInfo, IssuedToken, session_start, token_issue, user_create
 from audit.models import AuditAction, Outcome
 from audit.signals import send_event
 from consent import policy
@@ -58,12 +59,47 @@ def patient_register(
     Names and the date of birth never reach the database in plaintext; the audit row names the
     patient only by pseudonym.
     """
+    user = _patient_account_create(
+        email=email,
+        password=password,
+        first_name=first_name,
+        last_name=last_name,
+        date_of_birth=date_of_birth,
+    )
+    return token_issue(user=user, client=client)
+
+
+@keys.request_key_cache()
+@transaction.atomic
+def patient_register_session(
+    *,
+    request: HttpRequest,
+    email: str,
+    password: str,
+    first_name: str,
+    last_name: str,
+    date_of_birth: datetime.date,
+) -> User:
+    """Sign-up in the portal: the same account as `patient_register`, then a browser session
+    (no API token), audited as a registration and a login."""
+    user = _patient_account_create(
+        email=email,
+        password=password,
+        first_name=first_name,
+        last_name=last_name,
+        date_of_birth=date_of_birth,
+    )
+    return session_start(request=request, user=user)
+
+
+def _patient_account_create(
+    *, email: str, password: str, first_name: str, last_name: str, date_of_birth: datetime.date
+) -> User:
     user = user_create(email=email, password=password, role=Role.PATIENT)
     keys.data_key_create(patient_id=user.pk)
     PatientProfile.objects.create(
         patient=user, first_name=first_name, last_name=last_name, date_of_birth=date_of_birth
     )
-    issued = token_issue(user=user, client=client)
     send_event(
         action=AuditAction.AUTH_REGISTER,
         actor=user,
@@ -71,7 +107,7 @@ def patient_register(
         object_id=user.pk,
         subject_id=user.pk,
     )
-    return issued
+    return user
 
 
 def patient_profile_get(*, patient: User) -> PatientProfile | None:
@@ -548,6 +584,22 @@ def emergency_accesses_for_review(*, actor: User):
 # --- Erasure requests -----------------------------------------------------------------------
 
 
+def erasure_retention_date(*, patient: User) -> datetime.date:
+    """Until when an erasure request filed today keeps the medical record: the legal retention
+    period (PATTERM_RECORD_RETENTION_YEARS) after the newest entry; today without entries."""
+    last_entry = (
+        RecordEntry.objects.filter(patient=patient)
+        .order_by("-created_at")
+        .values_list("created_at", flat=True)
+        .first()
+    )
+    if last_entry is None:
+        return timezone.localdate()
+    return _years_after(
+        timezone.localtime(last_entry).date(), settings.PATTERM_RECORD_RETENTION_YEARS
+    )
+
+
 def erasure_request_file(*, patient: User) -> ErasureRequest:
     """Close the account and file the request; the data stays until the retention duty ends.
 
@@ -555,17 +607,7 @@ def erasure_request_file(*, patient: User) -> ErasureRequest:
     """
     if patient.role != Role.PATIENT:
         raise Forbidden(MESSAGE_NOT_A_PATIENT, "not_a_patient")
-    last_entry = (
-        RecordEntry.objects.filter(patient=patient)
-        .order_by("-created_at")
-        .values_list("created_at", flat=True)
-        .first()
-    )
-    retain_until = (
-        _years_after(timezone.localtime(last_entry).date(), settings.PATTERM_RECORD_RETENTION_YEARS)
-        if last_entry
-        else timezone.localdate()
-    )
+    retain_until = erasure_retention_date(patient=patient)
     request = ErasureRequest.objects.create(patient=patient, retain_until=retain_until)
     now = timezone.now()
     ApiToken.objects.filter(user=patient, revoked_at=None).update(revoked_at=now)

@@ -1,0 +1,53 @@
+"""The patient's forms of the booking pages: search, book, erasure confirmation."""
+
+from django import forms
+from django.utils.translation import gettext_lazy as _
+
+from accounts.models import Clinic
+from booking.models import Specialty
+
+
+class DateInput(forms.DateInput):
+    """The browser's date picker; the value travels as an ISO date whatever the language."""
+
+    input_type = "date"
+
+    def __init__(self, attrs=None):
+        super().__init__(attrs=attrs, format="%Y-%m-%d")
+
+
+class SearchForm(forms.Form):
+    specialty = forms.ChoiceField(label=_("Specialty"), required=False)
+    city = forms.ChoiceField(label=_("City"), required=False)
+    date = forms.DateField(
+        label=_("From"),
+        required=False,
+        widget=DateInput(),
+        help_text=_("The first day to look at; empty: from today."),
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        specialties = sorted(Specialty.objects.all(), key=lambda s: s.name)
+        self.fields["specialty"].choices = [("", _("All specialties"))] + [
+            (s.slug, s.name) for s in specialties
+        ]
+        cities = Clinic.objects.order_by("city").values_list("city", flat=True).distinct()
+        self.fields["city"].choices = [("", _("All cities"))] + [(c, c) for c in cities]
+
+
+class BookForm(forms.Form):
+    reason = forms.CharField(
+        label=_("Reason for the visit"),
+        required=False,
+        max_length=500,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text=_("Optional. Only you and the clinic's staff see it; it is stored encrypted."),
+    )
+
+
+class ErasureForm(forms.Form):
+    confirm = forms.BooleanField(
+        label=_("I understand what stays and what goes, and I want my account closed now."),
+        error_messages={"required": _("Tick the box to confirm.")},
+    )

@@ -1,0 +1,179 @@
+"""The patient's booking pages: search, book, my appointments, cancel; and the record's export
+and erasure request (their services live here and above: booking.services.erasure_request,
+vault.api.export_response)."""
+
+import itertools
+
+from django.conf import settings
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.formats import date_format
+from django.utils.translation import gettext_lazy as _
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from accounts.models import Role
+from accounts.services import session_logout
+from booking import services
+from booking.api import ics_response
+from booking.forms import BookForm, ErasureForm, SearchForm
+from patterm.errors import Conflict
+from patterm.web import role_required, safe_next_url
+from vault.api import export_response
+from vault.services import erasure_retention_date
+
+SLOTS_PER_PAGE = 40
+APPOINTMENTS_PER_PAGE = 20
+
+MESSAGE_BOOKED = _("Your appointment is booked. A confirmation is on its way by e-mail.")
+MESSAGE_CANCELLED = _("Your appointment is cancelled. The time is free for others again.")
+MESSAGE_ERASURE_FILED = _(
+    "Your account is closed and you are logged out. Your medical record is kept until "
+    "%(date)s (legal retention period), then erased."
+)
+
+
+def _days(slots) -> list[dict]:
+    """The slots of one page grouped by their local calendar day."""
+    return [
+        {"day": day, "slots": list(group)}
+        for day, group in itertools.groupby(
+            slots, key=lambda slot: timezone.localtime(slot.starts_at).date()
+        )
+    ]
+
+
+@require_GET
+def search(request):
+    """The start page: free slots by specialty, city and first day, day by day."""
+    form = SearchForm(request.GET or None)
+    page_obj = days = None
+    if not form.is_bound or form.is_valid():
+        filters = form.cleaned_data if form.is_bound else {}
+        slots = services.free_slots(
+            specialty=filters.get("specialty") or None,
+            city=filters.get("city") or None,
+            date_from=filters.get("date"),
+        )
+        page_obj = Paginator(slots, SLOTS_PER_PAGE).get_page(request.GET.get("page"))
+        days = _days(page_obj.object_list)
+    return render(
+        request, "booking/search.html", {"form": form, "page_obj": page_obj, "days": days}
+    )
+
+
+@role_required(Role.PATIENT)
+@require_http_methods(["GET", "POST"])
+def book(request, slot_id: str):
+    """Book one slot, with an optional reason. A slot gone in the meantime is a clear message
+    with the way back to the search, not an error page."""
+    slot = services.slot_for_booking(slot_id=slot_id)
+    form = BookForm(request.POST or None)
+    status = 200
+    if request.method == "POST" and form.is_valid():
+        try:
+            appointment = services.appointment_book(
+                patient=request.user, slot_id=slot_id, reason=form.cleaned_data["reason"]
+            )
+        except Conflict as error:
+            form.add_error(None, error.message)
+            status = 409
+        else:
+            messages.success(request, MESSAGE_BOOKED)
+            return redirect("booking:appointment", appointment_id=appointment.pk)
+    return render(
+        request,
+        "booking/book.html",
+        {"slot": slot, "form": form, "bookable": services.slot_is_bookable(slot)},
+        status=status,
+    )
+
+
+def _with_cancellation(appointments) -> list[dict]:
+    now = timezone.now()
+    return [
+        {
+            "appointment": appointment,
+            "may_cancel": services.patient_may_cancel(appointment, now=now),
+            "deadline": services.cancellation_deadline(appointment),
+        }
+        for appointment in appointments
+    ]
+
+
+@role_required(Role.PATIENT)
+@require_GET
+def appointments(request):
+    """My appointments: upcoming (soonest first) or past (latest first), paginated."""
+    past = request.GET.get("when") == "past"
+    listed = services.appointments_of(patient=request.user, upcoming=not past)
+    page_obj = Paginator(listed, APPOINTMENTS_PER_PAGE).get_page(request.GET.get("page"))
+    return render(
+        request,
+        "booking/appointments.html",
+        {"page_obj": page_obj, "rows": _with_cancellation(page_obj.object_list), "past": past},
+    )
+
+
+@role_required(Role.PATIENT)
+@require_GET
+def appointment(request, appointment_id):
+    """One appointment: the confirmation after booking, "add to calendar", cancel."""
+    found = services.own_appointment_get(patient=request.user, appointment_id=appointment_id)
+    (row,) = _with_cancellation([found])
+    return render(request, "booking/appointment.html", row)
+
+
+@role_required(Role.PATIENT)
+@require_GET
+def ics(request, appointment_id):
+    """The same download as GET /api/appointments/{id}/ics."""
+    return ics_response(
+        services.own_appointment_get(patient=request.user, appointment_id=appointment_id)
+    )
+
+
+@role_required(Role.PATIENT)
+@require_POST
+def cancel(request, appointment_id):
+    """Cancel until the clinic's cut-off; the service decides, a refusal is a message."""
+    detail = reverse("booking:appointment", kwargs={"appointment_id": appointment_id})
+    try:
+        services.appointment_cancel(actor=request.user, appointment_id=appointment_id)
+    except Conflict as error:
+        messages.error(request, error.message)
+        return redirect(detail)
+    messages.success(request, MESSAGE_CANCELLED)
+    return redirect(safe_next_url(request, reverse("booking:appointments")))
+
+
+# --- The record's export and erasure (GDPR Art. 15, 17, 20) ----------------------------------
+
+
+@role_required(Role.PATIENT)
+@require_GET
+def export(request, format: str):
+    """The same JSON or FHIR download as GET /api/patient/record/export."""
+    return export_response(patient=request.user, format=format)
+
+
+@role_required(Role.PATIENT)
+@require_http_methods(["GET", "POST"])
+def erasure(request):
+    """Ask for erasure: what stays (the record, for the retention period) and what goes, a
+    confirmation tick, then the account closes and the session ends."""
+    form = ErasureForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        filed = services.erasure_request(patient=request.user)
+        session_logout(request=request)
+        until = date_format(filed.retain_until, "DATE_FORMAT")
+        messages.success(request, MESSAGE_ERASURE_FILED % {"date": until})
+        return redirect("home")
+    context = {
+        "form": form,
+        "retain_until": erasure_retention_date(patient=request.user),
+        "retention_years": settings.PATTERM_RECORD_RETENTION_YEARS,
+    }
+    return render(request, "booking/erasure.html", context)

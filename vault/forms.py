@@ -1,0 +1,65 @@
+import datetime
+
+from django import forms
+from django.conf import settings
+from django.contrib.auth.password_validation import password_validators_help_texts
+from django.core.validators import RegexValidator
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+MESSAGE_CONTROL_CHARACTERS = _("Control characters are not allowed.")
+no_control_characters = RegexValidator(
+    r"[\x00-\x1f\x7f]", message=MESSAGE_CONTROL_CHARACTERS, inverse_match=True
+)
+MESSAGE_BIRTH_IN_FUTURE = _("The date of birth lies in the future.")
+MESSAGE_BIRTH_TOO_EARLY = _("Please check the year of birth.")
+
+
+class DateInput(forms.DateInput):
+    input_type = "date"
+
+    def __init__(self, attrs=None):
+        super().__init__(attrs=attrs, format="%Y-%m-%d")
+
+
+class SignupForm(forms.Form):
+    """A patient's sign-up. The password is never sent back into the page."""
+
+    first_name = forms.CharField(
+        label=_("First name"),
+        max_length=100,
+        validators=[no_control_characters],
+        widget=forms.TextInput(attrs={"autocomplete": "given-name"}),
+    )
+    last_name = forms.CharField(
+        label=_("Last name"),
+        max_length=100,
+        validators=[no_control_characters],
+        widget=forms.TextInput(attrs={"autocomplete": "family-name"}),
+    )
+    date_of_birth = forms.DateField(
+        label=_("Date of birth"), widget=DateInput(attrs={"autocomplete": "bday"})
+    )
+    email = forms.EmailField(
+        label=_("E-mail address"),
+        max_length=254,
+        widget=forms.EmailInput(attrs={"autocomplete": "email"}),
+    )
+    password = forms.CharField(
+        label=_("Password"),
+        max_length=settings.PATTERM_PASSWORD_MAX_LENGTH,
+        strip=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["password"].help_text = " ".join(password_validators_help_texts())
+
+    def clean_date_of_birth(self):
+        born = self.cleaned_data["date_of_birth"]
+        if born > timezone.localdate():
+            raise forms.ValidationError(MESSAGE_BIRTH_IN_FUTURE)
+        if born < datetime.date(1900, 1, 1):
+            raise forms.ValidationError(MESSAGE_BIRTH_TOO_EARLY)
+        return born

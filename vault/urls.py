@@ -1,0 +1,10 @@
+from django.urls import path
+
+from vault import views
+
+app_name = "vault"
+
+urlpatterns = [
+    path("signup/", views.signup, name="signup"),
+    path("record/", views.record, name="record"),
+]
