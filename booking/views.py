@@ -70,7 +70,7 @@ def book(request, slot_id: str):
     """Book one slot, with an optional reason. A slot gone in the meantime is a clear message
     with the way back to the search, not an error page."""
     slot = services.slot_for_booking(slot_id=slot_id)
-    form = BookForm(request.POST or None)
+    form = BookForm(request.POST if request.method == "POST" else None)
     status = 200
     if request.method == "POST" and form.is_valid():
         try:
@@ -164,7 +164,7 @@ def export(request, format: str):
 def erasure(request):
     """Ask for erasure: what stays (the record, for the retention period) and what goes, a
     confirmation tick, then the account closes and the session ends."""
-    form = ErasureForm(request.POST or None)
+    form = ErasureForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
         filed = services.erasure_request(patient=request.user)
         session_logout(request=request)

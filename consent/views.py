@@ -34,7 +34,7 @@ CATEGORY_LABELS = dict(RecordCategory.choices)
 @require_http_methods(["GET", "POST"])
 def consents(request):
     """My consents with their status, and the form to grant one (kept as typed on errors)."""
-    form = ConsentForm(request.POST or None)
+    form = ConsentForm(request.POST if request.method == "POST" else None)
     status = 200
     if request.method == "POST":
         if form.is_valid():

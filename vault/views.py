@@ -29,7 +29,7 @@ def signup(request):
     an address already registered) appear next to their fields."""
     if request.user.is_authenticated:
         return redirect("start")
-    form = SignupForm(request.POST or None)
+    form = SignupForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
         try:
             services.patient_register_session(request=request, **form.cleaned_data)

@@ -1,0 +1,381 @@
+"""The patient's booking pages: who may open them, search, book, my appointments, cancel with
+the cut-off, the calendar file, the export downloads and the erasure request."""
+
+import datetime
+import json
+
+import pytest
+import time_machine
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+from icalendar import Calendar
+
+from accounts.tests.factories import ClinicFactory
+from audit.models import AuditAction, AuditEvent
+from booking.models import Appointment, AppointmentStatus
+from booking.services import appointment_book
+from booking.tests.factories import days_ahead, practitioner_create, slot_create
+from booking.tests.portal import PASSWORD, ROLES, expected, portal_world
+from vault.models import ErasureRequest
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def world(make_patient):
+    return portal_world(make_patient)
+
+
+PAGES = {
+    "home": (lambda w: reverse("home"), {"default": 200, "patient": 200}),
+    "book": (
+        lambda w: reverse("booking:book", kwargs={"slot_id": w.free_slot.public_id}),
+        {"anonymous": 302, "patient": 200, "staff": 403},
+    ),
+    "book_unknown_slot": (
+        lambda w: reverse("booking:book", kwargs={"slot_id": "slot-999999"}),
+        {"anonymous": 302, "patient": 404, "staff": 403},
+    ),
+    "appointments": (
+        lambda w: reverse("booking:appointments"),
+        {"anonymous": 302, "patient": 200, "staff": 403},
+    ),
+    "appointments_past": (
+        lambda w: reverse("booking:appointments") + "?when=past",
+        {"anonymous": 302, "patient": 200, "staff": 403},
+    ),
+    "appointment_own": (
+        lambda w: reverse("booking:appointment", kwargs={"appointment_id": w.appointment.pk}),
+        {"anonymous": 302, "patient": 200, "other_patient": 404, "staff": 403},
+    ),
+    "ics_own": (
+        lambda w: reverse("booking:ics", kwargs={"appointment_id": w.appointment.pk}),
+        {"anonymous": 302, "patient": 200, "other_patient": 404, "staff": 403},
+    ),
+    "export_json": (
+        lambda w: reverse("booking:export", kwargs={"format": "json"}),
+        {"anonymous": 302, "patient": 200, "staff": 403},
+    ),
+    "export_fhir": (
+        lambda w: reverse("booking:export", kwargs={"format": "fhir"}),
+        {"anonymous": 302, "patient": 200, "staff": 403},
+    ),
+    "erasure": (
+        lambda w: reverse("booking:erasure"),
+        {"anonymous": 302, "patient": 200, "staff": 403},
+    ),
+}
+
+
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("page", list(PAGES))
+def test_every_page_answers_each_role_as_expected(world, page, role):
+    url_of, table = PAGES[page]
+    url = url_of(world)
+
+    response = world.client_for(role).get(url)
+
+    assert response.status_code == expected(table, role), (page, role)
+    if response.status_code == 302:
+        assert response.url.startswith(reverse("accounts:login") + "?next=")
+    if response.status_code in (403, 404):
+        assert "Traceback" not in response.text
+        assert "Erika" not in response.text and "Max" not in response.text
+
+
+@pytest.mark.parametrize("role", ["other_patient", "practitioner", "auditor"])
+def test_nobody_else_cancels_the_patients_appointment(world, role):
+    url = reverse("booking:cancel", kwargs={"appointment_id": world.appointment.pk})
+
+    response = world.client_for(role).post(url)
+
+    assert response.status_code == (404 if role == "other_patient" else 403)
+    world.appointment.refresh_from_db()
+    assert world.appointment.status == AppointmentStatus.BOOKED
+
+
+def test_the_start_page_is_the_search_and_lists_the_apis_free_slots_day_by_day(world, client):
+    page = client.get(reverse("home"))
+    api = client.get("/api/slots?limit=100").json()
+
+    assert page.status_code == 200
+    listed = [s for s in page.context["days"] for s in s["slots"]]
+    assert [s.public_id for s in listed] == [item["id"] for item in api["items"]]
+    # The booked slots (the two appointments) are not offered.
+    assert world.appointment.slot.public_id not in page.text
+    assert world.free_slot.public_id in page.text
+    day = timezone.localtime(world.free_slot.starts_at).date()
+    assert any(group["day"] == day for group in page.context["days"])
+
+
+def test_the_search_filters_by_specialty_city_and_day(world, client):
+    hamburg = ClinicFactory(name="Hautarzt Hamburg", city="Hamburg")
+    skin = practitioner_create(clinic=hamburg, specialties=("dermatologie",))
+    later = slot_create(
+        practitioner=skin, specialty_slug="dermatologie", starts_at=days_ahead(9, 10)
+    )
+    sooner = slot_create(
+        practitioner=skin, specialty_slug="dermatologie", starts_at=days_ahead(5, 10)
+    )
+
+    by_city = client.get(reverse("home"), {"city": "Hamburg"})
+    by_specialty = client.get(reverse("home"), {"specialty": "dermatologie"})
+    by_day = client.get(
+        reverse("home"), {"specialty": "dermatologie", "date": days_ahead(7, 0).date().isoformat()}
+    )
+
+    def ids(response):
+        return [s.public_id for group in response.context["days"] for s in group["slots"]]
+
+    assert ids(by_city) == [sooner.public_id, later.public_id]
+    assert ids(by_specialty) == [sooner.public_id, later.public_id]
+    assert ids(by_day) == [later.public_id]
+    assert 'value="Hamburg" selected' in by_city.text
+
+
+def test_a_search_without_results_says_so(world, client):
+    response = client.get(reverse("home"), {"city": "Hamburg"})
+
+    assert response.context["days"] == []
+    assert "Keine freien Termine" in response.text
+
+
+def test_an_unknown_choice_is_shown_next_to_the_field(world, client):
+    response = client.get(reverse("home"), {"specialty": "gibt-es-nicht", "date": "morgen"})
+
+    assert response.status_code == 200
+    assert 'id="id_specialty_error"' in response.text
+    assert 'id="id_date_error"' in response.text
+    assert 'value="morgen"' in response.text
+
+
+def test_the_search_pages_and_its_queries_do_not_grow_with_the_slots(
+    world, client, django_assert_max_num_queries
+):
+    doctor = world.doctor
+    with django_assert_max_num_queries(8) as few:
+        client.get(reverse("home"))
+    for hour in range(60):
+        slot_create(practitioner=doctor, starts_at=days_ahead(20 + hour // 8, 8 + hour % 8))
+    with django_assert_max_num_queries(len(few.captured_queries)):
+        first = client.get(reverse("home"))
+    second = client.get(reverse("home"), {"page": 2})
+
+    assert first.context["page_obj"].paginator.num_pages == 2
+    assert sum(len(g["slots"]) for g in first.context["days"]) == 40
+    assert 'rel="next"' in first.text
+    assert sum(len(g["slots"]) for g in second.context["days"]) == 61 - 40
+
+
+def test_an_anonymous_booker_logs_in_and_comes_back_to_the_slot(world):
+    client = Client()
+    book_url = reverse("booking:book", kwargs={"slot_id": world.free_slot.public_id})
+
+    to_login = client.get(book_url)
+    login = client.get(to_login.url)
+    back = client.post(
+        reverse("accounts:login"),
+        {"email": world.patient.email, "password": PASSWORD, "next": book_url},
+    )
+
+    assert reverse("vault:signup") in login.text
+    assert back.url == book_url
+    assert client.get(back.url).status_code == 200
+
+
+def test_booking_with_a_reason_leads_to_the_confirmation(world):
+    client = world.client_for("patient")
+    url = reverse("booking:book", kwargs={"slot_id": world.free_slot.public_id})
+
+    response = client.post(url, {"reason": "Husten seit zwei Wochen"}, follow=True)
+
+    appointment = Appointment.objects.get(slot=world.free_slot, status=AppointmentStatus.BOOKED)
+    assert appointment.patient == world.patient
+    assert appointment.reason == "Husten seit zwei Wochen"
+    assert response.redirect_chain[-1][0] == reverse(
+        "booking:appointment", kwargs={"appointment_id": appointment.pk}
+    )
+    assert "Ihr Termin ist gebucht" in response.text
+    assert "Husten seit zwei Wochen" in response.text
+    assert reverse("booking:ics", kwargs={"appointment_id": appointment.pk}) in response.text
+    event = AuditEvent.objects.filter(action=AuditAction.APPOINTMENT_BOOK).latest("seq")
+    assert event.object_id == str(appointment.pk)
+
+
+def test_a_slot_taken_meanwhile_is_a_clear_409_with_the_way_back(world):
+    client = world.client_for("patient")
+    url = reverse("booking:book", kwargs={"slot_id": world.free_slot.public_id})
+    assert client.get(url).status_code == 200
+    appointment_book(patient=world.other_patient, slot_id=world.free_slot.public_id)
+
+    response = client.post(url, {"reason": "Kopfschmerzen"})
+
+    assert response.status_code == 409
+    assert "gerade von jemand anderem gebucht" in response.text
+    assert 'role="alert"' in response.text
+    assert f'href="{reverse("home")}"' in response.text
+    assert not Appointment.objects.filter(patient=world.patient, slot=world.free_slot).exists()
+    # Opening the page again says it is gone, without a booking form.
+    again = client.get(url)
+    assert "nicht mehr frei" in again.text
+    assert "Jetzt buchen" not in again.text
+
+
+def test_a_too_long_reason_stays_in_the_form_with_its_error(world):
+    client = world.client_for("patient")
+    url = reverse("booking:book", kwargs={"slot_id": world.free_slot.public_id})
+
+    response = client.post(url, {"reason": "x" * 501})
+
+    assert response.status_code == 200
+    assert 'id="id_reason_error"' in response.text
+    assert "x" * 501 in response.text
+
+
+def test_my_appointments_upcoming_and_past_with_empty_states(world):
+    client = world.client_for("patient")
+    with time_machine.travel(world.appointment.starts_at - datetime.timedelta(days=30)):
+        earlier = appointment_book(
+            patient=world.patient, slot_id=slot_create(practitioner=world.doctor).public_id
+        )
+    upcoming = client.get(reverse("booking:appointments"))
+    past = client.get(reverse("booking:appointments"), {"when": "past"})
+    empty = world.client_for("other_patient").get(reverse("booking:appointments"), {"when": "past"})
+
+    assert [r["appointment"] for r in upcoming.context["rows"]] == [world.appointment]
+    assert [r["appointment"] for r in past.context["rows"]] == [earlier]
+    assert "Sie haben keine vergangenen Termine." in empty.text
+
+
+def test_past_appointments_are_listed_latest_first(world):
+    client = world.client_for("patient")
+    with time_machine.travel(world.appointment.starts_at + datetime.timedelta(days=1)):
+        response = client.get(reverse("booking:appointments"), {"when": "past"})
+        upcoming = client.get(reverse("booking:appointments"))
+
+    assert [r["appointment"] for r in response.context["rows"]] == [world.appointment]
+    assert "Sie haben keine anstehenden Termine." in upcoming.text
+
+
+def test_my_appointments_queries_do_not_grow(world, django_assert_max_num_queries):
+    client = world.client_for("patient")
+    with django_assert_max_num_queries(12) as few:
+        client.get(reverse("booking:appointments"))
+    for _ in range(25):
+        appointment_book(
+            patient=world.patient, slot_id=slot_create(practitioner=world.doctor).public_id
+        )
+    with django_assert_max_num_queries(len(few.captured_queries)):
+        response = client.get(reverse("booking:appointments"))
+
+    assert len(response.context["rows"]) == 20
+    assert response.context["page_obj"].paginator.num_pages == 2
+
+
+def test_cancel_before_the_cut_off_frees_the_slot(world):
+    client = world.client_for("patient")
+    url = reverse("booking:cancel", kwargs={"appointment_id": world.appointment.pk})
+
+    response = client.post(url, follow=True)
+
+    world.appointment.refresh_from_db()
+    assert world.appointment.status == AppointmentStatus.CANCELLED
+    assert response.redirect_chain[-1][0] == reverse("booking:appointments")
+    assert "Ihr Termin ist abgesagt" in response.text
+
+
+def test_after_the_cut_off_the_button_gives_way_to_the_explanation(world):
+    client = world.client_for("patient")
+    detail = reverse("booking:appointment", kwargs={"appointment_id": world.appointment.pk})
+    cancel = reverse("booking:cancel", kwargs={"appointment_id": world.appointment.pk})
+    before = client.get(detail)
+    with time_machine.travel(world.appointment.starts_at - datetime.timedelta(hours=23)):
+        after = client.get(detail)
+        listed = client.get(reverse("booking:appointments"))
+        refused = client.post(cancel, follow=True)
+
+    assert cancel in before.text
+    assert "(24 Stunden vorher)" in before.text
+    assert cancel not in after.text
+    assert "nicht mehr möglich" in after.text
+    assert cancel not in listed.text
+    assert "nicht mehr möglich" in listed.text
+    assert "Bitte rufen Sie die Praxis an." in refused.text
+    world.appointment.refresh_from_db()
+    assert world.appointment.status == AppointmentStatus.BOOKED
+
+
+def test_the_calendar_download_is_the_apis_ics(world):
+    client = world.client_for("patient")
+
+    response = client.get(reverse("booking:ics", kwargs={"appointment_id": world.appointment.pk}))
+
+    assert response["Content-Type"] == "text/calendar; charset=utf-8"
+    assert response["Content-Disposition"] == (
+        f'attachment; filename="termin-{world.appointment.pk}.ics"'
+    )
+    (event,) = Calendar.from_ical(response.content).walk("VEVENT")
+    assert event.decoded("dtstart") == world.appointment.starts_at
+    assert world.clinic.name in str(event["location"])
+
+
+@pytest.mark.parametrize(
+    ("format", "filename"),
+    [("json", "patterm-export.json"), ("fhir", "patterm-export.fhir.json")],
+)
+def test_the_export_downloads_are_the_apis(world, format, filename):
+    client = world.client_for("patient")
+    before = AuditEvent.objects.filter(action=AuditAction.RECORD_READ).count()
+
+    response = client.get(reverse("booking:export", kwargs={"format": format}))
+
+    assert response["Content-Type"] == "application/json"
+    assert response["Content-Disposition"] == f'attachment; filename="{filename}"'
+    body = json.loads(response.content)
+    if format == "json":
+        assert body["format"] == "patterm-patient-export/v1"
+        assert body["profile"]["email"] == world.patient.email
+        assert len(body["appointments"]) == 1
+    else:
+        assert body["resourceType"] == "Bundle"
+    assert AuditEvent.objects.filter(action=AuditAction.RECORD_READ).count() == before + 1
+
+
+def test_an_unknown_export_format_is_not_found(world):
+    response = world.client_for("patient").get("/record/export/xml/")
+
+    assert response.status_code == 404
+
+
+def test_erasure_explains_the_retention_and_needs_the_tick(world):
+    client = world.client_for("patient")
+    url = reverse("booking:erasure")
+
+    page = client.get(url)
+    unticked = client.post(url, {})
+
+    keep = timezone.localdate().replace(year=timezone.localdate().year + 10)
+    assert page.context["retain_until"] == keep
+    assert "10 Jahre" in page.text
+    assert unticked.status_code == 200
+    assert 'id="id_confirm_error"' in unticked.text
+    world.patient.refresh_from_db()
+    assert world.patient.is_active
+    assert not ErasureRequest.objects.filter(patient=world.patient).exists()
+
+
+def test_confirmed_erasure_closes_the_account_and_logs_out(world):
+    client = world.client_for("patient")
+
+    response = client.post(reverse("booking:erasure"), {"confirm": "on"}, follow=True)
+
+    world.patient.refresh_from_db()
+    world.appointment.refresh_from_db()
+    assert not world.patient.is_active
+    assert ErasureRequest.objects.filter(patient=world.patient).count() == 1
+    assert world.appointment.status == AppointmentStatus.CANCELLED
+    assert "_auth_user_id" not in client.session
+    assert response.redirect_chain[-1][0] == reverse("home")
+    assert "Ihr Konto ist geschlossen" in response.text
+    assert client.get(reverse("booking:appointments")).status_code == 302
