@@ -10,7 +10,7 @@ from accounts.models import Role, User
 from accounts.tests.factories import ClinicFactory, StaffFactory
 from booking.models import Appointment, Slot
 from booking.services import appointment_book
-from booking.tests.factories import practitioner_create, slot_create
+from booking.tests.factories import days_ahead, practitioner_create, slot_create
 from consent.models import Consent
 from consent.services import consent_grant
 from vault.tests.factories import record_entry_write
@@ -46,11 +46,15 @@ def portal_world(make_patient) -> PortalWorld:
     clinic = ClinicFactory(name="Praxis am Weinbergsweg", city="Berlin")
     other_clinic = ClinicFactory(name="Hautarztpraxis Hamburg", city="Hamburg")
     doctor = practitioner_create(clinic=clinic, first_name="Anna", last_name="Berger")
+    # Fixed times three days ahead (slot_create's default drifts with the suite's other tests):
+    # bookable, before the cut-off, and well within a session's lifetime when tests travel.
     appointment = appointment_book(
-        patient=patient, slot_id=slot_create(practitioner=doctor).public_id
+        patient=patient,
+        slot_id=slot_create(practitioner=doctor, starts_at=days_ahead(3, 9)).public_id,
     )
     other_appointment = appointment_book(
-        patient=other, slot_id=slot_create(practitioner=doctor).public_id
+        patient=other,
+        slot_id=slot_create(practitioner=doctor, starts_at=days_ahead(3, 10)).public_id,
     )
     record_entry_write(author=doctor, patient=patient, clinic=clinic)
     consent = consent_grant(
@@ -81,7 +85,7 @@ def portal_world(make_patient) -> PortalWorld:
         clinic=clinic,
         other_clinic=other_clinic,
         doctor=doctor,
-        free_slot=slot_create(practitioner=doctor),
+        free_slot=slot_create(practitioner=doctor, starts_at=days_ahead(3, 11)),
         appointment=appointment,
         other_appointment=other_appointment,
         consent=consent,
