@@ -175,5 +175,6 @@ def erasure(request):
         "form": form,
         "retain_until": erasure_retention_date(patient=request.user),
         "retention_years": settings.PATTERM_RECORD_RETENTION_YEARS,
+        "today": timezone.localdate(),
     }
     return render(request, "booking/erasure.html", context)

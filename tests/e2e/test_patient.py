@@ -236,6 +236,9 @@ def test_erasure_needs_the_tick_then_closes_the_account(page, clinics, make_pati
     page.goto("/record/")
     page.get_by_role("link", name="Mein Konto löschen").click()
     expect(page.get_by_role("heading", name="Was bleibt, und wie lange")).to_be_visible()
+    expect(
+        page.get_by_text("Ihre Akte hat keine Einträge, die aufbewahrt werden müssen")
+    ).to_be_visible()
     shot(page, "patient-erasure")
     page.get_by_role("button", name="Konto schließen und Löschung beantragen").click()
     expect(page.get_by_text("Bitte setzen Sie das Häkchen zur Bestätigung.")).to_be_visible()
