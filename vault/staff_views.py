@@ -48,8 +48,10 @@ def _record_page(request, patient_id: int, *, entry_form, status=200):
     )
 
 
-@role_required(Role.PRACTITIONER)
+@role_required(*Role.values)
 def record(request, patient_id: int):
+    """Any signed-in role reaches the service: a role that may never read records is refused
+    there, and that refusal is audited as the API's is."""
     return _record_page(request, patient_id, entry_form=EntryForm())
 
 
