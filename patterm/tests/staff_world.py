@@ -50,7 +50,7 @@ class StaffWorld:
     patient_q: User
     appointment: Appointment
     entry: RecordEntry
-    emergency: EmergencyAccess
+    emergency: EmergencyAccess | None
     hours_north: OpeningHours
     hours_south: OpeningHours
     absence_north: Absence
@@ -110,7 +110,7 @@ def _absence(user: User) -> Absence:
     )
 
 
-def world_build(make_patient) -> StaffWorld:
+def world_build(make_patient, *, emergency: bool = True) -> StaffWorld:
     north = ClinicFactory(name="Praxis Nord", slug="praxis-nord")
     south = ClinicFactory(name="Praxis Süd", slug="praxis-sued")
     doctor = _practitioner(north, first_name="Nora", last_name="Nordarzt")
@@ -129,8 +129,12 @@ def world_build(make_patient) -> StaffWorld:
     entry = record_entry_write(
         author=doctor, patient=patient, clinic=north, title=ENTRY_TITLE, body=ENTRY_BODY
     )
-    emergency = emergency_access_declare(
-        actor=doctor, patient_id=patient_q.pk, justification=JUSTIFICATION
+    emergency = (
+        emergency_access_declare(
+            actor=doctor, patient_id=patient_q.pk, justification=JUSTIFICATION
+        )
+        if emergency
+        else None
     )
     users = {
         "anonymous": None,
