@@ -130,9 +130,7 @@ def world_build(make_patient, *, emergency: bool = True) -> StaffWorld:
         author=doctor, patient=patient, clinic=north, title=ENTRY_TITLE, body=ENTRY_BODY
     )
     emergency = (
-        emergency_access_declare(
-            actor=doctor, patient_id=patient_q.pk, justification=JUSTIFICATION
-        )
+        emergency_access_declare(actor=doctor, patient_id=patient_q.pk, justification=JUSTIFICATION)
         if emergency
         else None
     )
