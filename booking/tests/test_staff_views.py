@@ -301,3 +301,29 @@ def test_no_audit_row_holds_the_snapshot(staff_world):
 
     stored = " ".join(str(row) for row in AuditEvent.objects.values_list())
     assert P_FIRST not in stored and REASON not in stored
+
+
+def _list_queries(client, page: str) -> int:
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get(reverse(f"booking_staff:{page}")).status_code == 200
+    return len(queries)
+
+
+def test_the_set_up_lists_queries_do_not_grow_with_their_rows(staff_world):
+    client = staff_world.client_for("clinic_admin")
+    membership = staff_world.membership("practitioner")
+    before = {page: _list_queries(client, page) for page in ("opening_hours", "absences")}
+    for weekday in range(1, 6):
+        OpeningHours.objects.create(
+            membership=membership,
+            weekday=weekday,
+            start_time=datetime.time(8),
+            end_time=datetime.time(12),
+            specialty=specialty_get("allgemeinmedizin"),
+        )
+        start = timezone.now() + datetime.timedelta(days=40 + 3 * weekday)
+        Absence.objects.create(
+            membership=membership, starts_at=start, ends_at=start + datetime.timedelta(days=1)
+        )
+
+    assert {page: _list_queries(client, page) for page in before} == before
