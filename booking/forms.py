@@ -5,15 +5,7 @@ from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Clinic
 from booking.models import Specialty
-
-
-class DateInput(forms.DateInput):
-    """The browser's date picker; the value travels as an ISO date whatever the language."""
-
-    input_type = "date"
-
-    def __init__(self, attrs=None):
-        super().__init__(attrs=attrs, format="%Y-%m-%d")
+from patterm.web import DateInput
 
 
 class SearchForm(forms.Form):

@@ -3,13 +3,7 @@ from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Clinic
 from consent.models import RecordCategory
-
-
-class DateInput(forms.DateInput):
-    input_type = "date"
-
-    def __init__(self, attrs=None):
-        super().__init__(attrs=attrs, format="%Y-%m-%d")
+from patterm.web import DateInput
 
 
 class ClinicChoiceField(forms.ModelChoiceField):

@@ -8,6 +8,7 @@ forbidden objects alike, 403 for a wrong role, a login redirect for no session.
 
 from functools import wraps
 
+from django import forms
 from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
 from django.shortcuts import render
@@ -105,3 +106,12 @@ def permission_denied(request, exception=None):
 
 def bad_request(request, exception=None):
     return error_page(request, status=400, message=_("The request could not be processed."))
+
+
+class DateInput(forms.DateInput):
+    """The browser's date picker; the value travels as an ISO date whatever the language."""
+
+    input_type = "date"
+
+    def __init__(self, attrs=None):
+        super().__init__(attrs=attrs, format="%Y-%m-%d")

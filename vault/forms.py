@@ -7,19 +7,14 @@ from django.core.validators import RegexValidator
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from patterm.web import DateInput
+
 MESSAGE_CONTROL_CHARACTERS = _("Control characters are not allowed.")
 no_control_characters = RegexValidator(
     r"[\x00-\x1f\x7f]", message=MESSAGE_CONTROL_CHARACTERS, inverse_match=True
 )
 MESSAGE_BIRTH_IN_FUTURE = _("The date of birth lies in the future.")
 MESSAGE_BIRTH_TOO_EARLY = _("Please check the year of birth.")
-
-
-class DateInput(forms.DateInput):
-    input_type = "date"
-
-    def __init__(self, attrs=None):
-        super().__init__(attrs=attrs, format="%Y-%m-%d")
 
 
 class SignupForm(forms.Form):

@@ -171,7 +171,11 @@ def test_the_consents_queries_do_not_grow(world, django_assert_max_num_queries):
 def test_the_access_log_names_roles_and_clinics_and_flags_emergencies_in_words(world):
     practitioner_record_read(actor=world.doctor, patient_id=world.patient.pk)
     rescuer = practitioner_create(clinic=world.other_clinic, first_name="Rolf", last_name="Notarzt")
-    emergency_access_declare(actor=rescuer, patient_id=world.patient.pk, justification="Unfall")
+    emergency_access_declare(
+        actor=rescuer,
+        patient_id=world.patient.pk,
+        justification="Unfall, bewusstlos eingeliefert, Medikation unbekannt",
+    )
 
     response = world.client_for("patient").get(ACCESS_LOG)
 

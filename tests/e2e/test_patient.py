@@ -70,7 +70,7 @@ def test_a_patient_signs_up_books_cancels_and_manages_consents(page, clinics):
     nav(page, "Termin finden").click()
     page.get_by_label("Fachrichtung").select_option("allgemeinmedizin")
     page.get_by_label("Ort").select_option("Berlin")
-    page.get_by_label("Ab").fill(days_ahead(4, 0).date().isoformat())
+    page.get_by_label("Von").fill(days_ahead(4, 0).date().isoformat())
     page.get_by_role("button", name="Suchen").click()
     expect(page.get_by_text("2 freie Termine gefunden.")).to_be_visible()
     expect(page.get_by_text("Kardiologie Potsdam")).to_have_count(0)
@@ -162,7 +162,9 @@ def test_an_emergency_access_is_named_in_the_access_log(page, clinics, make_pati
 
     patient = make_patient(email="erika@example.com").user
     emergency_access_declare(
-        actor=clinics["cardiologist"], patient_id=patient.pk, justification="Bewusstlos"
+        actor=clinics["cardiologist"],
+        patient_id=patient.pk,
+        justification="Bewusstlos eingeliefert, Vorerkrankungen unbekannt",
     )
     log_in(page, patient.email)
     page.goto("/access-log/")
