@@ -52,13 +52,14 @@ def patient_register(
     last_name: str,
     date_of_birth: datetime.date,
     client: ClientInfo,
+    language: str = "de",
 ) -> IssuedToken:
     """Create a patient account, their data key and encrypted profile, and a first API token.
 
     Names and the date of birth never reach the database in plaintext; the audit row names the
     patient only by pseudonym.
     """
-    user = user_create(email=email, password=password, role=Role.PATIENT)
+    user = user_create(email=email, password=password, role=Role.PATIENT, language=language)
     keys.data_key_create(patient_id=user.pk)
     PatientProfile.objects.create(
         patient=user, first_name=first_name, last_name=last_name, date_of_birth=date_of_birth
