@@ -22,6 +22,7 @@ from django.core.mail import send_mail
 from django.db import transaction
 from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
 from django.template.loader import render_to_string
+from django.urls import reverse
 from django.utils import timezone, translation
 from django.utils.translation import gettext_lazy as _
 
@@ -498,7 +499,9 @@ def offer_decline(*, patient: User, offer_id) -> WaitlistOffer:
 
 
 def offer_url(offer: WaitlistOffer) -> str:
-    return f"{settings.PATTERM_PUBLIC_URL.rstrip('/')}/waitlist/offers/{offer.pk}/"
+    """The page that shows the offer and confirms it (booking/views.py)."""
+    path = reverse("booking:waitlist_offer", kwargs={"offer_id": offer.pk})
+    return settings.PATTERM_PUBLIC_URL.rstrip("/") + path
 
 
 def _send_offer(*, offer: WaitlistOffer, to: str, language: str | None) -> None:
