@@ -150,7 +150,10 @@ class Clinic(models.Model):
     @property
     def reminder_offsets(self) -> list[int]:
         """Hours before an appointment at which a reminder is due, largest first."""
-        hours = parse_reminder_hours(self.reminder_hours)
+        try:
+            hours = parse_reminder_hours(self.reminder_hours)
+        except ValidationError:  # written past the form's validation: the default, not a crash
+            hours = None
         return list(settings.PATTERM_REMINDER_HOURS) if hours is None else hours
 
 
