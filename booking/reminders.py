@@ -153,6 +153,9 @@ def _send_reminder(*, appointment: Appointment) -> None:
             "appointment_url": f"{base_url}/api/appointments/{appointment.pk}",
             "ics_url": f"{base_url}/api/appointments/{appointment.pk}/ics",
             "cutoff_hours": slot.clinic.cancellation_cutoff_hours,
+            "can_cancel_online": timezone.now()
+            < appointment.starts_at
+            - datetime.timedelta(hours=slot.clinic.cancellation_cutoff_hours),
         }
         send_mail(
             subject=str(

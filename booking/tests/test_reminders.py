@@ -151,6 +151,18 @@ def test_the_reminder_holds_time_clinic_address_and_links_but_nothing_personal(
     for private in ("Zqxvorname", "Zqxnachname", "1984", REASON, "Zqxgrund", "Allgemein"):
         assert private not in text
     assert "Erinnerung" in mail.subject  # German by default
+    assert "zu spät" in mail.body  # 1 hour ahead: past the clinic's 24-hour cut-off
+
+
+@pytest.mark.django_db
+def test_a_reminder_before_the_cut_off_says_until_when_to_cancel_online(make_patient, mailoutbox):
+    appointment = booked_ahead(make_patient, hours=50)
+    with time_machine.travel(appointment.starts_at - 47 * HOUR, tick=False):
+        send_reminders()
+
+    (mail,) = mailoutbox
+    assert "bis 24 Stunden vor dem Termin" in mail.body
+    assert "zu spät" not in mail.body
 
 
 @pytest.mark.django_db
