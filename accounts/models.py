@@ -65,6 +65,7 @@ class User(AbstractBaseUser, PermissionsMixin):
         max_length=8,
         choices=settings.LANGUAGES,
         default="de",
+        db_default="de",  # rows written by SQL (scripts, benchmarks) get it too
         help_text=_("The language of the e-mails Patterm sends to this account."),
     )
 
@@ -129,6 +130,7 @@ class Clinic(models.Model):
         max_length=60,
         blank=True,
         default="",
+        db_default="",
         validators=[parse_reminder_hours],
         help_text=_(
             "When patients get an e-mail reminder, in hours before the appointment, separated "

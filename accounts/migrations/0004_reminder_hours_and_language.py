@@ -17,6 +17,7 @@ class Migration(migrations.Migration):
             field=models.CharField(
                 blank=True,
                 default="",
+                db_default="",
                 help_text="When patients get an e-mail reminder, in hours before the appointment, separated by commas (48,2). Empty: Patterm's default; 0: no reminders.",
                 max_length=60,
                 validators=[accounts.models.parse_reminder_hours],
@@ -29,6 +30,7 @@ class Migration(migrations.Migration):
             field=models.CharField(
                 choices=[("de", "Deutsch"), ("en", "English")],
                 default="de",
+                db_default="de",
                 help_text="The language of the e-mails Patterm sends to this account.",
                 max_length=8,
                 verbose_name="language",
