@@ -241,7 +241,7 @@ def _cancel(appointment: Appointment, *, actor: User, by: str) -> None:
         details={"by": by},
     )
     # The first matching waiting patient gets it (this transaction holds the slot's row).
-    waitlist.slot_offer(slot=appointment.slot, cause="cancellation")
+    waitlist.slot_offer(slot=appointment.slot, cause="cancellation", not_to=appointment.patient_id)
 
 
 # --- Slots ----------------------------------------------------------------------------------

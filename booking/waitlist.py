@@ -155,15 +155,17 @@ def _offer_make(*, slot: Slot, entry: WaitlistEntry, cause: str) -> WaitlistOffe
     return offer
 
 
-def slot_offer(*, slot: Slot, cause: str) -> WaitlistOffer | None:
-    """Offer a slot that has just become free to the first matching waiting patient.
+def slot_offer(*, slot: Slot, cause: str, not_to: int | None = None) -> WaitlistOffer | None:
+    """Offer a slot that has just become free to the first matching waiting patient (never to
+    the patient `not_to`, who has just cancelled it).
 
     Runs in the caller's transaction, which holds the slot's row (it has just freed or created
     it). A slot that starts within the hold time is not offered: it stays in free search.
     """
     if slot.starts_at <= timezone.now() + hold_duration():
         return None
-    entry = _entries_matching(slot).select_for_update(of=("self",), skip_locked=True).first()
+    entries = _entries_matching(slot).exclude(patient_id=not_to)
+    entry = entries.select_for_update(of=("self",), skip_locked=True).first()
     return _offer_make(slot=slot, entry=entry, cause=cause) if entry else None
 
 

@@ -1057,6 +1057,16 @@ def test_a7_marker_strings_never_reach_the_audit_log_or_the_export(
     record = scene.get("/api/patient/record", token)
     assert MARKERS["body"] in record.content.decode()
     record_read(actor=practitioner, patient=patient)
+    waiting = {"specialty": "allgemeinmedizin", "city": clinic.city}
+    entry = scene.post("/api/waitlist", waiting, token)
+    assert entry.status_code == 201
+    reminder_at = slot.starts_at - datetime.timedelta(hours=47)
+    with time_machine.travel(reminder_at, tick=False):
+        out = StringIO()
+        call_command("send_reminders", stdout=out)
+        assert "1 reminders sent" in out.getvalue()
+    left = scene.client.delete(f"/api/waitlist/{entry.json()['id']}", **bearer(token))
+    assert left.status_code == 204
     cancel = scene.post(f"/api/appointments/{booked.json()['id']}/cancel", token=token)
     assert cancel.status_code == 200
     patient_key_rotate(patient=patient)

@@ -373,6 +373,18 @@ def test_a_slot_starting_within_the_hold_is_not_offered_but_free(
     assert not WaitlistOffer.objects.exists()
 
 
+def test_the_patient_who_cancels_is_not_offered_their_own_slot(api_client, slot, make_patient):
+    owner, other = make_patient(), make_patient()
+    appointment = appointment_book(patient=owner.user, slot_id=slot.public_id)
+    joined(api_client, owner)  # waits for an earlier one, say
+    joined(api_client, other)
+
+    appointment_cancel(actor=owner.user, appointment_id=appointment.pk)
+
+    assert open_offer(owner.user) is None
+    assert open_offer(other.user).slot == slot
+
+
 def test_with_nobody_waiting_a_cancelled_slot_is_free_again(api_client, slot, freed):
     freed()
 
