@@ -7,7 +7,7 @@ from ninja import Router, Status
 
 from accounts import services
 from accounts.models import Role, User
-from accounts.schemas import LoginIn, RegisterIn, TokenOut, UserOut
+from accounts.schemas import LoginIn, MeIn, RegisterIn, TokenOut, UserOut
 from vault.services import patient_profile_get, patient_register
 
 router = Router(tags=["accounts"])
@@ -68,4 +68,11 @@ def logout(request):
 
 @router.get("/me", response=UserOut)
 def me(request):
+    return user_out(request.user)
+
+
+@router.patch("/me", response=UserOut)
+def me_change(request, payload: MeIn):
+    """Change what the user may change of their account: the language of Patterm's e-mails."""
+    services.user_language_set(user=request.user, language=payload.language)
     return user_out(request.user)

@@ -59,6 +59,10 @@ class RegisterIn(Schema):
         return value
 
 
+class MeIn(Schema):
+    language: Literal["de", "en"] = Field(..., description="Language of Patterm's e-mails.")
+
+
 class LoginIn(Schema):
     email: str = Field(..., max_length=254)
     password: str = Field(..., max_length=settings.PATTERM_PASSWORD_MAX_LENGTH)

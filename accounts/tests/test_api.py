@@ -69,6 +69,24 @@ def test_the_e_mail_language_is_chosen_at_sign_up(api_client, extra, headers, la
     assert User.objects.get(pk=response.json()["user"]["id"]).language == language
 
 
+def test_a_user_changes_the_language_of_their_e_mails(api_client):
+    token = post_json(api_client, REGISTER_URL, VALID_SIGN_UP).json()["token"]
+    headers = {"HTTP_AUTHORIZATION": f"Bearer {token}"}
+
+    changed = api_client.patch(
+        "/api/me", data=json.dumps({"language": "en"}), content_type="application/json", **headers
+    )
+    refused = api_client.patch(
+        "/api/me", data=json.dumps({"language": "fr"}), content_type="application/json", **headers
+    )
+
+    assert changed.status_code == 200
+    assert changed.json()["language"] == "en"
+    assert User.objects.get(email="p.demo@example.com").language == "en"
+    assert refused.status_code == 422
+    assert api_client.get("/api/me", **headers).json()["language"] == "en"
+
+
 def test_an_unknown_sign_up_language_is_422(api_client):
     response = post_json(api_client, REGISTER_URL, {**VALID_SIGN_UP, "language": "fr"})
 
