@@ -5,5 +5,5 @@ from booking import views
 app_name = "booking"
 
 urlpatterns = [
-    path("offers/<uuid:offer_id>/", views.waitlist_offer, name="waitlist_offer"),
+    path("waitlist/offers/<uuid:offer_id>/", views.waitlist_offer, name="waitlist_offer"),
 ]

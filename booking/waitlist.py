@@ -220,8 +220,8 @@ def _offer_close(*, offer: WaitlistOffer, status: str, actor: User | None, by: s
         return False
     if not WaitlistOffer.objects.filter(pk=offer.pk, status=OfferStatus.OPEN).update(
         status=status, decided_at=now
-    ):
-        return False  # cannot happen while the hold and the offer change together
+    ):  # the hold and its offer change together: roll the release back rather than split them
+        raise RuntimeError(f"slot {offer.slot_id} was held without an open offer")
     WaitlistEntry.objects.filter(pk=offer.entry_id, status=WaitlistStatus.OFFERED).update(
         status=WaitlistStatus.WAITING
     )

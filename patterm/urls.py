@@ -8,7 +8,7 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("start/", views.start, name="start"),
     path("account/", include("accounts.urls")),
-    path("waitlist/", include("booking.urls")),
+    path("", include("booking.urls")),
     path("i18n/", include("django.conf.urls.i18n")),
     path("api/", api.urls),
     path("admin/", admin.site.urls),
