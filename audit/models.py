@@ -30,6 +30,13 @@ class AuditAction(models.TextChoices):
     CONSENT_REVOKE = "consent.revoke", _("Consent revoked")
     EMERGENCY_DECLARE = "emergency.declare", _("Emergency access declared")
     ERASURE_REQUEST = "erasure.request", _("Erasure requested")
+    REMINDER_SEND = "reminder.send", _("Appointment reminder sent")
+    WAITLIST_JOIN = "waitlist.join", _("Waitlist joined")
+    WAITLIST_LEAVE = "waitlist.leave", _("Waitlist left")
+    WAITLIST_OFFER = "waitlist.offer", _("Waitlist offer made")
+    WAITLIST_OFFER_CONFIRM = "waitlist.offer_confirm", _("Waitlist offer confirmed")
+    WAITLIST_OFFER_DECLINE = "waitlist.offer_decline", _("Waitlist offer declined")
+    WAITLIST_OFFER_EXPIRE = "waitlist.offer_expire", _("Waitlist offer expired")
 
 
 class Outcome(models.TextChoices):

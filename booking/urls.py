@@ -11,6 +11,7 @@ urlpatterns = [
     path("appointments/<uuid:appointment_id>/", views.appointment, name="appointment"),
     path("appointments/<uuid:appointment_id>/ics/", views.ics, name="ics"),
     path("appointments/<uuid:appointment_id>/cancel/", views.cancel, name="cancel"),
+    path("waitlist/offers/<uuid:offer_id>/", views.waitlist_offer, name="waitlist_offer"),
     re_path(r"^record/export/(?P<format>json|fhir)/$", views.export, name="export"),
     path("record/erasure/", views.erasure, name="erasure"),
 ]

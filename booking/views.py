@@ -1,5 +1,6 @@
-"""The patient's booking pages: search, book, my appointments, cancel; and the record's export
-and erasure request (their services live here and above: booking.services.erasure_request,
+"""The patient's booking pages: search, book, my appointments, cancel, the waitlist offer the
+e-mail links to (confirmed or declined with a POST form); and the record's export and erasure
+request (their services live here and above: booking.services.erasure_request,
 vault.api.export_response)."""
 
 import itertools
@@ -16,10 +17,11 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from accounts.models import Role
 from accounts.services import session_logout
-from booking import services
+from booking import services, waitlist
 from booking.api import ics_response
 from booking.forms import BookForm, ErasureForm, SearchForm
-from patterm.errors import Conflict
+from booking.models import OfferStatus
+from patterm.errors import Conflict, DomainError
 from patterm.web import role_required, safe_next_url
 from vault.api import export_response
 from vault.services import erasure_retention_date
@@ -28,6 +30,8 @@ SLOTS_PER_PAGE = 40
 APPOINTMENTS_PER_PAGE = 20
 
 MESSAGE_BOOKED = _("Your appointment is booked. A confirmation is on its way by e-mail.")
+MESSAGE_CONFIRMED = MESSAGE_BOOKED
+MESSAGE_DECLINED = _("The slot goes to the next patient waiting. You stay on the waitlist.")
 MESSAGE_CANCELLED = _("Your appointment is cancelled. The time is free for others again.")
 MESSAGE_ERASURE_FILED = _(
     "Your account is closed and you are logged out. Your medical record is kept until "
@@ -86,7 +90,11 @@ def book(request, slot_id: str):
     return render(
         request,
         "booking/book.html",
-        {"slot": slot, "form": form, "bookable": services.slot_is_bookable(slot)},
+        {
+            "slot": slot,
+            "form": form,
+            "bookable": services.slot_is_bookable(slot, patient=request.user),
+        },
         status=status,
     )
 
@@ -147,6 +155,36 @@ def cancel(request, appointment_id):
         return redirect(detail)
     messages.success(request, MESSAGE_CANCELLED)
     return redirect(safe_next_url(request, reverse("booking:appointments")))
+
+
+# --- The waitlist offer --------------------------------------------------------------------
+
+
+@role_required(Role.PATIENT)
+@require_http_methods(["GET", "POST"])
+def waitlist_offer(request, offer_id):
+    """The offer (someone else's: 404). POST `action=confirm` books it, `action=decline`
+    passes it on; a closed or expired offer shows why."""
+    if request.method == "POST":
+        action = request.POST.get("action")
+        try:
+            if action == "confirm":
+                waitlist.offer_confirm(patient=request.user, offer_id=offer_id)
+                messages.success(request, MESSAGE_CONFIRMED)
+            elif action == "decline":
+                waitlist.offer_decline(patient=request.user, offer_id=offer_id)
+                messages.info(request, MESSAGE_DECLINED)
+        except DomainError as error:
+            if error.status == 404:
+                raise
+            messages.error(request, error.message)
+        return redirect("booking:waitlist_offer", offer_id=offer_id)
+    offer = waitlist.offer_get(patient=request.user, offer_id=offer_id)
+    return render(
+        request,
+        "booking/waitlist_offer.html",
+        {"offer": offer, "slot": offer.slot, "is_open": offer.status == OfferStatus.OPEN},
+    )
 
 
 # --- The record's export and erasure (GDPR Art. 15, 17, 20) ----------------------------------

@@ -53,6 +53,7 @@ def patient_register(
     last_name: str,
     date_of_birth: datetime.date,
     client: ClientInfo,
+    language: str = "de",
 ) -> IssuedToken:
     """Create a patient account, their data key and encrypted profile, and a first API token.
 
@@ -65,6 +66,7 @@ def patient_register(
         first_name=first_name,
         last_name=last_name,
         date_of_birth=date_of_birth,
+        language=language,
     )
     return token_issue(user=user, client=client)
 
@@ -79,6 +81,7 @@ def patient_register_session(
     first_name: str,
     last_name: str,
     date_of_birth: datetime.date,
+    language: str = "de",
 ) -> User:
     """Sign-up in the portal: the same account as `patient_register`, then a browser session
     (no API token), audited as a registration and a login."""
@@ -88,14 +91,21 @@ def patient_register_session(
         first_name=first_name,
         last_name=last_name,
         date_of_birth=date_of_birth,
+        language=language,
     )
     return session_start(request=request, user=user)
 
 
 def _patient_account_create(
-    *, email: str, password: str, first_name: str, last_name: str, date_of_birth: datetime.date
+    *,
+    email: str,
+    password: str,
+    first_name: str,
+    last_name: str,
+    date_of_birth: datetime.date,
+    language: str,
 ) -> User:
-    user = user_create(email=email, password=password, role=Role.PATIENT)
+    user = user_create(email=email, password=password, role=Role.PATIENT, language=language)
     keys.data_key_create(patient_id=user.pk)
     PatientProfile.objects.create(
         patient=user, first_name=first_name, last_name=last_name, date_of_birth=date_of_birth

@@ -1,5 +1,6 @@
 """The patient's sign-up and their own record."""
 
+from django.conf import settings
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.shortcuts import redirect, render
@@ -32,7 +33,9 @@ def signup(request):
     form = SignupForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
         try:
-            services.patient_register_session(request=request, **form.cleaned_data)
+            services.patient_register_session(
+                request=request, language=_language(request), **form.cleaned_data
+            )
         except InvalidInput as error:
             for item in error.errors:
                 field = item.get("field")
@@ -43,6 +46,12 @@ def signup(request):
             messages.success(request, MESSAGE_WELCOME)
             return redirect(safe_next_url(request, reverse("start")))
     return render(request, "vault/signup.html", {"form": form, "next": safe_next_url(request, "")})
+
+
+def _language(request) -> str:
+    """The page's language becomes the account's language for e-mails."""
+    code = (getattr(request, "LANGUAGE_CODE", "") or "de")[:2]
+    return code if code in dict(settings.LANGUAGES) else "de"
 
 
 @role_required(Role.PATIENT)
