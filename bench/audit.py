@@ -166,7 +166,7 @@ def main() -> int:
     def verify_in_own_process() -> tuple[float, float, int]:
         """(seconds, peak resident MiB, events) of `manage.py verify_audit --json`."""
         started = time.perf_counter()
-        process = subprocess.Popen(  # noqa: S603
+        process = subprocess.Popen(
             [sys.executable, str(ROOT / "manage.py"), "verify_audit", "--json"],
             cwd=ROOT,
             env={**os.environ, "DJANGO_SETTINGS_MODULE": "patterm.settings.test"},

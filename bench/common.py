@@ -150,3 +150,104 @@ def profile_to(path: str | None, action) -> None:
     profiler.stop()
     with open(path, "w") as out:
         out.write(profiler.output_text(unicode=True, color=False, show_all=False))
+
+
+class Gunicorn:
+    """gunicorn serving Patterm on loopback `port` with the bench settings, for a `with` block.
+
+    Started with the current DATABASE_URL; stopped (TERM, then KILL) when the block ends.
+    """
+
+    def __init__(self, port: int, *, workers: int = 3, threads: int = 8, log_path=None):
+        self.port, self.workers, self.threads, self.log_path = port, workers, threads, log_path
+        self.process = None
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self):
+        import subprocess
+        import urllib.request
+        from pathlib import Path
+
+        root = Path(__file__).resolve().parent.parent
+        command = [
+            str(Path(sys.executable).parent / "gunicorn"),
+            "patterm.wsgi:application",
+            "--bind",
+            f"127.0.0.1:{self.port}",
+            "--workers",
+            str(self.workers),
+            "--worker-class",
+            "gthread",
+            "--threads",
+            str(self.threads),
+            "--timeout",
+            "30",
+            "--graceful-timeout",
+            "5",
+            "--backlog",
+            "2048",
+        ]
+        log = open(self.log_path or os.devnull, "ab")
+        self._log = log
+        self.process = subprocess.Popen(
+            command,
+            cwd=root,
+            env={**os.environ, "DJANGO_SETTINGS_MODULE": "bench.settings"},
+            stdout=log,
+            stderr=log,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise SystemExit(f"gunicorn exited at start ({self.process.returncode})")
+            try:
+                with urllib.request.urlopen(f"{self.base}/api/health", timeout=2) as answer:
+                    if answer.status == 200:
+                        return self
+            except OSError:
+                time.sleep(0.2)
+        self.__exit__(None, None, None)
+        raise SystemExit(f"gunicorn did not answer on port {self.port} within 30 s")
+
+    def worker_pids(self) -> list[int]:
+        from pathlib import Path
+
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+        return [int(pid) for pid in children.read_text().split()] if children.exists() else []
+
+    def __exit__(self, *exc):
+        import subprocess
+
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+        return False
+
+
+def http_json(method: str, url: str, body=None, token: str | None = None, timeout: float = 30):
+    """(status, parsed JSON or None) of one request with the standard library only."""
+    import urllib.error
+    import urllib.request
+
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method)
+    request.add_header("Content-Type", "application/json")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as answer:
+            status, raw = answer.status, answer.read()
+    except urllib.error.HTTPError as error:
+        status, raw = error.code, error.read()
+    try:
+        return status, json.loads(raw) if raw else None
+    except ValueError:
+        return status, None

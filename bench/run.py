@@ -185,7 +185,7 @@ def main() -> int:
             command += extra.get(bench, [])
             print(f"\n=== {bench}: {shlex.join(command[1:])}", flush=True)
             bench_started = time.monotonic()
-            status = subprocess.run(command, cwd=ROOT, env=os.environ.copy()).returncode  # noqa: S603
+            status = subprocess.run(command, cwd=ROOT, env=os.environ.copy()).returncode
             seconds = time.monotonic() - bench_started
             produced = json.loads(out.read_text()) if out.exists() else {"figures": []}
             ok = status == 0 and out.exists()
