@@ -50,13 +50,13 @@ def main() -> int:
         "--verify-events", type=int, nargs="+", default=[100_000, 1_000_000], help="chain sizes"
     )
     parser.add_argument(
-        "--quick", action="store_true", help="50 appends per writer, chains of 10,000 and 40,000"
+        "--quick", action="store_true", help="20 appends per writer, chains of 5,000 and 20,000"
     )
     parser.add_argument("--profile-dir", help="write pyinstrument reports of missed goals here")
     add_output_arguments(parser)
     arguments = parser.parse_args()
     if arguments.quick:
-        arguments.appends, arguments.verify_events = 50, [10_000, 40_000]
+        arguments.appends, arguments.verify_events = 20, [5_000, 20_000]
     sizes = sorted(arguments.verify_events)
 
     django_on(DATABASE, "bench/audit.py")

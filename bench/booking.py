@@ -55,12 +55,12 @@ def main() -> int:
     parser.add_argument("--bookings", type=int, default=50, help="per client")
     parser.add_argument("--repeat", type=int, default=30)
     parser.add_argument("--port", type=int, default=18100, help="loopback port for gunicorn")
-    parser.add_argument("--quick", action="store_true", help="sizes 2000 and 20000, 10 bookings")
+    parser.add_argument("--quick", action="store_true", help="sizes 2000 and 20000, 5 bookings")
     parser.add_argument("--profile-dir", help="write pyinstrument reports of missed goals here")
     add_output_arguments(parser)
     arguments = parser.parse_args()
     if arguments.quick:
-        arguments.sizes, arguments.bookings, arguments.repeat = [2_000, 20_000], 10, 10
+        arguments.sizes, arguments.bookings, arguments.repeat = [2_000, 20_000], 5, 10
 
     django_on(DATABASE, "bench/booking.py")
     from django.db import connection

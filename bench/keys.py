@@ -37,12 +37,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--keys", type=int, default=10_000, help="patient data keys to re-wrap")
     parser.add_argument("--batch-size", type=int, default=500)
-    parser.add_argument("--quick", action="store_true", help="1,000 keys")
+    parser.add_argument("--quick", action="store_true", help="500 keys")
     parser.add_argument("--profile-dir", help="write pyinstrument reports of missed goals here")
     add_output_arguments(parser)
     arguments = parser.parse_args()
     if arguments.quick:
-        arguments.keys = 1_000
+        arguments.keys = 500
 
     django_on(DATABASE, "bench/keys.py")
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM

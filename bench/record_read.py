@@ -39,12 +39,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--entries", type=int, default=50)
     parser.add_argument("--repeat", type=int, default=200)
-    parser.add_argument("--quick", action="store_true", help="30 reads")
+    parser.add_argument("--quick", action="store_true", help="15 reads")
     parser.add_argument("--profile-dir", help="write pyinstrument reports of missed goals here")
     add_output_arguments(parser)
     arguments = parser.parse_args()
     if arguments.quick:
-        arguments.repeat = 30
+        arguments.repeat = 15
 
     django_on("bench_record", "bench/record_read.py")
 

@@ -45,12 +45,12 @@ def main() -> int:
     parser.add_argument("--writes", type=int, default=200, help="consents revoked per writer")
     parser.add_argument("--rows", type=int, default=10_000, help="rows saved and loaded")
     parser.add_argument("--repeat", type=int, default=3, help="runs of save and load (median)")
-    parser.add_argument("--quick", action="store_true", help="40 writes, 2,000 rows, 1 run")
+    parser.add_argument("--quick", action="store_true", help="20 writes, 1,000 rows, 1 run")
     parser.add_argument("--profile-dir", help="write pyinstrument reports of missed goals here")
     add_output_arguments(parser)
     arguments = parser.parse_args()
     if arguments.quick:
-        arguments.writes, arguments.rows, arguments.repeat = 40, 2_000, 1
+        arguments.writes, arguments.rows, arguments.repeat = 20, 1_000, 1
 
     django_on(DATABASE, "bench/writes.py")
     from auditlog.context import disable_auditlog
