@@ -278,3 +278,42 @@ def test_impossible_dates_are_422_everywhere(api_client, everyone, method, path,
 
         assert response.status_code in (403, 422), (path, name, response.content[:300])
         assert_error_shape(response, response.status_code)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_database_outage_is_a_json_503_and_the_next_request_recovers(api_client, everyone):
+    # Found by bench/load.py restarting PostgreSQL under load: every request in the outage was
+    # a 500 `server_error`. The database is made unreachable for real (a port nothing listens
+    # on, a file that cannot be opened), not mocked.
+    from django.db import connection
+
+    tokens, _ = everyone
+    saved = dict(connection.settings_dict)
+    connection.close()
+    if connection.vendor == "postgresql":
+        connection.settings_dict["PORT"] = "1"
+    else:
+        connection.settings_dict["NAME"] = "/nonexistent/patterm/unreachable.sqlite3"
+    try:
+        during = [
+            api_client.get("/api/slots"),
+            api_client.get("/api/me", **bearer(tokens[Role.PATIENT])),
+            post_json_raw(api_client, "/api/appointments", {"slot_id": "slot-001"}, tokens),
+        ]
+    finally:
+        connection.close()
+        connection.settings_dict.clear()
+        connection.settings_dict.update(saved)
+
+    for response in during:
+        body = assert_error_shape(response, 503)
+        assert body["code"] == "service_unavailable"
+        assert response["Retry-After"]
+    assert api_client.get("/api/slots").status_code == 200
+    assert api_client.get("/api/me", **bearer(tokens[Role.PATIENT])).status_code == 200
+
+
+def post_json_raw(client, url, body, tokens):
+    return client.post(
+        url, data=json.dumps(body), content_type="application/json", **bearer(tokens[Role.PATIENT])
+    )
