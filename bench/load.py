@@ -256,6 +256,8 @@ def run(arguments, postgres) -> int:
             postgres.start()
             up = time.monotonic()
             print(f"PostgreSQL started again at {up - began:.1f} s")
+            # However slow the machine, the load goes on long enough to show the recovery.
+            stop_at[0] = max(stop_at[0], up + 2 + max(3.0, 0.2 * arguments.seconds))
             windows["database outage"] = (down - 1, up + 2)
         for thread in threads:
             thread.join()
