@@ -53,6 +53,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "patterm.middleware.JsonApiErrorsMiddleware",
+    "patterm.web.PageErrorsMiddleware",
 ]
 
 ROOT_URLCONF = "patterm.urls"
@@ -69,6 +70,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "django.template.context_processors.i18n",
+                "patterm.context_processors.navigation",
             ],
         },
     },
@@ -120,6 +122,9 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+LOGIN_URL = "accounts:login"
+LOGIN_REDIRECT_URL = "start"
+LOGOUT_REDIRECT_URL = "home"
 # Long passphrases are welcome; the cap only keeps one request from hashing megabytes.
 PATTERM_PASSWORD_MAX_LENGTH = 1024
 
