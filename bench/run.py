@@ -231,8 +231,8 @@ def main() -> int:
         print(f"Goals missed ({len(missed)}): profiles in {results / 'profiles'}")
     if failed:
         print(f"\nFAILED: {', '.join(failed)} (see the output above)", file=sys.stderr)
-        return 1
-    return 0
+    print(f"bench: {len(runs) - len(failed)} passed, {len(failed)} failed")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -138,9 +138,10 @@ def main() -> int:
             server.wait(timeout=10)
     if failed:
         print(f"\nschemathesis found failures as: {', '.join(failed)} (server log: {log_path})")
-        return 1
-    print(f"\nschemathesis: no failures as {', '.join(n for n, _ in accounts)}")
-    return 0
+    else:
+        print(f"\nschemathesis: no failures as {', '.join(n for n, _ in accounts)}")
+    print(f"schemathesis: {len(accounts) - len(failed)} passed, {len(failed)} failed")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
