@@ -130,6 +130,7 @@ def plot(figures: list[dict], path: Path) -> bool:
             values = [point[1] for point in series["points"]]
             axis.plot(sizes, values, marker="o", label=series["label"])
         axis.set_xscale("log")
+        axis.set_ylim(bottom=0)
         axis.set_title(figure["name"], fontsize=9)
         axis.set_xlabel(figure["scaling"][0].get("x", "size"))
         axis.set_ylabel(figure["unit"])
