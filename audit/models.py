@@ -30,6 +30,11 @@ class AuditAction(models.TextChoices):
     CONSENT_REVOKE = "consent.revoke", _("Consent revoked")
     EMERGENCY_DECLARE = "emergency.declare", _("Emergency access declared")
     ERASURE_REQUEST = "erasure.request", _("Erasure requested")
+    AUTH_SESSION_END = "auth.session_end", _("Session ended by its user")
+    AUTH_LOGOUT_ALL = "auth.logout_all", _("All sessions ended")
+    AUTH_PASSWORD_CHANGE = "auth.password_change", _("Password changed")
+    AUTH_OTP_CONFIRM = "auth.otp_confirm", _("Second factor set up")
+    AUTH_OTP_RESET = "auth.otp_reset", _("Second factor reset")
 
 
 class Outcome(models.TextChoices):

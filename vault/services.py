@@ -58,7 +58,12 @@ def patient_register(
     Names and the date of birth never reach the database in plaintext; the audit row names the
     patient only by pseudonym.
     """
-    user = user_create(email=email, password=password, role=Role.PATIENT)
+    user = user_create(
+        email=email,
+        password=password,
+        role=Role.PATIENT,
+        personal_names=(first_name, last_name),
+    )
     keys.data_key_create(patient_id=user.pk)
     PatientProfile.objects.create(
         patient=user, first_name=first_name, last_name=last_name, date_of_birth=date_of_birth

@@ -62,6 +62,6 @@ def test_weak_passwords_are_refused_with_a_field_error(make_patient, password, r
 def test_long_passphrases_are_welcome(make_patient):
     passphrase = "ein langer satz über den sommer am see " * 5  # 195 characters
 
-    user = make_patient(email="lang@example.com", password=passphrase).user
+    user = make_patient(email="leserin@example.com", password=passphrase).user
 
     assert user.check_password(passphrase)
