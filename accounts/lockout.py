@@ -24,7 +24,8 @@ MESSAGE_LOCKED = _(
 
 def username_of(request: HttpRequest, credentials: dict | None) -> str:
     """The account an attempt counts against: the e-mail in its one stored spelling."""
-    return normalize_email((credentials or {}).get("username") or "")
+    credentials = credentials or {}
+    return normalize_email(credentials.get("username") or credentials.get("email") or "")
 
 
 def address_of(request: HttpRequest) -> str | None:

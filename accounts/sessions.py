@@ -199,10 +199,13 @@ def sessions_end_all(
     reason: str,
     keep_token_id: int | None = None,
     keep_session_key: str | None = None,
+    audited: bool = True,
 ) -> int:
     """End every browser session and API token of `user` but the one named to keep.
 
-    Returns how many ended. One audit row names the user, the reason and the counts.
+    Returns how many ended. One audit row names the user, the reason and the counts, unless
+    nothing ended or the caller's own row already says it (`audited=False`: an erasure request
+    closes the account).
     """
     now = timezone.now()
     tokens = ApiToken.objects.filter(user=user, revoked_at__isnull=True)
@@ -215,6 +218,8 @@ def sessions_end_all(
     keys = list(keys.values_list("session_id", flat=True))
     _, deleted = Session.objects.filter(session_key__in=keys).delete()
     browsers_ended = deleted.get("sessions.Session", 0)
+    if not audited or not tokens_ended + browsers_ended:
+        return tokens_ended + browsers_ended
     send_event(
         action=AuditAction.AUTH_LOGOUT_ALL,
         actor=actor,

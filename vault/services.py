@@ -17,8 +17,9 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from accounts.models import ApiToken, Clinic, Membership, Role, User
+from accounts.models import Clinic, Membership, Role, User
 from accounts.services import ClientInfo, IssuedToken, token_issue, user_create
+from accounts.sessions import EndReason, sessions_end_all
 from audit.models import AuditAction, Outcome
 from audit.signals import send_event
 from consent import policy
@@ -254,7 +255,7 @@ def patient_erase(*, patient: User, actor: User | None = None) -> bool:
         wrapped_key=None, destroyed_at=now
     )
     keys.forget_cached_keys()
-    ApiToken.objects.filter(user=patient, revoked_at=None).update(revoked_at=now)
+    sessions_end_all(user=patient, actor=actor, reason=EndReason.ACCOUNT_CLOSED, audited=False)
     patient.email = _erased_email(patient)
     patient.first_name = patient.last_name = ""
     patient.is_active = False
@@ -572,9 +573,9 @@ def erasure_request_file(*, patient: User) -> ErasureRequest:
         else timezone.localdate()
     )
     request = ErasureRequest.objects.create(patient=patient, retain_until=retain_until)
-    now = timezone.now()
-    ApiToken.objects.filter(user=patient, revoked_at=None).update(revoked_at=now)
     User.objects.filter(pk=patient.pk).update(is_active=False)
+    # Every browser session and token ends; the erasure.request row below says why.
+    sessions_end_all(user=patient, actor=patient, reason=EndReason.ACCOUNT_CLOSED, audited=False)
     send_event(
         action=AuditAction.ERASURE_REQUEST,
         actor=patient,

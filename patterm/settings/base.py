@@ -168,6 +168,7 @@ PATTERM_SESSION_TOUCH_INTERVAL = timedelta(minutes=1)
 AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=10)
 AXES_COOLOFF_TIME = timedelta(minutes=env.int("AXES_COOLOFF_MINUTES", default=15))
 AXES_LOCKOUT_PARAMETERS = ["username", ["username", "ip_address"]]
+AXES_USERNAME_FORM_FIELD = "username"  # what authenticate() and the login forms call it
 AXES_USERNAME_CALLABLE = "accounts.lockout.username_of"
 AXES_CLIENT_IP_CALLABLE = "accounts.lockout.address_of"
 AXES_LOCKOUT_CALLABLE = "accounts.lockout.lockout_response"
@@ -287,5 +288,7 @@ LOGGING = {
         # Request bodies never reach the logs; these loggers only name the path and status.
         "django.request": {"level": "WARNING"},
         "django.db.backends": {"level": "INFO"},
+        # Axes logs every attempt at INFO; the audit log already has what is needed.
+        "axes": {"level": "WARNING"},
     },
 }
