@@ -324,7 +324,7 @@ def test_a_deactivated_account_loses_its_browser_sessions():
     assert not BrowserSession.objects.filter(user=staff).exists()
 
 
-# --- browser timeouts ------------------------------------------------------------------------------
+# --- browser timeouts ---------------------------------------------------------------------
 
 
 def test_a_browser_session_ends_after_the_idle_timeout(settings, make_patient):
