@@ -9,7 +9,7 @@ PORT ?= 8000
 PATTERM_TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
 export PATTERM_TEST_DATABASE_URL
 
-.PHONY: run test lint format messages migrate seed clean help
+.PHONY: run test lint format messages browser migrate seed clean help
 
 help:
 	@echo "make run    set up and serve the portal on http://127.0.0.1:$(PORT) (SQLite)"
@@ -28,6 +28,20 @@ $(VENV)/.runtime-installed: requirements.txt | $(BIN)/python
 $(VENV)/.dev-installed: requirements.txt requirements-dev.txt | $(BIN)/python
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	touch $(VENV)/.runtime-installed $@
+
+# The browser tests need Debian's Chromium (Playwright cannot download browsers here). As root
+# `make test` installs it; anyone else is told the command.
+CHROMIUM ?= /usr/bin/chromium
+browser:
+	@if [ ! -x "$(CHROMIUM)" ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "== installing Debian's chromium for the browser tests =="; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+		else \
+			echo "!! The browser tests need Chromium at $(CHROMIUM): sudo apt-get install chromium"; \
+			exit 1; \
+		fi; \
+	fi
 
 migrate: $(VENV)/.runtime-installed
 	$(BIN)/python manage.py migrate --no-input
@@ -55,7 +69,7 @@ messages: $(VENV)/.dev-installed
 
 # The suite runs on SQLite, then on PostgreSQL when a server answers. In CI
 # (PATTERM_CI=1) a missing PostgreSQL server is a failure, not a warning.
-test: lint
+test: lint browser
 	@mkdir -p var/test-results
 	$(BIN)/python -m pytest --junitxml=var/test-results/sqlite.xml
 	@if $(BIN)/python scripts/database_answers.py "$$PATTERM_TEST_DATABASE_URL"; then \

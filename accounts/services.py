@@ -12,6 +12,8 @@ from datetime import datetime
 
 from django.conf import settings
 from django.contrib.auth import authenticate
+from django.contrib.auth import login as django_login
+from django.contrib.auth import logout as django_logout
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
@@ -231,3 +233,34 @@ def logout(*, token: ApiToken) -> None:
 @transaction.atomic
 def token_revoke(*, actor: User, token: ApiToken) -> None:
     _token_revoke(token=token, actor=actor, action=AuditAction.AUTH_TOKEN_REVOKE)
+
+
+def session_login(*, request: HttpRequest, email: str, password: str) -> User:
+    """Check the password and start a browser session for the portal pages.
+
+    The same checks and audit as the API login; Django's `login` gives the browser a new session
+    key (no fixation) and sends `user_logged_in`.
+    """
+    email = normalize_email(email)
+    user = authenticate(request, username=email, password=password)
+    if user is None:
+        _login_failed(email=email)
+        raise NotAuthenticated(MESSAGE_INVALID_CREDENTIALS, "invalid_credentials")
+    with transaction.atomic():
+        django_login(request, user)
+        send_event(
+            action=AuditAction.AUTH_LOGIN,
+            actor=user,
+            object_type="session",
+            subject_id=user.pk if user.role == Role.PATIENT else None,
+        )
+    return user
+
+
+def session_logout(*, request: HttpRequest) -> None:
+    """End the browser session (audited) and forget everything it held."""
+    user = request.user
+    if user.is_authenticated:
+        with transaction.atomic():
+            send_event(action=AuditAction.AUTH_LOGOUT, actor=user, object_type="session")
+    django_logout(request)

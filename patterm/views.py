@@ -1,11 +1,27 @@
+from django.contrib.auth.decorators import login_required
 from django.http import JsonResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 
 from patterm.middleware import API_PREFIX
 
 
 def home(request):
     return render(request, "home.html")
+
+
+# Where each role lands after logging in. Pages replace "home" with their dashboard.
+START_PAGES = {
+    "patient": "home",
+    "practitioner": "home",
+    "clinic_admin": "home",
+    "auditor": "home",
+}
+
+
+@login_required
+def start(request):
+    """The landing page after login: the dashboard of the user's role."""
+    return redirect(START_PAGES.get(request.user.role, "home"))
 
 
 def server_error(request):

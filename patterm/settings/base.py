@@ -58,6 +58,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "patterm.middleware.JsonApiErrorsMiddleware",
+    "patterm.web.PageErrorsMiddleware",
     "csp.middleware.CSPMiddleware",
     # Last: turns a lockout found during authenticate() into the 429 of accounts/lockout.py.
     "axes.middleware.AxesMiddleware",
@@ -77,6 +78,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "django.template.context_processors.i18n",
+                "patterm.context_processors.navigation",
             ],
         },
     },
@@ -114,8 +116,6 @@ AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
-LOGIN_URL = "accounts:login"
-LOGIN_REDIRECT_URL = "home"
 
 # Argon2id first (Django's defaults: t=2, m=102,400 KiB, p=8, above OWASP's m=19,456 KiB, t=2);
 # PBKDF2 stays so that older hashes still verify and are upgraded at the next login.
@@ -137,6 +137,9 @@ AUTH_PASSWORD_VALIDATORS = [
     # No password that contains the account's own e-mail name or a person's name.
     {"NAME": "accounts.passwords.PersonalDataValidator"},
 ]
+LOGIN_URL = "accounts:login"
+LOGIN_REDIRECT_URL = "start"
+LOGOUT_REDIRECT_URL = "home"
 # Long passphrases are welcome; the cap only keeps one request from hashing megabytes.
 PATTERM_PASSWORD_MAX_LENGTH = 1024
 

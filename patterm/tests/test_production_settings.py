@@ -35,7 +35,9 @@ def manage(*args, environment):
     env = {
         key: value
         for key, value in os.environ.items()
-        if key not in REQUIRED_SETTINGS and key != "DEBUG"
+        # The browser tests allow the ORM beside Playwright's event loop in the test process;
+        # production must not inherit that (Django's check async.E001 refuses it).
+        if key not in REQUIRED_SETTINGS and key not in ("DEBUG", "DJANGO_ALLOW_ASYNC_UNSAFE")
     }
     env.update(environment, DJANGO_SETTINGS_MODULE="patterm.settings.production")
     return subprocess.run(  # noqa: S603  (our own interpreter and manage.py)

@@ -1,0 +1,23 @@
+"""Navigation of the portal: what each role finds in the header."""
+
+from django.urls import reverse
+from django.utils.translation import gettext_lazy as _
+
+# (url name, label) per role, in the order of the header. Pages add themselves here.
+NAVIGATION = {
+    None: [("home", _("Find an appointment"))],
+    "patient": [("home", _("Find an appointment"))],
+    "practitioner": [],
+    "clinic_admin": [],
+    "auditor": [],
+}
+
+
+def navigation(request):
+    user = getattr(request, "user", None)
+    role = user.role if user is not None and user.is_authenticated else None
+    items = [
+        {"url": reverse(name), "label": label, "current": request.path == reverse(name)}
+        for name, label in NAVIGATION.get(role, [])
+    ]
+    return {"navigation": items}
