@@ -31,7 +31,9 @@ class BrowserSessionMiddleware:
                 request.browser_session = entry
                 if not request.path.startswith("/api/"):
                     try:
-                        otp.otp_gate(user=user, path=request.path, verified=user.is_verified())
+                        otp.otp_gate(
+                            user=user, path=request.path, verified=otp.session_verified(request)
+                        )
                     except Forbidden as refused:
                         return render(
                             request,

@@ -21,13 +21,14 @@ from django.contrib.auth.hashers import check_password, make_password
 from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from django_otp import login as django_otp_login
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from accounts.models import STAFF_ROLES, ApiToken, RecoveryCode, User
 from accounts.sessions import EndReason, sessions_end_all
 from audit.models import AuditAction
 from audit.signals import send_event
-from patterm.errors import Forbidden, InvalidInput
+from patterm.errors import Forbidden, InvalidInput, NotAuthenticated
 
 MESSAGE_OTP_REQUIRED = _(
     "Set up and use your second factor (authenticator app) to reach medical data and the audit log."
@@ -231,3 +232,72 @@ def otp_reset(*, user: User, actor: User | None) -> bool:
     )
     sessions_end_all(user=user, actor=actor, reason=EndReason.OTP_RESET)
     return True
+
+
+# --- The second step of the browser login -------------------------------------------------------
+
+PENDING_SESSION_KEY = "patterm_otp_pending"
+VERIFIED_SESSION_KEY = "patterm_otp_verified"
+PENDING_LIFETIME_SECONDS = 300
+MESSAGE_START_AGAIN = _("Please log in again: the sign-in took too long.")
+
+
+def second_factor_await(*, request, user: User) -> None:
+    """Remember, for five minutes, that `user` gave the right password and owes a code."""
+    request.session.cycle_key()
+    request.session[PENDING_SESSION_KEY] = {
+        "user_id": user.pk,
+        "since": int(timezone.now().timestamp()),
+    }
+
+
+def second_factor_pending(request) -> User | None:
+    """The user who gave the right password in this browser and now owes a code, or None."""
+    pending = request.session.get(PENDING_SESSION_KEY)
+    if not pending:
+        return None
+    if timezone.now().timestamp() - pending.get("since", 0) > PENDING_LIFETIME_SECONDS:
+        request.session.pop(PENDING_SESSION_KEY, None)
+        return None
+    return User.objects.filter(pk=pending.get("user_id"), is_active=True).first()
+
+
+def session_verified(request) -> bool:
+    """Whether this browser session proved a second factor (a TOTP or a recovery code)."""
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated:
+        return False
+    return bool(request.session.get(VERIFIED_SESSION_KEY)) or user.is_verified()
+
+
+def session_login_second_factor(*, request, code: str) -> User:
+    """Finish the browser login with a TOTP or recovery code; audited like the API login."""
+    from django.contrib.auth import login as django_login
+
+    from accounts.services import _login_failed
+
+    user = second_factor_pending(request)
+    if user is None:
+        raise NotAuthenticated(MESSAGE_START_AGAIN, "otp_expired")
+    method = otp_check(user=user, code=code)
+    if method is None:
+        _login_failed(email=user.email, reason="invalid_otp")
+        raise InvalidInput([{"field": "code", "message": str(MESSAGE_OTP_INVALID)}])
+    request.session.pop(PENDING_SESSION_KEY, None)
+    with transaction.atomic():
+        django_login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        if method == TOTP:
+            django_otp_login(request, otp_device(user))
+        request.session[VERIFIED_SESSION_KEY] = True
+        send_event(
+            action=AuditAction.AUTH_LOGIN,
+            actor=user,
+            object_type="session",
+            details={"second_factor": method},
+        )
+    return user
+
+
+def session_mark_verified(request) -> None:
+    """The browser that just confirmed a new device counts as verified."""
+    request.session[VERIFIED_SESSION_KEY] = True

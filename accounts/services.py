@@ -238,14 +238,24 @@ def token_revoke(*, actor: User, token: ApiToken) -> None:
 def session_login(*, request: HttpRequest, email: str, password: str) -> User:
     """Check the password and start a browser session for the portal pages.
 
-    The same checks and audit as the API login; Django's `login` gives the browser a new session
-    key (no fixation) and sends `user_logged_in`.
+    The same checks, lockout and audit as the API login; Django's `login` gives the browser a new
+    session key (no fixation) and sends `user_logged_in`. Staff with a TOTP device are not signed
+    in yet: the session remembers them for `accounts.otp.session_login_second_factor`, and
+    `second_factor_pending(request)` is true.
     """
+    from accounts import otp as second_factor  # otp builds on sessions, which builds on this
+
     email = normalize_email(email)
     user = authenticate(request, username=email, password=password)
     if user is None:
+        if lockout.is_locked_out(request):
+            _login_failed(email=email, reason="account_locked")
+            raise TooManyAttempts(lockout.MESSAGE_LOCKED, lockout.LOCKED_CODE)
         _login_failed(email=email)
         raise NotAuthenticated(MESSAGE_INVALID_CREDENTIALS, "invalid_credentials")
+    if second_factor.otp_device(user) is not None:
+        second_factor.second_factor_await(request=request, user=user)
+        return user
     with transaction.atomic():
         django_login(request, user)
         send_event(

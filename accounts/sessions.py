@@ -85,6 +85,23 @@ def browser_session_register(*, user: User, session_key: str, client: ClientInfo
     )
 
 
+def browser_session_rekey(*, entry: BrowserSession, session_key: str | None) -> None:
+    """Carry a registry row over to the new key Django gave its session (a password change).
+
+    The absolute lifetime still counts from the original login.
+    """
+    if not session_key or BrowserSession.objects.filter(session_id=session_key).exists():
+        return
+    BrowserSession.objects.create(
+        session_id=session_key,
+        user=entry.user,
+        user_agent=entry.user_agent,
+        address=entry.address,
+        created_at=entry.created_at,
+        last_seen_at=timezone.now(),
+    )
+
+
 def browser_session_live(*, session_key: str, user: User) -> BrowserSession | None:
     """The live registry row of a signed-in request, or None: unknown, idle or too old.
 

@@ -6,10 +6,10 @@ from django.utils.translation import gettext_lazy as _
 # (url name, label) per role, in the order of the header. Pages add themselves here.
 NAVIGATION = {
     None: [("home", _("Find an appointment"))],
-    "patient": [("home", _("Find an appointment"))],
-    "practitioner": [],
-    "clinic_admin": [],
-    "auditor": [],
+    "patient": [("home", _("Find an appointment")), ("accounts:sessions", _("Sessions"))],
+    "practitioner": [("accounts:sessions", _("Sessions"))],
+    "clinic_admin": [("accounts:sessions", _("Sessions"))],
+    "auditor": [("accounts:sessions", _("Sessions"))],
 }
 
 

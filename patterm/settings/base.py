@@ -197,6 +197,9 @@ OTP_TOTP_SYNC = False
 OTP_TOTP_THROTTLE_FACTOR = 1
 PATTERM_RECOVERY_CODE_COUNT = 10
 
+# A password-reset link works once (Django's token covers the password hash) and for one hour.
+PASSWORD_RESET_TIMEOUT = 3600
+
 # --- Keys -----------------------------------------------------------------------------------
 # Master keys wrap the per-patient data keys: "VERSION:BASE64KEY" entries, newest first.
 PATTERM_MASTER_KEYS = env.str("PATTERM_MASTER_KEYS", default="") or devsecrets.master_keys(VAR_DIR)
