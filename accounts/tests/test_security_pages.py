@@ -117,7 +117,7 @@ def test_staff_without_an_app_are_sent_on_but_protected_pages_refuse_them(settin
     assert "otp_required" in response.text
 
 
-# --- setting up the app ----------------------------------------------------------------------------
+# --- setting up the app -----------------------------------------------------------------------
 
 
 def test_the_setup_page_shows_a_qr_code_and_gives_recovery_codes_once():
