@@ -243,6 +243,7 @@ def otp_required(settings):
         (Role.CLINIC_ADMIN, "/api/medical/emergency-accesses"),
         (Role.AUDITOR, "/api/audit/events"),
         (Role.AUDITOR, "/api/audit/verify"),
+        (Role.PRACTITIONER, "/api/appointments"),  # booking snapshots: names, reasons
     ],
 )
 def test_staff_without_a_second_factor_cannot_reach_medical_data_or_the_audit_log(
@@ -285,6 +286,7 @@ def test_patients_are_not_asked_for_a_second_factor(api_client, otp_required, ma
     issued = make_patient()
 
     assert get(api_client, "/api/patient/record", issued.raw).status_code == 200
+    assert get(api_client, "/api/appointments", issued.raw).status_code == 200
 
 
 def test_without_the_requirement_demo_staff_skip_the_second_factor(api_client, settings):

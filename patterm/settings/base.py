@@ -188,8 +188,17 @@ AXES_HANDLER = env.str("AXES_HANDLER", default="axes.handlers.database.AxesDatab
 # Practitioners, clinic admins and auditors need a confirmed TOTP device before they reach
 # medical data or the audit log. Production requires it; development lets the demo staff skip it.
 PATTERM_REQUIRE_STAFF_OTP = env.bool("PATTERM_REQUIRE_STAFF_OTP", default=False)
-# Paths that a staff member reaches only with a verified second factor (when required).
-PATTERM_OTP_PROTECTED_PATHS = ("/api/medical/", "/api/audit/", "/medical/", "/audit/")
+# Paths that a staff member reaches only with a verified second factor (when required): medical
+# data, the audit log, and appointments (staff see the booking snapshot: names, birth date,
+# reason). Patients are never gated. Portal pages for staff belong under these prefixes.
+PATTERM_OTP_PROTECTED_PATHS = (
+    "/api/medical/",
+    "/api/audit/",
+    "/api/appointments",
+    "/medical/",
+    "/audit/",
+    "/appointments/",
+)
 OTP_TOTP_ISSUER = "Patterm"
 # A device accepts the codes of the current, previous and next 30 s step (its `tolerance` of 1),
 # never older ones; no drift learning, so that window never widens.
