@@ -297,6 +297,19 @@ def test_without_the_requirement_demo_staff_skip_the_second_factor(api_client, s
     assert get(api_client, "/api/medical/schedule", issued.raw).status_code == 200
 
 
+def test_the_django_admin_needs_the_second_factor_too(otp_required):
+    operator = StaffFactory(role=Role.CLINIC_ADMIN, is_staff=True, is_superuser=True)
+    device, _ = enrolled(operator)
+    password_only = Client()
+    password_only.post("/admin/login/", {"username": operator.email, "password": PASSWORD})
+    with_code = Client()
+    with_code.post("/account/login/", {"email": operator.email, "password": PASSWORD})
+    with_code.post("/account/login/code/", {"code": code_at(device, timezone.now())})
+
+    assert password_only.get("/admin/").status_code == 403
+    assert with_code.get("/admin/").status_code == 200
+
+
 def test_staff_pages_under_a_protected_path_answer_403_without_a_second_factor(otp_required):
     staff = StaffFactory(role=Role.AUDITOR)
     browser = Client()

@@ -190,7 +190,8 @@ AXES_HANDLER = env.str("AXES_HANDLER", default="axes.handlers.database.AxesDatab
 PATTERM_REQUIRE_STAFF_OTP = env.bool("PATTERM_REQUIRE_STAFF_OTP", default=False)
 # Paths that a staff member reaches only with a verified second factor (when required): medical
 # data, the audit log, and appointments (staff see the booking snapshot: names, birth date,
-# reason). Patients are never gated. Portal pages for staff belong under these prefixes.
+# reason), and the Django admin (accounts, e-mail addresses). Patients are never gated. Portal
+# pages for staff belong under these prefixes.
 PATTERM_OTP_PROTECTED_PATHS = (
     "/api/medical/",
     "/api/audit/",
@@ -198,6 +199,7 @@ PATTERM_OTP_PROTECTED_PATHS = (
     "/medical/",
     "/audit/",
     "/appointments/",
+    "/admin/",
 )
 OTP_TOTP_ISSUER = "Patterm"
 # A device accepts the codes of the current, previous and next 30 s step (its `tolerance` of 1),
