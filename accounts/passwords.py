@@ -11,15 +11,18 @@ only keeps a request from hashing megabytes).
 """
 
 import functools
+import hashlib
 import re
 from pathlib import Path
 
+from django.conf import settings
 from django.contrib.auth.password_validation import validate_password
+from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils.translation import gettext_lazy as _
 
-from accounts.models import Role, User
+from accounts.models import Role, User, normalize_email
 from accounts.sessions import EndReason, sessions_end_all
 from audit.models import AuditAction
 from audit.signals import send_event
@@ -145,3 +148,22 @@ def password_change(
             keep_token_id=keep_token_id,
             keep_session_key=keep_session_key,
         )
+
+
+# --- Throttling reset e-mails ----------------------------------------------------------------
+
+
+def password_reset_allowed(*, email: str) -> bool:
+    """Whether another reset e-mail may go to `email` now: at most
+    PATTERM_PASSWORD_RESET_MAX_PER_HOUR per address and hour, so that nobody can flood an inbox.
+
+    Counted in the shared cache (CACHE_URL: Redis in production), under a hash of the address.
+    """
+    key = "password-reset:" + hashlib.sha256(normalize_email(email).encode()).hexdigest()
+    cache.add(key, 0, timeout=3600)
+    try:
+        sent = cache.incr(key)
+    except ValueError:  # expired between add and incr
+        cache.set(key, 1, timeout=3600)
+        sent = 1
+    return sent <= settings.PATTERM_PASSWORD_RESET_MAX_PER_HOUR

@@ -180,6 +180,12 @@ class PasswordResetView(auth_views.PasswordResetView):
     subject_template_name = "accounts/password_reset_subject.txt"
     success_url = reverse_lazy("accounts:password_reset_done")
 
+    def form_valid(self, form):
+        # Over the hourly limit the page looks the same, but no e-mail goes out.
+        if not passwords.password_reset_allowed(email=form.cleaned_data["email"]):
+            return redirect(self.get_success_url())
+        return super().form_valid(form)
+
     @property
     def extra_email_context(self):
         # Links point at the configured public address, never at the request's Host header.

@@ -7,6 +7,7 @@ from datetime import timedelta
 import pytest
 import time_machine
 from django.core import mail
+from django.core.cache import cache
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -26,6 +27,12 @@ LOGIN = reverse("accounts:login")
 LOGIN_CODE = reverse("accounts:login_code")
 SESSIONS = reverse("accounts:sessions")
 OTP_SETUP = reverse("accounts:otp_setup")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    """The reset limit counts in the cache, which outlives a test's database."""
+    cache.clear()
 
 
 def signed_in_user(browser):
@@ -280,6 +287,22 @@ def test_a_reset_for_an_unknown_address_looks_the_same_and_sends_nothing():
     assert known_page.status_code == 302
     assert known_page.url == reverse("accounts:password_reset_done")
     assert mail.outbox == []
+
+
+def test_reset_e_mails_are_limited_to_three_an_hour_per_address(make_patient):
+    make_patient(email="postfach@example.com")
+    start = timezone.now()
+
+    with time_machine.travel(start, tick=False):
+        for _ in range(5):
+            response = Client().post(
+                reverse("accounts:password_reset"), {"email": "postfach@example.com"}
+            )
+            assert response.url == reverse("accounts:password_reset_done")
+    assert len(mail.outbox) == 3
+    with time_machine.travel(start + timedelta(minutes=61), tick=False):
+        Client().post(reverse("accounts:password_reset"), {"email": "postfach@example.com"})
+    assert len(mail.outbox) == 4
 
 
 def test_pages_carry_a_strict_content_security_policy():

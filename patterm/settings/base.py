@@ -210,6 +210,8 @@ PATTERM_RECOVERY_CODE_COUNT = 10
 
 # A password-reset link works once (Django's token covers the password hash) and for one hour.
 PASSWORD_RESET_TIMEOUT = 3600
+# At most this many reset e-mails per address and hour (counted in CACHE_URL).
+PATTERM_PASSWORD_RESET_MAX_PER_HOUR = 3
 
 # --- Keys -----------------------------------------------------------------------------------
 # Master keys wrap the per-patient data keys: "VERSION:BASE64KEY" entries, newest first.
