@@ -16,6 +16,9 @@ from django.test import Client, TransactionTestCase
 
 from audit import triggers
 
+# The staff pages' world (fixture `staff_world`), shared by the apps' test_staff_views.py.
+pytest_plugins = ["patterm.tests.staff_world"]
+
 
 def pytest_configure(config):
     original_teardown = TransactionTestCase._fixture_teardown

@@ -1,4 +1,6 @@
-"""Django admin for platform operators. Scoping for clinic admins comes with the [portal] issue.
+"""Django admin: accounts for platform operators (superusers); clinics for them and, scoped to
+their own clinics, for clinic admins (accounts/admin_scoping.py; memberships are in
+booking/admin.py with the practitioners' specialties, hours and absences).
 
 Patients' names and dates of birth are not on the user: they stay encrypted in the vault and are
 never shown here.
@@ -9,6 +11,7 @@ from django.contrib.auth import admin as auth_admin
 from django.contrib.auth import forms as auth_forms
 from django.utils.translation import gettext_lazy as _
 
+from accounts.admin_scoping import ClinicScopedAdmin
 from accounts.models import Clinic, Membership, User
 from accounts.sessions import EndReason, sessions_end_all
 
@@ -66,7 +69,11 @@ class UserAdmin(auth_admin.UserAdmin):
 
 
 @admin.register(Clinic)
-class ClinicAdmin(admin.ModelAdmin):
+class ClinicAdmin(ClinicScopedAdmin):
+    """Clinic admins see and change their own clinics; operators add and remove clinics."""
+
+    clinic_lookup = "pk"
+    clinic_admin_can_add = clinic_admin_can_delete = False
     list_display = ["name", "city", "slug"]
     search_fields = ["name", "city"]
     prepopulated_fields = {"slug": ["name"]}

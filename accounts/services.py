@@ -64,6 +64,9 @@ def _token_digest(raw: str) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
+ADMIN_ROLES = (Role.CLINIC_ADMIN, Role.AUDITOR)
+
+
 def user_create(
     *, email: str, password: str, role: str, personal_names: tuple[str, ...] = (), **fields
 ) -> User:
@@ -74,6 +77,9 @@ def user_create(
     already registered (whatever its case).
     """
     email = normalize_email(email)
+    # Clinic admins and auditors work in the Django admin too (decision 0010); `is_staff` can
+    # still be withdrawn there, and is never given to patients or practitioners by default.
+    fields.setdefault("is_staff", role in ADMIN_ROLES)
     user = User(email=email, role=role, **fields)
     user.password_context_names = personal_names
     try:

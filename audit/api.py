@@ -8,8 +8,7 @@ from ninja.pagination import paginate
 from pydantic import field_serializer, field_validator
 
 from accounts.models import Role
-from audit.models import AuditAction, AuditEvent
-from audit.services import event_append, verification_run
+from audit.services import events_read, verification_run
 from patterm.errors import Forbidden
 from patterm.pagination import Pagination
 
@@ -84,22 +83,13 @@ def _require_auditor(request) -> None:
 def events(request, filters: Query[EventFilters]):
     """Audit events, oldest first; filters by time (`since`, `until`), `action`, `actor` (id)."""
     _require_auditor(request)
-    listed = AuditEvent.objects.order_by("seq")
-    if filters.since:
-        listed = listed.filter(occurred_at__gte=filters.since)
-    if filters.until:
-        listed = listed.filter(occurred_at__lt=filters.until)
-    if filters.action:
-        listed = listed.filter(action=filters.action)
-    if filters.actor:
-        listed = listed.filter(actor_id=filters.actor)
-    event_append(
-        action=AuditAction.AUDIT_READ,
+    return events_read(
         actor=request.user,
-        outcome="success",
-        details={key: str(value) for key, value in filters.dict().items() if value is not None},
+        since=filters.since,
+        until=filters.until,
+        action=filters.action,
+        actor_id=filters.actor,
     )
-    return listed
 
 
 @router.get("/audit/verify", response=AuditVerifyOut)

@@ -299,3 +299,35 @@ def verification_run(
         },
     )
     return result
+
+
+# --- Reading the log ------------------------------------------------------------------------
+
+
+def events_read(
+    *,
+    actor,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    action: str | None = None,
+    actor_id: int | None = None,
+):
+    """The auditor's view of the log, oldest first, filtered by time (`since` inclusive,
+    `until` exclusive), action and actor id. The read itself is audited, with its filters."""
+    listed = AuditEvent.objects.order_by("seq")
+    if since:
+        listed = listed.filter(occurred_at__gte=since)
+    if until:
+        listed = listed.filter(occurred_at__lt=until)
+    if action:
+        listed = listed.filter(action=action)
+    if actor_id:
+        listed = listed.filter(actor_id=actor_id)
+    filters = {"since": since, "until": until, "action": action, "actor": actor_id}
+    event_append(
+        action=AuditAction.AUDIT_READ,
+        actor=actor,
+        outcome=Outcome.SUCCESS,
+        details={key: str(value) for key, value in filters.items() if value is not None},
+    )
+    return listed

@@ -165,18 +165,9 @@ def ics(request, appointment_id):
 def schedule(request, filters: Query[ScheduleFilters]):
     """Booked appointments with booking snapshots: from `date_from` (default today) for up to
     31 days (default 7). Practitioners see their own, clinic admins their clinics'."""
-    zone = ZoneInfo(settings.TIME_ZONE)
-    first = filters.date_from or datetime.datetime.now(zone).date()
-    last = filters.date_to or first + datetime.timedelta(days=6)
-    if not 0 <= (last - first).days <= 30:
-        raise InvalidInput(
-            [{"field": "date_to", "message": "date_to must lie 0 to 30 days after date_from."}]
-        )
-    listed = services.schedule_read(
-        actor=request.user,
-        date_from=datetime.datetime.combine(first, datetime.time(), zone),
-        date_to=datetime.datetime.combine(last + datetime.timedelta(days=1), datetime.time(), zone),
-    )
+    listed = services.schedule_for_days(
+        actor=request.user, first_day=filters.date_from, last_day=filters.date_to
+    ).appointments
     return appointments_out(listed, viewer=request.user)
 
 
@@ -194,20 +185,14 @@ def create_slots(request, payload: SlotsIn):
     if payload.starts_at:
         times = [services.SlotTime(payload.starts_at, payload.ends_at)]
     else:
-        zone = ZoneInfo(settings.TIME_ZONE)
-        times = [
-            time
-            for offset in range((payload.date_to - payload.date_from).days + 1)
-            if (day := payload.date_from + datetime.timedelta(days=offset)).weekday()
-            in payload.weekdays
-            for time in services.wall_clock_slots(
-                day=day,
-                start=payload.start_time,
-                end=payload.end_time,
-                minutes=payload.slot_minutes,
-                zone=zone,
-            )
-        ]
+        times = services.series_slot_times(
+            date_from=payload.date_from,
+            date_to=payload.date_to,
+            start_time=payload.start_time,
+            end_time=payload.end_time,
+            slot_minutes=payload.slot_minutes,
+            weekdays=payload.weekdays,
+        )
     created = services.slots_create(
         actor=request.user,
         clinic=clinic,

@@ -6,10 +6,12 @@ practitioner. A lost race is `Conflict("slot_taken")`, never a double booking.
 """
 
 import datetime
+from collections.abc import Callable
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
+from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.db.models import Q, QuerySet
@@ -345,12 +347,54 @@ def slots_create(
     return created
 
 
-def slots_generate(*, days: int, start: datetime.date | None = None) -> int:
+MESSAGE_SERIES_DAYS_ORDER = _("The last day lies before the first.")
+MESSAGE_SERIES_TOO_LONG = _("A series spans at most %(days)s days.")
+MESSAGE_SERIES_TIMES_ORDER = _("The end lies before the start.")
+
+
+def series_slot_times(
+    *,
+    date_from: datetime.date,
+    date_to: datetime.date,
+    start_time: datetime.time,
+    end_time: datetime.time,
+    slot_minutes: int,
+    weekdays: list[int],
+) -> list[SlotTime]:
+    """The slot times of a series: on `weekdays` (0 Monday) from `date_from` to `date_to`,
+    inclusive, cut from the daily hours `start_time`-`end_time` (Europe/Berlin wall clock)."""
+    errors = []
+    if date_to < date_from:
+        errors.append({"field": "date_to", "message": str(MESSAGE_SERIES_DAYS_ORDER)})
+    elif (date_to - date_from).days > settings.PATTERM_SLOT_SERIES_MAX_DAYS:
+        message = MESSAGE_SERIES_TOO_LONG % {"days": settings.PATTERM_SLOT_SERIES_MAX_DAYS}
+        errors.append({"field": "date_to", "message": str(message)})
+    if start_time >= end_time:
+        errors.append({"field": "end_time", "message": str(MESSAGE_SERIES_TIMES_ORDER)})
+    if errors:
+        raise InvalidInput(errors)
+    zone = ZoneInfo(settings.TIME_ZONE)
+    return [
+        time
+        for offset in range((date_to - date_from).days + 1)
+        if (day := date_from + datetime.timedelta(days=offset)).weekday() in weekdays
+        for time in wall_clock_slots(
+            day=day, start=start_time, end=end_time, minutes=slot_minutes, zone=zone
+        )
+    ]
+
+
+def slots_generate(
+    *,
+    days: int,
+    start: datetime.date | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> int:
     """Create the slots of every practitioner's opening hours for `days` days from `start`.
 
     Skips absences, past times and times the practitioner has a slot at already: running it
     daily (cron) extends the horizon and changes nothing else. Returns how many slots were
-    created.
+    created. `on_progress(1)` is called before each opening hours row is worked on.
     """
     zone = ZoneInfo(settings.TIME_ZONE)
     start = start or timezone.localdate()
@@ -358,6 +402,8 @@ def slots_generate(*, days: int, start: datetime.date | None = None) -> int:
     created = 0
     hours = OpeningHours.objects.select_related("membership__clinic", "specialty")
     for opening in hours:
+        if on_progress:
+            on_progress(1)
         membership = opening.membership
         absences = list(
             Absence.objects.filter(membership=membership).values_list("starts_at", "ends_at")
@@ -441,6 +487,33 @@ def free_slots(
 
 # --- Staff schedule -------------------------------------------------------------------------
 
+MESSAGE_SCHEDULE_SPAN = _("date_to must lie 0 to 30 days after date_from.")
+
+
+@dataclass(frozen=True)
+class Schedule:
+    first_day: datetime.date
+    last_day: datetime.date
+    appointments: list[Appointment]
+
+
+def schedule_for_days(
+    *, actor: User, first_day: datetime.date | None = None, last_day: datetime.date | None = None
+) -> Schedule:
+    """The schedule (`schedule_read`) for local calendar days, inclusive: from `first_day`
+    (default today) to `last_day` (default a week), at most 31 days."""
+    zone = ZoneInfo(settings.TIME_ZONE)
+    first = first_day or datetime.datetime.now(zone).date()
+    last = last_day or first + datetime.timedelta(days=6)
+    if not 0 <= (last - first).days <= 30:
+        raise InvalidInput([{"field": "date_to", "message": str(MESSAGE_SCHEDULE_SPAN)}])
+    appointments = schedule_read(
+        actor=actor,
+        date_from=_local_midnight(first, zone),
+        date_to=_local_midnight(last + datetime.timedelta(days=1), zone),
+    )
+    return Schedule(first_day=first, last_day=last, appointments=appointments)
+
 
 def schedule_read(
     *, actor: User, date_from: datetime.datetime, date_to: datetime.datetime
@@ -476,6 +549,136 @@ def schedule_read(
                 purpose="treatment",
             )
     return appointments
+
+
+# --- A clinic's set-up: opening hours and absences -------------------------------------------
+
+
+def administered_clinic_ids(user: User) -> list[int]:
+    """The clinics `user` administers (as clinic admin)."""
+    return _clinic_ids(user, Role.CLINIC_ADMIN)
+
+
+def practitioners_administered(*, actor: User) -> QuerySet[Membership]:
+    """The practitioners' memberships at the clinics `actor` administers."""
+    return (
+        Membership.objects.filter(
+            role=Role.PRACTITIONER, clinic_id__in=administered_clinic_ids(actor)
+        )
+        .select_related("user", "clinic")
+        .order_by("clinic__name", "user__last_name", "user__first_name", "pk")
+    )
+
+
+def opening_hours_administered(*, actor: User) -> QuerySet[OpeningHours]:
+    return (
+        OpeningHours.objects.filter(membership__in=practitioners_administered(actor=actor))
+        .select_related("membership__user", "membership__clinic", "specialty")
+        .order_by(
+            "membership__clinic__name", "membership__user__last_name", "weekday", "start_time"
+        )
+    )
+
+
+def absences_administered(*, actor: User) -> QuerySet[Absence]:
+    """Absences that have not ended yet, soonest first."""
+    return (
+        Absence.objects.filter(
+            membership__in=practitioners_administered(actor=actor), ends_at__gt=timezone.now()
+        )
+        .select_related("membership__user", "membership__clinic")
+        .order_by("starts_at", "pk")
+    )
+
+
+def _administered_membership(*, actor: User, membership_id: int) -> Membership:
+    membership = practitioners_administered(actor=actor).filter(pk=membership_id).first()
+    if membership is None:
+        raise NotFound()
+    return membership
+
+
+def _validated(instance):
+    """The model's own rules (field limits and check constraints) as an InvalidInput."""
+    try:
+        instance.full_clean(exclude=["membership"])
+    except ValidationError as error:
+        raise InvalidInput(
+            [
+                {"field": "" if field == NON_FIELD_ERRORS else field, "message": str(message)}
+                for field, messages in error.message_dict.items()
+                for message in messages
+            ]
+        ) from error
+    return instance
+
+
+MESSAGE_SPECIALTY_NOT_OFFERED = _("The practitioner does not offer this specialty at the clinic.")
+
+
+@transaction.atomic
+def opening_hours_add(
+    *,
+    actor: User,
+    membership_id: int,
+    weekday: int,
+    start_time: datetime.time,
+    end_time: datetime.time,
+    slot_minutes: int,
+    specialty: Specialty,
+) -> OpeningHours:
+    """A clinic admin adds weekly hours for a practitioner of their clinic; `generate_slots`
+    turns them into slots."""
+    membership = _administered_membership(actor=actor, membership_id=membership_id)
+    if not membership.specialties.filter(specialty=specialty).exists():
+        raise InvalidInput([{"field": "specialty", "message": str(MESSAGE_SPECIALTY_NOT_OFFERED)}])
+    hours = _validated(
+        OpeningHours(
+            membership=membership,
+            weekday=weekday,
+            start_time=start_time,
+            end_time=end_time,
+            slot_minutes=slot_minutes,
+            specialty=specialty,
+        )
+    )
+    hours.save()
+    return hours
+
+
+@transaction.atomic
+def opening_hours_remove(*, actor: User, opening_hours_id: int) -> None:
+    """Remove weekly hours; slots already made from them stay (cancel them one by one)."""
+    found = opening_hours_administered(actor=actor).filter(pk=opening_hours_id).first()
+    if found is None:
+        raise NotFound()
+    found.delete()
+
+
+@transaction.atomic
+def absence_add(
+    *,
+    actor: User,
+    membership_id: int,
+    starts_at: datetime.datetime,
+    ends_at: datetime.datetime,
+) -> Absence:
+    """A clinic admin records an absence: `generate_slots` makes no slots in it. Slots made
+    before stay (the clinic cancels booked ones)."""
+    membership = _administered_membership(actor=actor, membership_id=membership_id)
+    absence = _validated(Absence(membership=membership, starts_at=starts_at, ends_at=ends_at))
+    absence.save()
+    return absence
+
+
+@transaction.atomic
+def absence_remove(*, actor: User, absence_id: int) -> None:
+    found = Absence.objects.filter(
+        pk=absence_id, membership__in=practitioners_administered(actor=actor)
+    ).first()
+    if found is None:
+        raise NotFound()
+    found.delete()
 
 
 # --- Erasure requests (they span accounts, vault and booking, so they start here) ------------

@@ -7,9 +7,26 @@ from django.utils.translation import gettext_lazy as _
 NAVIGATION = {
     None: [("home", _("Find an appointment"))],
     "patient": [("home", _("Find an appointment")), ("accounts:sessions", _("Sessions"))],
-    "practitioner": [("accounts:sessions", _("Sessions"))],
-    "clinic_admin": [("accounts:sessions", _("Sessions"))],
-    "auditor": [("accounts:sessions", _("Sessions"))],
+    "practitioner": [
+        ("booking_staff:schedule", _("My schedule")),
+        ("vault_staff:patient_lookup", _("Patient record")),
+        ("accounts:sessions", _("Sessions")),
+    ],
+    "clinic_admin": [
+        ("booking_staff:clinic", _("Clinic dashboard")),
+        ("booking_staff:opening_hours", _("Opening hours")),
+        ("booking_staff:absences", _("Absences")),
+        ("booking_staff:slots", _("Generate slots")),
+        ("vault_staff:emergency_review", _("Emergency accesses")),
+        ("admin:index", _("Django admin")),
+        ("accounts:sessions", _("Sessions")),
+    ],
+    "auditor": [
+        ("audit_staff:events", _("Audit log")),
+        ("audit_staff:verify", _("Verify the chain")),
+        ("admin:index", _("Django admin")),
+        ("accounts:sessions", _("Sessions")),
+    ],
 }
 
 

@@ -12,9 +12,9 @@ def home(request):
 # Where each role lands after logging in. Pages replace "home" with their dashboard.
 START_PAGES = {
     "patient": "home",
-    "practitioner": "home",
-    "clinic_admin": "home",
-    "auditor": "home",
+    "practitioner": "booking_staff:schedule",
+    "clinic_admin": "booking_staff:clinic",
+    "auditor": "audit_staff:events",
 }
 
 

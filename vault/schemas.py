@@ -5,6 +5,10 @@ from ninja import Field, Schema
 
 from booking.schemas import AppointmentOut
 from consent.models import RecordCategory
+from vault.services import (
+    EMERGENCY_JUSTIFICATION_MAX_LENGTH,
+    EMERGENCY_JUSTIFICATION_MIN_LENGTH,
+)
 
 
 class ClinicRef(Schema):
@@ -56,7 +60,11 @@ class EntryIn(Schema):
 
 
 class EmergencyIn(Schema):
-    justification: str = Field(..., min_length=20, max_length=2000)
+    justification: str = Field(
+        ...,
+        min_length=EMERGENCY_JUSTIFICATION_MIN_LENGTH,
+        max_length=EMERGENCY_JUSTIFICATION_MAX_LENGTH,
+    )
 
 
 class EmergencyOut(Schema):

@@ -25,7 +25,7 @@ from audit.signals import send_event
 from consent import policy
 from consent.models import CareRelationship, CareSource, EmergencyAccess
 from consent.services import care_relationship_record
-from patterm.errors import Forbidden, NotFound
+from patterm.errors import Forbidden, InvalidInput, NotFound
 from vault import keys
 from vault.fields import EncryptedTextField
 from vault.models import (
@@ -485,6 +485,14 @@ def practitioner_entry_write(
     return entry
 
 
+EMERGENCY_JUSTIFICATION_MIN_LENGTH = 20
+EMERGENCY_JUSTIFICATION_MAX_LENGTH = 2000
+MESSAGE_JUSTIFICATION_LENGTH = _("Explain the emergency in %(min)s to %(max)s characters.") % {
+    "min": EMERGENCY_JUSTIFICATION_MIN_LENGTH,
+    "max": EMERGENCY_JUSTIFICATION_MAX_LENGTH,
+}
+
+
 @keys.request_key_cache()
 @transaction.atomic
 def emergency_access_declare(*, actor: User, patient_id: int, justification: str):
@@ -502,6 +510,20 @@ def emergency_access_declare(*, actor: User, patient_id: int, justification: str
     if membership is None:
         raise Forbidden(MESSAGE_NOT_YOUR_CLINIC, "not_a_practitioner")
     patient = _patient(patient_id)
+    length = len(justification.strip())
+    if not EMERGENCY_JUSTIFICATION_MIN_LENGTH <= length <= EMERGENCY_JUSTIFICATION_MAX_LENGTH:
+        raise InvalidInput(
+            [
+                {
+                    "field": "justification",
+                    "message": str(MESSAGE_JUSTIFICATION_LENGTH)
+                    % {
+                        "min": EMERGENCY_JUSTIFICATION_MIN_LENGTH,
+                        "max": EMERGENCY_JUSTIFICATION_MAX_LENGTH,
+                    },
+                }
+            ]
+        )
     now = timezone.now()
     access = EmergencyAccess.objects.create(
         practitioner=actor,

@@ -79,6 +79,7 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "django.template.context_processors.i18n",
                 "patterm.context_processors.navigation",
+                "patterm.staff.emergency_accesses",
             ],
         },
     },

@@ -14,7 +14,12 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--batch-size", type=int, default=500, help="keys per transaction")
+        parser.add_argument(
+            "--batch-size",
+            type=int,
+            default=500,
+            help="data keys re-wrapped per transaction (default 500)",
+        )
         parser.add_argument(
             "--dry-run", action="store_true", help="only count the keys still to re-wrap"
         )

@@ -1,0 +1,173 @@
+"""Staff pages of booking: the practitioner's schedule and the clinic admin's dashboard
+(schedule, opening hours, absences, slot series). Each view checks the role, validates a form,
+calls one service of booking/services.py and renders or redirects."""
+
+import datetime
+import itertools
+
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
+from django.views.decorators.http import require_POST
+
+from accounts.models import Role
+from booking import services
+from booking.staff_forms import AbsenceForm, OpeningHoursForm, ScheduleForm, SlotSeriesForm
+from patterm.errors import DomainError
+from patterm.staff import form_errors_add
+from patterm.web import role_required
+from vault.keys import data_keys_preload
+
+PER_PAGE = 25
+
+
+def _schedule_context(request) -> dict:
+    """One week of the viewer's schedule (audited per patient shown), grouped by local day."""
+    form = ScheduleForm(request.GET or None)
+    first = form.first_day()
+    schedule = services.schedule_for_days(
+        actor=request.user, first_day=first, last_day=first + datetime.timedelta(days=6)
+    )
+    data_keys_preload({appointment.patient_id for appointment in schedule.appointments})
+    by_day = {
+        day: list(items)
+        for day, items in itertools.groupby(
+            schedule.appointments, key=lambda a: timezone.localdate(a.starts_at)
+        )
+    }
+    days = [
+        {"day": day, "appointments": by_day.get(day, [])}
+        for day in (first + datetime.timedelta(days=n) for n in range(7))
+    ]
+    today = timezone.localdate()
+    return {
+        "form": form,
+        "first_day": first,
+        "last_day": schedule.last_day,
+        "today": today,
+        "today_appointments": by_day.get(today, []),
+        "days": days,
+        "count": len(schedule.appointments),
+        "previous_week": (first - datetime.timedelta(days=7)).isoformat(),
+        "next_week": (first + datetime.timedelta(days=7)).isoformat(),
+    }
+
+
+@role_required(Role.PRACTITIONER)
+def schedule(request):
+    """The practitioner's dashboard: today's and the week's appointments with snapshots."""
+    return render(request, "booking/staff/schedule.html", _schedule_context(request))
+
+
+@role_required(Role.CLINIC_ADMIN)
+def clinic_dashboard(request):
+    """The clinic admin's dashboard: the week's schedule of their clinics, and the set-up."""
+    return render(request, "booking/staff/clinic.html", _schedule_context(request))
+
+
+def _page(request, queryset):
+    return Paginator(queryset, PER_PAGE).get_page(request.GET.get("page"))
+
+
+@role_required(Role.CLINIC_ADMIN)
+def opening_hours(request):
+    """The weekly hours of the clinics' practitioners, and a form to add some."""
+    practitioners = services.practitioners_administered(actor=request.user)
+    form = OpeningHoursForm(request.POST or None, practitioners=practitioners)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            services.opening_hours_add(
+                actor=request.user,
+                membership_id=data["practitioner"].pk,
+                weekday=data["weekday"],
+                start_time=data["start_time"],
+                end_time=data["end_time"],
+                slot_minutes=data["slot_minutes"],
+                specialty=data["specialty"],
+            )
+        except DomainError as error:
+            form_errors_add(form, error)
+        else:
+            messages.success(request, _("The opening hours were added."))
+            return redirect("booking_staff:opening_hours")
+    page_obj = _page(request, services.opening_hours_administered(actor=request.user))
+    return render(request, "booking/staff/opening_hours.html", {"form": form, "page_obj": page_obj})
+
+
+@require_POST
+@role_required(Role.CLINIC_ADMIN)
+def opening_hours_remove(request, opening_hours_id: int):
+    services.opening_hours_remove(actor=request.user, opening_hours_id=opening_hours_id)
+    messages.success(request, _("The opening hours were removed."))
+    return redirect("booking_staff:opening_hours")
+
+
+@role_required(Role.CLINIC_ADMIN)
+def absences(request):
+    """Current and coming absences of the clinics' practitioners, and a form to add one."""
+    practitioners = services.practitioners_administered(actor=request.user)
+    form = AbsenceForm(request.POST or None, practitioners=practitioners)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            services.absence_add(
+                actor=request.user,
+                membership_id=data["practitioner"].pk,
+                starts_at=data["starts_at"],
+                ends_at=data["ends_at"],
+            )
+        except DomainError as error:
+            form_errors_add(form, error)
+        else:
+            messages.success(request, _("The absence was added."))
+            return redirect("booking_staff:absences")
+    page_obj = _page(request, services.absences_administered(actor=request.user))
+    return render(request, "booking/staff/absences.html", {"form": form, "page_obj": page_obj})
+
+
+@require_POST
+@role_required(Role.CLINIC_ADMIN)
+def absence_remove(request, absence_id: int):
+    services.absence_remove(actor=request.user, absence_id=absence_id)
+    messages.success(request, _("The absence was removed."))
+    return redirect("booking_staff:absences")
+
+
+@role_required(Role.CLINIC_ADMIN)
+def slots(request):
+    """Generate a series of slots for a practitioner (the service of POST /api/medical/slots)."""
+    practitioners = services.practitioners_administered(actor=request.user)
+    form = SlotSeriesForm(request.POST or None, practitioners=practitioners)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        membership = data["practitioner"]
+        try:
+            created = services.slots_create(
+                actor=request.user,
+                clinic=membership.clinic,
+                practitioner_id=membership.user_id,
+                specialty=data["specialty"],
+                times=services.series_slot_times(
+                    date_from=data["date_from"],
+                    date_to=data["date_to"],
+                    start_time=data["start_time"],
+                    end_time=data["end_time"],
+                    slot_minutes=data["slot_minutes"],
+                    weekdays=data["weekdays"],
+                ),
+            )
+        except DomainError as error:
+            form_errors_add(form, error)
+        else:
+            count = len(created)
+            messages.success(
+                request,
+                ngettext("%(count)s slot was created.", "%(count)s slots were created.", count)
+                % {"count": count},
+            )
+            return redirect("booking_staff:slots")
+    return render(request, "booking/staff/slots.html", {"form": form})
