@@ -59,7 +59,7 @@ def test_staff_with_an_app_give_a_code_after_the_password(settings):
     second = browser.post(LOGIN_CODE, {"code": code_at(device, timezone.now())})
     assert second.status_code == 302
     assert signed_in_user(browser) == staff
-    assert browser.get("/audit/").status_code != 403  # verified: the gate is open
+    assert browser.get("/staff/audit/events/").status_code == 200  # verified: the gate is open
     event = AuditEvent.objects.filter(action=AuditAction.AUTH_LOGIN).latest("seq")
     assert (event.object_type, event.details) == ("session", {"second_factor": "totp"})
 
@@ -118,7 +118,7 @@ def test_staff_without_an_app_are_sent_on_but_protected_pages_refuse_them(settin
     browser = Client()
 
     assert page_login(browser, staff.email).status_code == 302
-    response = browser.get("/medical/")
+    response = browser.get("/staff/schedule/")
 
     assert response.status_code == 403
     assert "otp_required" in response.text

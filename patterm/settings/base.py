@@ -191,15 +191,13 @@ AXES_HANDLER = env.str("AXES_HANDLER", default="axes.handlers.database.AxesDatab
 PATTERM_REQUIRE_STAFF_OTP = env.bool("PATTERM_REQUIRE_STAFF_OTP", default=False)
 # Paths that a staff member reaches only with a verified second factor (when required): medical
 # data, the audit log, and appointments (staff see the booking snapshot: names, birth date,
-# reason), and the Django admin (accounts, e-mail addresses). Patients are never gated. Portal
-# pages for staff belong under these prefixes.
+# reason), the staff pages (schedule, records, audit log) and the Django admin. Patients are
+# never gated.
 PATTERM_OTP_PROTECTED_PATHS = (
     "/api/medical/",
     "/api/audit/",
     "/api/appointments",
-    "/medical/",
-    "/audit/",
-    "/appointments/",
+    "/staff/",
     "/admin/",
 )
 OTP_TOTP_ISSUER = "Patterm"
