@@ -183,9 +183,14 @@ class BrowserSession(models.Model):
 
 
 class RecoveryCode(models.Model):
-    """A one-time code that stands in for a lost TOTP device, stored only as a password hash."""
+    """A one-time code that stands in for a lost TOTP device, stored only as a password hash.
+
+    `lookup` is the code's first group, kept in clear so that a login checks one hash, not ten
+    (each is an Argon2 hash); the hash covers the whole code.
+    """
 
     user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="recovery_codes")
+    lookup = models.CharField(_("first characters"), max_length=4)
     code_hash = models.CharField(_("hash"), max_length=256)
     created_at = models.DateTimeField(_("created"), default=timezone.now)
     used_at = models.DateTimeField(_("used"), null=True, blank=True)

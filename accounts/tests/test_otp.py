@@ -366,3 +366,23 @@ def test_the_reset_command_refuses_an_unknown_account():
 
     with pytest.raises(CommandError, match="No account"):
         call_command("otp_reset", "niemand@example.com", "--yes")
+
+
+def test_a_recovery_code_costs_one_hash_check_not_ten(api_client, practitioner, monkeypatch):
+    from accounts import otp
+
+    _, codes = enrolled(practitioner)
+    checked = []
+    real_check = otp.check_password
+
+    def counting_check(raw, encoded):
+        checked.append(encoded)
+        return real_check(raw, encoded)
+
+    monkeypatch.setattr(otp, "check_password", counting_check)
+
+    assert api_login(api_client, practitioner.email, codes[7]).status_code == 200
+    assert len(checked) == 1
+    wrong = codes[7][:5] + "zzzz-zzzz"
+    assert api_login(api_client, practitioner.email, wrong).status_code == 401
+    assert len(checked) <= 2  # the used code is not even tried again
