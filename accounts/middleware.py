@@ -4,7 +4,7 @@ from django.contrib.auth import logout
 from django.shortcuts import render
 
 from accounts import otp
-from accounts.sessions import browser_session_live
+from accounts.sessions import browser_session_live, browser_session_rekey
 from patterm.errors import Forbidden
 
 
@@ -41,4 +41,12 @@ class BrowserSessionMiddleware:
                             {"message": refused.message, "code": refused.code},
                             status=403,
                         )
-        return self.get_response(request)
+        response = self.get_response(request)
+        # Django gave the session a new key without a new login (update_session_auth_hash after
+        # a password change, also in the admin): the registry row follows the session.
+        entry = request.browser_session
+        if entry is not None and getattr(request.user, "pk", None) == entry.user_id:
+            session_key = request.session.session_key
+            if session_key and session_key != entry.session_id:
+                browser_session_rekey(entry=entry, session_key=session_key)
+        return response

@@ -146,18 +146,11 @@ def sessions_end_others(request):
 # --- passwords --------------------------------------------------------------------------------
 
 
-def _keep_this_browser(request, entry) -> None:
-    """Django gives the session a new key after a password change; the registry follows it."""
-    if entry is not None:
-        sessions.browser_session_rekey(entry=entry, session_key=request.session.session_key)
-
-
 class PasswordChangeView(auth_views.PasswordChangeView):
     template_name = "accounts/password_change.html"
     success_url = reverse_lazy("accounts:sessions")
 
     def form_valid(self, form):
-        entry = self.request.browser_session
         try:
             passwords.password_change(
                 user=form.user,
@@ -168,8 +161,7 @@ class PasswordChangeView(auth_views.PasswordChangeView):
         except DomainError as error:
             _form_errors(form, error)
             return self.form_invalid(form)
-        update_session_auth_hash(self.request, form.user)
-        _keep_this_browser(self.request, entry)
+        update_session_auth_hash(self.request, form.user)  # the middleware moves the registry row
         messages.success(self.request, MESSAGE_PASSWORD_CHANGED)
         return redirect(self.get_success_url())
 

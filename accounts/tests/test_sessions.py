@@ -394,3 +394,25 @@ def test_a_new_session_key_is_issued_at_login():
     assert after and after != before
     assert not Session.objects.filter(session_key=before).exists()
     assert BrowserSession.objects.get(user=staff).session_id == after
+
+
+def test_an_operator_setting_a_password_in_the_admin_ends_the_users_sessions(
+    api_client, make_patient
+):
+    from accounts.models import User
+
+    issued = make_patient()
+    browser = browser_for(issued.user)
+    operator = User.objects.create_superuser("operator@example.com", PASSWORD)
+    admin = Client()
+    admin.force_login(operator)
+
+    response = admin.post(
+        f"/admin/accounts/user/{issued.user.pk}/password/",
+        {"password1": "Neue-Brücke-über-den-Fluss", "password2": "Neue-Brücke-über-den-Fluss"},
+    )
+
+    assert response.status_code == 302
+    assert me(api_client, issued.raw).status_code == 401
+    assert not signed_in(browser)
+    assert signed_in(admin)
