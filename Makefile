@@ -9,13 +9,15 @@ PORT ?= 8000
 PATTERM_TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
 export PATTERM_TEST_DATABASE_URL
 
-.PHONY: run test lint format messages browser migrate seed clean help
+.PHONY: run test lint format messages browser migrate seed clean help bench bench-quick fuzz
 
 help:
 	@echo "make run    set up and serve the portal on http://127.0.0.1:$(PORT) (SQLite)"
 	@echo "make test   set up, lint, and run the suite on SQLite and on PostgreSQL"
 	@echo "make format format the code with ruff"
 	@echo "make messages collect and compile the German translations (needs gettext)"
+	@echo "make bench  measure Patterm against its peers on PostgreSQL (BENCH_ARGS=--quick: 2 min)"
+	@echo "make fuzz   schemathesis against the development server's /api/openapi.json"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -85,6 +87,26 @@ test: lint browser
 		echo "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!"; \
 		if [ -n "$$PATTERM_CI" ]; then exit 1; fi; \
 	fi
+
+# --- Benchmarks and API fuzzing (docs/performance.md) ----------------------------------------
+# The peers (django-auditlog, Fernet fields), matplotlib, pyinstrument and schemathesis come from
+# requirements-bench.txt, installed into the same .venv; the product never needs them.
+BENCH_DATABASE_URL ?= $(PATTERM_TEST_DATABASE_URL)
+BENCH_ARGS ?=
+FUZZ_PORT ?= 18150
+
+$(VENV)/.bench-installed: requirements.txt requirements-dev.txt requirements-bench.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements-bench.txt
+	touch $(VENV)/.runtime-installed $(VENV)/.dev-installed $@
+
+bench: $(VENV)/.bench-installed
+	DATABASE_URL="$(BENCH_DATABASE_URL)" $(BIN)/python bench/run.py $(BENCH_ARGS)
+
+bench-quick: $(VENV)/.bench-installed
+	DATABASE_URL="$(BENCH_DATABASE_URL)" $(BIN)/python bench/run.py --quick $(BENCH_ARGS)
+
+fuzz: $(VENV)/.bench-installed
+	$(BIN)/python scripts/api_fuzz.py --port $(FUZZ_PORT)
 
 clean:
 	rm -rf $(VENV) var/test-results .pytest_cache .ruff_cache

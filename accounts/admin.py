@@ -56,7 +56,7 @@ class UserAdmin(auth_admin.UserAdmin):
     inlines = [MembershipInline]
     fieldsets = [
         (None, {"fields": ["email", "password"]}),
-        (_("Role"), {"fields": ["role", "first_name", "last_name"]}),
+        (_("Role"), {"fields": ["role", "first_name", "last_name", "language"]}),
         (
             _("Permissions"),
             {"fields": ["is_active", "is_staff", "is_superuser", "groups", "user_permissions"]},
@@ -74,6 +74,6 @@ class ClinicAdmin(ClinicScopedAdmin):
 
     clinic_lookup = "pk"
     clinic_admin_can_add = clinic_admin_can_delete = False
-    list_display = ["name", "city", "slug"]
+    list_display = ["name", "city", "slug", "reminder_hours"]
     search_fields = ["name", "city"]
     prepopulated_fields = {"slug": ["name"]}

@@ -1,6 +1,8 @@
 """The accounts part of the JSON API: sign-up, login, logout, the current user."""
 
+from django.conf import settings
 from django.http import HttpRequest
+from django.utils import translation
 from ninja import Router, Status
 
 from accounts import otp, passwords, services, sessions
@@ -8,6 +10,7 @@ from accounts.models import Role, User
 from accounts.schemas import (
     LoginIn,
     LogoutAllOut,
+    MeIn,
     OtpConfirmIn,
     OtpEnrolmentOut,
     PasswordChangeIn,
@@ -41,6 +44,7 @@ def user_out(user: User) -> dict:
         "role": user.role,
         "first_name": first_name,
         "last_name": last_name,
+        "language": user.language,
         "memberships": [{"clinic": m.clinic, "role": m.role} for m in memberships],
     }
 
@@ -52,7 +56,11 @@ def _token_out(issued: services.IssuedToken) -> dict:
 @router.post("/auth/register/patient", response={201: TokenOut}, auth=None)
 def register_patient(request, payload: RegisterIn):
     """Create a patient account; answers with a first API token (shown only here)."""
-    issued = patient_register(**payload.dict(), client=_client(request))
+    fields = payload.dict()
+    if not fields["language"]:  # the request's language (Accept-Language), else German
+        spoken = translation.get_language()
+        fields["language"] = spoken if spoken in dict(settings.LANGUAGES) else "de"
+    issued = patient_register(**fields, client=_client(request))
     return Status(201, _token_out(issued))
 
 
@@ -135,4 +143,11 @@ def otp_enrolment_confirm(request, payload: OtpConfirmIn):
 
 @router.get("/me", response=UserOut)
 def me(request):
+    return user_out(request.user)
+
+
+@router.patch("/me", response=UserOut)
+def me_change(request, payload: MeIn):
+    """Change what the user may change of their account: the language of Patterm's e-mails."""
+    services.user_language_set(user=request.user, language=payload.language)
     return user_out(request.user)

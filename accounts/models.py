@@ -1,4 +1,6 @@
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models.functions import Lower, Upper
 from django.utils import timezone
@@ -58,6 +60,14 @@ class User(AbstractBaseUser, PermissionsMixin):
         help_text=_("Whether the user can sign in to the Django admin."),
     )
     date_joined = models.DateTimeField(_("date joined"), default=timezone.now)
+    language = models.CharField(
+        _("language"),
+        max_length=8,
+        choices=settings.LANGUAGES,
+        default="de",
+        db_default="de",  # rows written by SQL (scripts, benchmarks) get it too
+        help_text=_("The language of the e-mails Patterm sends to this account."),
+    )
 
     objects = UserManager()
 
@@ -80,6 +90,31 @@ class User(AbstractBaseUser, PermissionsMixin):
         self.email = normalize_email(self.email)
 
 
+MAX_REMINDER_HOURS = 24 * 14
+
+
+def parse_reminder_hours(text: str) -> list[int] | None:
+    """`48,2` -> [48, 2] (largest first); "" -> None (the default); "0" -> [] (no reminders)."""
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        hours = sorted({int(part) for part in text.split(",")}, reverse=True)
+    except ValueError:
+        raise ValidationError(
+            _("Give whole hours separated by commas, such as 48,2."), code="invalid"
+        ) from None
+    if hours == [0]:
+        return []
+    if not all(1 <= hour <= MAX_REMINDER_HOURS for hour in hours):
+        raise ValidationError(
+            _("Reminder times lie from 1 to %(most)s hours before the appointment."),
+            code="invalid",
+            params={"most": MAX_REMINDER_HOURS},
+        )
+    return hours
+
+
 class Clinic(models.Model):
     name = models.CharField(_("name"), max_length=200)
     slug = models.SlugField(_("slug"), max_length=80, unique=True)
@@ -89,6 +124,18 @@ class Clinic(models.Model):
         _("cancellation cut-off (hours)"),
         default=24,
         help_text=_("Patients can cancel online until this many hours before the appointment."),
+    )
+    reminder_hours = models.CharField(
+        _("reminders (hours before)"),
+        max_length=60,
+        blank=True,
+        default="",
+        db_default="",
+        validators=[parse_reminder_hours],
+        help_text=_(
+            "When patients get an e-mail reminder, in hours before the appointment, separated "
+            "by commas (48,2). Empty: Patterm's default; 0: no reminders."
+        ),
     )
 
     class Meta:
@@ -101,6 +148,15 @@ class Clinic(models.Model):
 
     def __str__(self):
         return f"{self.name} ({self.city})"
+
+    @property
+    def reminder_offsets(self) -> list[int]:
+        """Hours before an appointment at which a reminder is due, largest first."""
+        try:
+            hours = parse_reminder_hours(self.reminder_hours)
+        except ValidationError:  # written past the form's validation: the default, not a crash
+            hours = None
+        return list(settings.PATTERM_REMINDER_HOURS) if hours is None else hours
 
 
 class Membership(models.Model):

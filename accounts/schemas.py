@@ -1,5 +1,6 @@
 import datetime
 import re
+from typing import Literal
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -42,6 +43,9 @@ class RegisterIn(Schema):
     first_name: str = Field(..., max_length=100)
     last_name: str = Field(..., max_length=100)
     date_of_birth: datetime.date
+    language: Literal["de", "en"] | None = Field(
+        None, description="Language of Patterm's e-mails; default: the request's, else German."
+    )
 
     _email = field_validator("email")(clean_email)
     _names = field_validator("first_name", "last_name")(clean_name)
@@ -53,6 +57,10 @@ class RegisterIn(Schema):
         if not datetime.date(1900, 1, 1) <= value <= datetime.date.today():
             raise ValueError("The date of birth must lie between 1900-01-01 and today.")
         return value
+
+
+class MeIn(Schema):
+    language: Literal["de", "en"] = Field(..., description="Language of Patterm's e-mails.")
 
 
 class LoginIn(Schema):
@@ -113,6 +121,7 @@ class UserOut(Schema):
     role: str
     first_name: str
     last_name: str
+    language: str
     memberships: list[MembershipOut]
 
 

@@ -99,6 +99,13 @@ def user_create(
     return user
 
 
+def user_language_set(*, user: User, language: str) -> User:
+    """The language of the e-mails Patterm sends to `user` (reminders, waitlist offers)."""
+    User.objects.filter(pk=user.pk).update(language=language)
+    user.language = language
+    return user
+
+
 def token_issue(*, user: User, client: ClientInfo, otp_verified: bool = False) -> IssuedToken:
     raw = TOKEN_SCHEME + secrets.token_urlsafe(32)  # 256 bits from the OS CSPRNG
     now = timezone.now()

@@ -9,6 +9,7 @@ import hashlib
 import ipaddress
 import json
 from datetime import UTC, datetime
+from functools import lru_cache
 
 GENESIS_HASH = "0" * 64
 
@@ -31,6 +32,9 @@ HASHED_FIELDS = (
 )
 
 
+# Parsing an address is the costliest step of hashing a row (bench/audit.py, pyinstrument), and
+# a chain holds few distinct addresses: verification remembers the recent ones.
+@lru_cache(maxsize=4096)
 def canonical_address(value: str | None) -> str | None:
     """The one spelling of a client address, whatever form was given or the database returns.
 

@@ -35,6 +35,13 @@ class AuditAction(models.TextChoices):
     AUTH_PASSWORD_CHANGE = "auth.password_change", _("Password changed")
     AUTH_OTP_CONFIRM = "auth.otp_confirm", _("Second factor set up")
     AUTH_OTP_RESET = "auth.otp_reset", _("Second factor reset")
+    REMINDER_SEND = "reminder.send", _("Appointment reminder sent")
+    WAITLIST_JOIN = "waitlist.join", _("Waitlist joined")
+    WAITLIST_LEAVE = "waitlist.leave", _("Waitlist left")
+    WAITLIST_OFFER = "waitlist.offer", _("Waitlist offer made")
+    WAITLIST_OFFER_CONFIRM = "waitlist.offer_confirm", _("Waitlist offer confirmed")
+    WAITLIST_OFFER_DECLINE = "waitlist.offer_decline", _("Waitlist offer declined")
+    WAITLIST_OFFER_EXPIRE = "waitlist.offer_expire", _("Waitlist offer expired")
 
 
 class Outcome(models.TextChoices):

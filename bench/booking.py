@@ -2,43 +2,50 @@
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/test .venv/bin/python bench/booking.py
     ... bench/booking.py --quick           # small sizes, seconds
-    ... bench/booking.py --sizes 10000 1000000 --clients 16 --bookings 50
+    ... bench/booking.py --sizes 10000 1000000 --clients 16 --bookings 50 --port 18100
 
 Builds a throwaway database `bench_booking` on the server of DATABASE_URL and prints:
 
-- bookings per second with --clients concurrent clients, each booking --bookings slots through
+- bookings per second with --clients concurrent clients, three ways: through
   `booking.services.appointment_book` (claim, encrypted snapshot, care relationship, chained
-  audit row), against the floor: the same claim as a raw conditional UPDATE plus an INSERT
-  through psycopg, per transaction, with the same number of threads. Zero double bookings is
-  asserted after each.
+  audit row); through HTTP, `POST /api/appointments` against gunicorn on loopback --port; and
+  the floor, the same claim as a raw conditional UPDATE plus an INSERT through psycopg, one
+  transaction each. Each client tries its own --bookings slots and then its neighbour's, so
+  every slot is raced for by two clients: exactly one booking per slot is asserted after every
+  run (no double booking, none lost).
 - search latency: `GET /api/slots?specialty=…&city=…&limit=50` (the page and its count) at each
   size of --sizes, median of --repeat requests, as a ratio to the smallest size, and the query
   plan of the page query.
 """
 
 import argparse
+import contextlib
 import datetime
 import os
-import statistics
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import recreate_database, run_threads  # noqa: E402
+from bench.common import (  # noqa: E402
+    Figure,
+    Gunicorn,
+    add_output_arguments,
+    django_on,
+    http_json,
+    median_seconds,
+    profile_to,
+    run_threads,
+    write_figures,
+)
 
 DATABASE = "bench_booking"
+PASSWORD = "Bench-Passwort-2026"  # noqa: S105 (throwaway accounts)
 
 
 def median_ms(action, repeat: int) -> float:
-    timings = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        action()
-        timings.append(time.perf_counter() - started)
-    return statistics.median(timings) * 1000
+    return median_seconds(action, repeat) * 1000
 
 
 def main() -> int:
@@ -47,22 +54,15 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--bookings", type=int, default=50, help="per client")
     parser.add_argument("--repeat", type=int, default=30)
-    parser.add_argument("--quick", action="store_true", help="sizes 2000 and 20000, 10 bookings")
+    parser.add_argument("--port", type=int, default=18100, help="loopback port for gunicorn")
+    parser.add_argument("--quick", action="store_true", help="sizes 2000 and 20000, 5 bookings")
+    parser.add_argument("--profile-dir", help="write pyinstrument reports of missed goals here")
+    add_output_arguments(parser)
     arguments = parser.parse_args()
     if arguments.quick:
-        arguments.sizes, arguments.bookings, arguments.repeat = [2_000, 20_000], 10, 10
+        arguments.sizes, arguments.bookings, arguments.repeat = [2_000, 20_000], 5, 10
 
-    url = os.environ.get("DATABASE_URL", "")
-    if not url.startswith("postgres"):
-        print("bench/booking.py measures PostgreSQL: set DATABASE_URL=postgres://...")
-        return 2
-    os.environ["DATABASE_URL"] = recreate_database(url, DATABASE)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "patterm.settings.test")
-
-    import django
-
-    django.setup()
-    from django.core.management import call_command
+    django_on(DATABASE, "bench/booking.py")
     from django.db import connection
     from django.test import Client
 
@@ -70,9 +70,9 @@ def main() -> int:
     from accounts.services import ClientInfo
     from booking.models import Appointment, AppointmentStatus, Slot, Specialty
     from booking.services import appointment_book
+    from patterm.errors import Conflict
     from vault.services import patient_register
 
-    call_command("migrate", verbosity=0)
     print(f"PostgreSQL {connection.pg_version // 10000}, database {DATABASE}")
 
     # --- bookings per second ---------------------------------------------------------------
@@ -83,7 +83,7 @@ def main() -> int:
     patients = [
         patient_register(
             email=f"p{n}@bench.de",
-            password="Bench-Passwort-2026",
+            password=PASSWORD,
             first_name="Bench",
             last_name=f"P{n}",
             date_of_birth=datetime.date(1980, 1, 1),
@@ -107,19 +107,63 @@ def main() -> int:
         )
         return [slot.pk for slot in slots]
 
+    def attempts(slots: list[int], client: int) -> list[int]:
+        """Its own slots, then its neighbour's: every slot is raced for by two clients."""
+        own = slots[client * arguments.bookings : (client + 1) * arguments.bookings]
+        neighbour = (client + 1) % arguments.clients
+        return own + slots[neighbour * arguments.bookings : (neighbour + 1) * arguments.bookings]
+
+    def assert_one_booking_per_slot(how: str, slots: list[int]) -> None:
+        booked = Appointment.objects.filter(status=AppointmentStatus.BOOKED, slot_id__in=slots)
+        count, distinct = booked.count(), booked.values("slot").distinct().count()
+        if not count == distinct == per_run:
+            raise SystemExit(
+                f"DOUBLE OR LOST BOOKING through {how}: {count} bookings of {distinct} slots, "
+                f"{per_run} expected"
+            )
+
     service_slots = make_slots(0)
 
     def book_through_service(client: int):
-        for n in range(arguments.bookings):
-            slot_pk = service_slots[client * arguments.bookings + n]
-            appointment_book(patient=patients[client], slot_id=f"slot-{slot_pk:03d}")
+        for slot_pk in attempts(service_slots, client):
+            with contextlib.suppress(Conflict):  # the neighbour got it first
+                appointment_book(patient=patients[client], slot_id=f"slot-{slot_pk:03d}")
 
     service_seconds = run_threads(arguments.clients, book_through_service)
-    booked = Appointment.objects.filter(status=AppointmentStatus.BOOKED)
-    if not booked.count() == per_run == booked.values("slot").distinct().count():
-        raise SystemExit("double booking or lost booking through the service")
+    assert_one_booking_per_slot("the service", service_slots)
 
-    floor_slots = make_slots(per_run)
+    # --- through HTTP, gunicorn on loopback ----------------------------------------------------
+    http_slots = make_slots(per_run)
+    with Gunicorn(arguments.port, workers=3, threads=8) as server:
+        tokens = []
+        for n in range(arguments.clients):
+            status, body = http_json(
+                "POST",
+                f"{server.base}/api/auth/login",
+                {"email": f"p{n}@bench.de", "password": PASSWORD},
+            )
+            if status != 200:
+                raise SystemExit(f"login through HTTP failed: {status} {body}")
+            tokens.append(body["token"])
+        unexpected = []
+
+        def book_through_http(client: int):
+            for slot_pk in attempts(http_slots, client):
+                status, body = http_json(
+                    "POST",
+                    f"{server.base}/api/appointments",
+                    {"slot_id": f"slot-{slot_pk:03d}"},
+                    token=tokens[client],
+                )
+                if status != 201 and not (status == 409 and body and body["code"] == "slot_taken"):
+                    unexpected.append((status, body))
+
+        http_seconds = run_threads(arguments.clients, book_through_http)
+    if unexpected:
+        raise SystemExit(f"unexpected answers through HTTP: {unexpected[:3]}")
+    assert_one_booking_per_slot("HTTP", http_slots)
+
+    floor_slots = make_slots(2 * per_run)
     with connection.cursor() as cursor:
         cursor.execute("CREATE TABLE bench_floor (slot_id bigint UNIQUE, patient_id bigint)")
 
@@ -127,8 +171,7 @@ def main() -> int:
         import psycopg
 
         with psycopg.connect(os.environ["DATABASE_URL"]) as raw:
-            for n in range(arguments.bookings):
-                slot_pk = floor_slots[client * arguments.bookings + n]
+            for slot_pk in attempts(floor_slots, client):
                 with raw.transaction():
                     claimed = raw.execute(
                         "UPDATE booking_slot SET is_booked = true WHERE id = %s AND NOT is_booked",
@@ -144,16 +187,38 @@ def main() -> int:
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*), count(DISTINCT slot_id) FROM bench_floor")
         if cursor.fetchone() != (per_run, per_run):
-            raise SystemExit("double booking or lost booking through the floor")
+            raise SystemExit("DOUBLE OR LOST BOOKING through the floor")
 
     service_rate, floor_rate = per_run / service_seconds, per_run / floor_seconds
+    http_rate = per_run / http_seconds
     print(f"\nBookings, {arguments.clients} concurrent clients, {per_run} bookings each way:")
     print(f"{'':<34}{'bookings/s':>12}{'x floor':>10}")
     print(f"{'raw UPDATE + INSERT (floor)':<34}{floor_rate:>12.1f}{1:>10.2f}")
     print(
         f"{'appointment_book (Patterm)':<34}{service_rate:>12.1f}{service_rate / floor_rate:>10.2f}"
     )
-    print("zero double bookings in both runs (asserted)")
+    print(
+        f"{'POST /api/appointments, gunicorn':<34}{http_rate:>12.1f}{http_rate / floor_rate:>10.2f}"
+    )
+    print("exactly one booking per raced-for slot in all three runs (asserted)")
+    figures = [
+        Figure(
+            name=f"booking, {arguments.clients} clients, service",
+            unit="bookings/s",
+            patterm=service_rate,
+            comparison=floor_rate,
+            comparison_name="raw UPDATE + INSERT",
+            note="zero double bookings asserted",
+        ),
+        Figure(
+            name=f"booking, {arguments.clients} clients, HTTP (gunicorn)",
+            unit="bookings/s",
+            patterm=http_rate,
+            comparison=floor_rate,
+            comparison_name="raw UPDATE + INSERT",
+            note="zero double bookings asserted",
+        ),
+    ]
 
     # --- search latency ----------------------------------------------------------------------
     cities = ["Berlin", "München", "Hamburg", "Köln", "Leipzig"]
@@ -231,6 +296,27 @@ def main() -> int:
         plan = [row[0] for row in cursor.fetchall()]
     print("\nPlan of the page query at the largest size:")
     print("\n".join("  " + line for line in plan))
+    uses_index = any("Index" in line for line in plan)
+    figures.append(
+        Figure(
+            name=f"search GET /api/slots, {results[-1][0]:,} vs {results[0][0]:,} slots",
+            unit="ms",
+            patterm=results[-1][1],
+            comparison=results[0][1],
+            comparison_name=f"at {results[0][0]:,} slots",
+            goal="<= 1.5",
+            scaling=[{"label": query, "x": "slots", "points": [list(r) for r in results]}],
+            note="plan uses an index" if uses_index else "plan uses NO index",
+        )
+    )
+    if not uses_index:
+        raise SystemExit("the page query does not use an index")
+    if figures[-1].met is False:
+        profile_to(
+            arguments.profile_dir and f"{arguments.profile_dir}/search.txt",
+            lambda: [client.get(query) for _ in range(10)],
+        )
+    write_figures(arguments.json, "booking", figures, plan=plan)
     return 0
 
 

@@ -1,12 +1,11 @@
 """What encryption costs when a record page is read: Patterm's encrypted entries versus the same
 entries in plain columns, measured side by side in one run.
 
-    .venv/bin/python bench/record_read.py                 # SQLite file in var/, 50 entries
-    .venv/bin/python bench/record_read.py --entries 200 --repeat 100
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/test .venv/bin/python bench/record_read.py
+    ... bench/record_read.py --entries 200 --repeat 100
 
-It builds a throwaway database (`var/bench-record.sqlite3`, or `bench_record` on the PostgreSQL
-server of DATABASE_URL), one patient with N entries, and a throwaway model holding the same
+It builds a throwaway database `bench_record` on the PostgreSQL server of DATABASE_URL, one
+patient with N entries, and a throwaway model holding the same
 entries in plain text columns. Three figures, each the median over --repeat reads:
 
 - plain:      load N plain rows (with clinic and author) and touch title and body;
@@ -20,61 +19,35 @@ Ratios are against `plain`, measured in the same run; absolute times on shared m
 
 import argparse
 import datetime
-import os
-import statistics
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-
-def configure(database_url: str | None) -> None:
-    if database_url:
-        base, _, _name = database_url.rpartition("/")
-        os.environ["DATABASE_URL"] = f"{base}/bench_record"
-    else:
-        bench_file = ROOT / "var" / "bench-record.sqlite3"
-        for suffix in ("", "-wal", "-shm"):
-            Path(f"{bench_file}{suffix}").unlink(missing_ok=True)
-        os.environ["DATABASE_URL"] = f"sqlite:///{bench_file}"
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "patterm.settings.test")
-
-
-def create_postgres_database(database_url: str) -> None:
-    import psycopg
-
-    with psycopg.connect(database_url, autocommit=True) as connection:
-        connection.execute("DROP DATABASE IF EXISTS bench_record")
-        connection.execute("CREATE DATABASE bench_record")
-
-
-def median_seconds(action, repeat: int) -> float:
-    timings = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        action()
-        timings.append(time.perf_counter() - started)
-    return statistics.median(timings)
+from bench.common import (  # noqa: E402
+    Figure,
+    add_output_arguments,
+    django_on,
+    median_seconds,
+    profile_to,
+    write_figures,
+)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--entries", type=int, default=50)
     parser.add_argument("--repeat", type=int, default=200)
+    parser.add_argument("--quick", action="store_true", help="15 reads")
+    parser.add_argument("--profile-dir", help="write pyinstrument reports of missed goals here")
+    add_output_arguments(parser)
     arguments = parser.parse_args()
+    if arguments.quick:
+        arguments.repeat = 15
 
-    original_url = os.environ.get("DATABASE_URL")
-    if original_url:
-        create_postgres_database(original_url)
-    configure(original_url)
+    django_on("bench_record", "bench/record_read.py")
 
-    import django
-
-    django.setup()
-
-    from django.core.management import call_command
     from django.db import connection, models
 
     from accounts.models import Clinic, Membership, Role, User
@@ -82,8 +55,6 @@ def main() -> int:
     from vault import keys
     from vault.models import RecordEntry
     from vault.services import patient_register, record_entry_create, record_read
-
-    call_command("migrate", verbosity=0)
 
     class PlainEntry(models.Model):
         patient = models.ForeignKey(User, on_delete=models.CASCADE, related_name="+")
@@ -159,6 +130,34 @@ def main() -> int:
     print(f"{'figure':<12}{'ms':>10}{'x plain':>10}")
     for name, seconds in (("plain", plain), ("decrypted", decrypted), ("audited", audited)):
         print(f"{name:<12}{seconds * 1000:>10.3f}{seconds / plain:>10.2f}")
+    figures = [
+        Figure(
+            name=f"record page: {arguments.entries} entries, decrypted",
+            unit="ms",
+            patterm=decrypted * 1000,
+            comparison=plain * 1000,
+            comparison_name="plain columns",
+            goal="<= 1.3",
+        ),
+        Figure(
+            name=f"record page: {arguments.entries} entries, through record_read",
+            unit="ms",
+            patterm=audited * 1000,
+            comparison=plain * 1000,
+            comparison_name="plain columns",
+            note="consent decision, hidden-entry count and the chained audit row on top",
+        ),
+    ]
+    if figures[0].met is False:
+        profile_to(
+            arguments.profile_dir and f"{arguments.profile_dir}/record-read-decrypted.txt",
+            lambda: [read_decrypted() for _ in range(20)],
+        )
+        profile_to(
+            arguments.profile_dir and f"{arguments.profile_dir}/record-read-audited.txt",
+            lambda: [read_audited() for _ in range(20)],
+        )
+    write_figures(arguments.json, "record_read", figures)
     return 0
 
 

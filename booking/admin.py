@@ -104,7 +104,9 @@ class SlotAdmin(ClinicScopedAdmin):
     list_display = ["public_id", "clinic", "practitioner", "specialty", "starts_at", "is_booked"]
     list_filter = ["is_booked", "specialty"]
     list_select_related = ["clinic", "practitioner", "specialty"]
-    readonly_fields = ["is_booked", "created_at"]
+    readonly_fields = ["is_booked", "held_until", "created_at"]
+    # Whom a waitlist hold is for is the patient's business, not yet the clinic's.
+    exclude = ["held_for"]
     date_hierarchy = "starts_at"
 
     @admin.display(description=_("slot"))

@@ -10,7 +10,7 @@ from ninja import Query, Router, Status
 from ninja.pagination import paginate
 
 from accounts.models import Clinic, Membership, Role
-from booking import services
+from booking import services, waitlist
 from booking.calendar import appointment_ics
 from booking.models import Appointment, PractitionerSpecialty, Slot, Specialty
 from booking.schemas import (
@@ -18,11 +18,15 @@ from booking.schemas import (
     AppointmentOut,
     BookIn,
     ClinicWithSpecialtiesOut,
+    OfferConfirmIn,
+    OfferOut,
     ScheduleFilters,
     SlotFilters,
     SlotOut,
     SlotsIn,
     SpecialtyOut,
+    WaitlistEntryOut,
+    WaitlistIn,
 )
 from patterm.errors import Forbidden, InvalidInput, NotFound
 from patterm.pagination import CappedCountPagination, Pagination, RenderedPage
@@ -204,3 +208,61 @@ def create_slots(request, payload: SlotsIn):
         "clinic", "practitioner", "specialty"
     )
     return Status(201, list(listed.order_by("starts_at", "pk")))
+
+
+# --- Waitlist -------------------------------------------------------------------------------
+
+
+@router.post("/waitlist", response={201: WaitlistEntryOut})
+def waitlist_join(request, payload: WaitlistIn):
+    """Wait for a slot of a specialty (optionally a city, clinic, practitioner, days). When a
+    matching slot becomes free, the first patient waiting is offered it by e-mail."""
+    entry = waitlist.waitlist_join(
+        patient=request.user,
+        specialty=payload.specialty,
+        city=payload.city,
+        clinic_id=payload.clinic,
+        practitioner_id=payload.practitioner,
+        date_from=payload.date_from,
+        date_to=payload.date_to,
+    )
+    return Status(201, waitlist.waitlist_entry_get(patient=request.user, entry_id=entry.pk))
+
+
+@router.get("/waitlist", response=list[WaitlistEntryOut])
+@paginate(Pagination)
+def waitlist_entries(request):
+    """The patient's waitlist entries that still wait, each with its open offer (or null)."""
+    return waitlist.waitlist_entries(patient=request.user)
+
+
+@router.delete("/waitlist/{uuid:entry_id}", response={204: None})
+def waitlist_leave(request, entry_id):
+    """Leave a waitlist; an open offer is declined and its slot passed on."""
+    waitlist.waitlist_leave(patient=request.user, entry_id=entry_id)
+    return Status(204, None)
+
+
+@router.get("/waitlist/offers/{uuid:offer_id}", response=OfferOut)
+def waitlist_offer(request, offer_id):
+    """One of the patient's offers (the e-mail links to it)."""
+    return waitlist.offer_get(patient=request.user, offer_id=offer_id)
+
+
+@router.post(
+    "/waitlist/offers/{uuid:offer_id}/confirm",
+    response={201: AppointmentOut},
+    exclude_unset=True,
+)
+def waitlist_offer_confirm(request, offer_id, payload: OfferConfirmIn | None = None):
+    """Book the offered slot. An offer whose hold has ended: `409 offer_expired`."""
+    appointment = waitlist.offer_confirm(
+        patient=request.user, offer_id=offer_id, reason=payload.reason if payload else ""
+    )
+    return Status(201, appointment_out(appointment, viewer=request.user))
+
+
+@router.post("/waitlist/offers/{uuid:offer_id}/decline", response=OfferOut)
+def waitlist_offer_decline(request, offer_id):
+    """Pass the slot on to the next patient waiting; the entry keeps waiting."""
+    return waitlist.offer_decline(patient=request.user, offer_id=offer_id)

@@ -131,6 +131,17 @@ class Slot(models.Model):
     starts_at = models.DateTimeField(_("starts"))
     ends_at = models.DateTimeField(_("ends"))
     is_booked = models.BooleanField(_("booked"), default=False)
+    # A freed slot offered to a waiting patient is held for them alone until `held_until`:
+    # search leaves it out, and only that patient's booking claims it (booking/waitlist.py).
+    held_for = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("held for"),
+    )
+    held_until = models.DateTimeField(_("held until"), null=True, blank=True)
     created_at = models.DateTimeField(_("created"), default=timezone.now)
 
     class Meta:
@@ -140,6 +151,11 @@ class Slot(models.Model):
         constraints = [
             models.CheckConstraint(
                 condition=Q(starts_at__lt=F("ends_at")), name="slot_start_before_end"
+            ),
+            models.CheckConstraint(
+                condition=Q(held_for__isnull=True, held_until__isnull=True)
+                | Q(held_for__isnull=False, held_until__isnull=False),
+                name="slot_hold_for_whom_and_until",
             ),
         ]
         indexes = [
@@ -225,3 +241,129 @@ class Appointment(models.Model):
 
     def __str__(self):
         return f"appointment {self.pk} ({self.status})"
+
+
+class SentReminder(models.Model):
+    """One reminder of one appointment, claimed before it is sent: the unique constraint lets
+    only one sender claim it, however many run at once (booking/reminders.py)."""
+
+    appointment = models.ForeignKey(
+        Appointment, on_delete=models.CASCADE, related_name="sent_reminders"
+    )
+    hours_before = models.PositiveSmallIntegerField(_("hours before"))
+    claimed_at = models.DateTimeField(_("claimed"), default=timezone.now)
+    sent_at = models.DateTimeField(_("sent"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("sent reminder")
+        verbose_name_plural = _("sent reminders")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["appointment", "hours_before"], name="sent_reminder_once"
+            ),
+        ]
+
+    def __str__(self):
+        return f"reminder {self.hours_before} h, {self.appointment_id}"
+
+
+class WaitlistStatus(models.TextChoices):
+    WAITING = "waiting", _("Waiting")
+    OFFERED = "offered", _("Offered a slot")
+    BOOKED = "booked", _("Booked")
+    LEFT = "left", _("Left")
+
+
+class WaitlistEntry(models.Model):
+    """A patient waiting for a slot of a specialty, optionally in a city, at a clinic, with a
+    practitioner, between two local days. Offers go out in the order of `joined_at`."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    patient = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="waitlist_entries"
+    )
+    specialty = models.ForeignKey(Specialty, on_delete=models.PROTECT, related_name="+")
+    city = models.CharField(_("city"), max_length=100, blank=True)
+    clinic = models.ForeignKey(
+        "accounts.Clinic", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    practitioner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    date_from = models.DateField(_("from"), null=True, blank=True)
+    date_to = models.DateField(_("until"), null=True, blank=True)
+    status = models.CharField(
+        _("status"), max_length=16, choices=WaitlistStatus.choices, default=WaitlistStatus.WAITING
+    )
+    joined_at = models.DateTimeField(_("joined"), default=timezone.now)
+    left_at = models.DateTimeField(_("left"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["joined_at", "id"]
+        verbose_name = _("waitlist entry")
+        verbose_name_plural = _("waitlist entries")
+        indexes = [
+            models.Index(
+                fields=["specialty", "joined_at"],
+                condition=Q(status="waiting"),
+                name="waitlist_waiting_by_specialty",
+            ),
+            models.Index(fields=["patient", "status"], name="waitlist_by_patient"),
+        ]
+
+    def __str__(self):
+        return f"waitlist {self.pk} ({self.status})"
+
+
+class OfferStatus(models.TextChoices):
+    OPEN = "open", _("Open")
+    CONFIRMED = "confirmed", _("Confirmed")
+    DECLINED = "declined", _("Declined")
+    EXPIRED = "expired", _("Expired")
+
+
+class WaitlistOffer(models.Model):
+    """A freed slot offered to one waiting patient until `expires_at`.
+
+    At most one open offer per slot and per entry, and a slot is offered to an entry only once
+    (database constraints); the slot's hold (Slot.held_for) is what booking checks.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    entry = models.ForeignKey(WaitlistEntry, on_delete=models.CASCADE, related_name="offers")
+    slot = models.ForeignKey(Slot, on_delete=models.PROTECT, related_name="offers")
+    status = models.CharField(
+        _("status"), max_length=16, choices=OfferStatus.choices, default=OfferStatus.OPEN
+    )
+    offered_at = models.DateTimeField(_("offered"), default=timezone.now)
+    expires_at = models.DateTimeField(_("expires"))
+    decided_at = models.DateTimeField(_("decided"), null=True, blank=True)
+    appointment = models.ForeignKey(
+        Appointment, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["offered_at", "id"]
+        verbose_name = _("waitlist offer")
+        verbose_name_plural = _("waitlist offers")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["slot"], condition=Q(status="open"), name="offer_one_open_per_slot"
+            ),
+            models.UniqueConstraint(
+                fields=["entry"], condition=Q(status="open"), name="offer_one_open_per_entry"
+            ),
+            models.UniqueConstraint(fields=["entry", "slot"], name="offer_slot_once_per_entry"),
+        ]
+        indexes = [
+            models.Index(
+                fields=["expires_at"], condition=Q(status="open"), name="offer_open_by_expiry"
+            ),
+        ]
+
+    def __str__(self):
+        return f"offer {self.pk} ({self.status})"

@@ -177,3 +177,67 @@ class ScheduleFilters(Schema):
     _dates = field_validator("date_from", "date_to", mode="before")(
         lambda value: value if value in (None, "") else clean_iso_date(value)
     )
+
+
+# --- Waitlist ---------------------------------------------------------------------------------
+
+
+class WaitlistIn(Schema):
+    """What to wait for: a specialty, optionally a city, clinic, practitioner, local days."""
+
+    specialty: str = Field(..., max_length=60)
+    city: str = Field("", max_length=100)
+    clinic: int | None = Field(None, ge=1, le=2**62)
+    practitioner: int | None = Field(None, ge=1, le=2**62)
+    date_from: datetime.date | None = filter_date()
+    date_to: datetime.date | None = filter_date()
+
+    _dates = field_validator("date_from", "date_to", mode="before")(
+        lambda value: value if value in (None, "") else clean_iso_date(value)
+    )
+
+
+class OfferOut(Schema):
+    """A freed slot held for the patient until `expires_at`."""
+
+    id: uuid.UUID
+    entry: uuid.UUID
+    status: str
+    slot: SlotOut
+    offered_at: datetime.datetime
+    expires_at: datetime.datetime
+    decided_at: datetime.datetime | None
+
+    @staticmethod
+    def resolve_entry(offer) -> uuid.UUID:
+        return offer.entry_id
+
+
+class WaitlistEntryOut(Schema):
+    id: uuid.UUID
+    status: str
+    specialty: SpecialtyOut
+    city: str
+    clinic: SlotClinic | None
+    practitioner: PersonRef | None
+    date_from: datetime.date | None
+    date_to: datetime.date | None
+    joined_at: datetime.datetime
+    offer: OfferOut | None
+
+    @staticmethod
+    def resolve_practitioner(entry) -> dict | None:
+        person = entry.practitioner
+        if person is None:
+            return None
+        return {"id": person.pk, "name": f"{person.first_name} {person.last_name}".strip()}
+
+    @staticmethod
+    def resolve_offer(entry):
+        """The open offer, from the prefetched `open_offers`: no query per entry."""
+        offers = getattr(entry, "open_offers", [])
+        return offers[0] if offers else None
+
+
+class OfferConfirmIn(Schema):
+    reason: str = Field("", max_length=500)

@@ -22,6 +22,7 @@ from django.utils.translation import gettext_lazy as _
 from accounts.models import Clinic, Membership, Role, User
 from audit.models import AuditAction
 from audit.signals import send_event
+from booking import waitlist
 from booking.models import (
     Absence,
     Appointment,
@@ -94,6 +95,8 @@ def appointment_book(*, patient: User, slot_id: str, reason: str = "") -> Appoin
     if patient.role != Role.PATIENT:
         raise Forbidden(MESSAGE_ONLY_PATIENTS_BOOK, "not_a_patient")
     slot_pk = Slot.pk_from_public_id(slot_id)
+    if slot_pk:
+        waitlist.hold_expire_if_due(slot_pk=slot_pk)  # an ended hold passes on first
     with transaction.atomic():
         slot = (
             Slot.objects.select_related("clinic", "practitioner", "specialty")
@@ -118,7 +121,12 @@ def appointment_book(*, patient: User, slot_id: str, reason: str = "") -> Appoin
         )
         if overlapping.exists():
             raise Conflict(MESSAGE_OVERLAPPING, "overlapping_appointment")
-        if not Slot.objects.filter(pk=slot.pk, is_booked=False).update(is_booked=True):
+        # Free, and not held for someone else by the waitlist (a held slot looks taken).
+        claimable = Q(held_for=None) | Q(held_for=patient, held_until__gt=timezone.now())
+        claimed = Slot.objects.filter(claimable, pk=slot.pk, is_booked=False).update(
+            is_booked=True, held_for=None, held_until=None
+        )
+        if not claimed:
             raise Conflict(MESSAGE_SLOT_TAKEN, "slot_taken")
         profile = patient_profile_get(patient=patient)
         try:
@@ -135,6 +143,9 @@ def appointment_book(*, patient: User, slot_id: str, reason: str = "") -> Appoin
                 )
         except IntegrityError as error:  # the partial unique index: someone else holds it
             raise Conflict(MESSAGE_SLOT_TAKEN, "slot_taken") from error
+        # A slot held for this patient: their waitlist offer is confirmed. Row changes come
+        # before the first audit event, which takes the chain's lock until commit.
+        waitlist.offer_fulfil(slot=slot, patient=patient, appointment=appointment)
         care_relationship_record(patient=patient, clinic=slot.clinic, source=CareSource.BOOKING)
         send_event(
             action=AuditAction.APPOINTMENT_BOOK,
@@ -231,6 +242,8 @@ def _cancel(appointment: Appointment, *, actor: User, by: str) -> None:
         clinic_id=appointment.slot.clinic_id,
         details={"by": by},
     )
+    # The first matching waiting patient gets it (this transaction holds the slot's row).
+    waitlist.slot_offer(slot=appointment.slot, cause="cancellation", not_to=appointment.patient_id)
 
 
 # --- Slots ----------------------------------------------------------------------------------
@@ -337,6 +350,7 @@ def slots_create(
     created = _insert_slots(
         clinic=clinic, practitioner_id=practitioner_id, specialty=specialty, times=times
     )
+    waitlist.slots_offer(slots=created)
     if created:
         send_event(
             action=AuditAction.SLOTS_CREATE,
@@ -426,14 +440,14 @@ def slots_generate(
                 and not any(a < time.ends_at and b > time.starts_at for a, b in absences)
             ]
         with transaction.atomic():
-            created += len(
-                _insert_slots(
-                    clinic=membership.clinic,
-                    practitioner_id=membership.user_id,
-                    specialty=opening.specialty,
-                    times=_free_times(practitioner_id=membership.user_id, times=times),
-                )
+            inserted = _insert_slots(
+                clinic=membership.clinic,
+                practitioner_id=membership.user_id,
+                specialty=opening.specialty,
+                times=_free_times(practitioner_id=membership.user_id, times=times),
             )
+            waitlist.slots_offer(slots=inserted)
+            created += len(inserted)
     return created
 
 
@@ -464,7 +478,7 @@ def free_slots(
 ) -> QuerySet[Slot]:
     """Free future slots, ordered by start; dates are local calendar days, inclusive."""
     zone = ZoneInfo(settings.TIME_ZONE)
-    slots = Slot.objects.filter(is_booked=False, starts_at__gt=timezone.now())
+    slots = Slot.objects.filter(is_booked=False, held_for=None, starts_at__gt=timezone.now())
     if specialty:
         slots = slots.filter(specialty__slug=specialty)
     if city:
@@ -691,6 +705,7 @@ def erasure_request(*, patient: User):
     future = Appointment.objects.filter(
         patient=patient, status=AppointmentStatus.BOOKED, starts_at__gt=timezone.now()
     )
-    for appointment in future.select_related("slot"):
+    waitlist.waitlist_close_all(patient=patient, by="erasure_request")
+    for appointment in future.select_related("slot__clinic"):
         _cancel(appointment, actor=patient, by="erasure_request")
     return erasure_request_file(patient=patient)

@@ -3,7 +3,7 @@
 import logging
 
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
-from django.db import connection
+from django.db import InterfaceError, OperationalError, connection
 from django.http import Http404
 from ninja import NinjaAPI, Schema, Status
 from ninja.errors import AuthenticationError, HttpError, ValidationError
@@ -14,7 +14,13 @@ from accounts.auth import BearerTokenAuth
 from audit.api import router as audit_router
 from booking.api import router as booking_router
 from consent.api import router as consent_router
-from patterm.errors import MESSAGE_INVALID_INPUT, MESSAGE_NOT_FOUND, STATUS_CODES, DomainError
+from patterm.errors import (
+    MESSAGE_INVALID_INPUT,
+    MESSAGE_NOT_FOUND,
+    MESSAGE_UNAVAILABLE,
+    STATUS_CODES,
+    DomainError,
+)
 from vault.api import router as vault_router
 from vault.crypto import DecryptionError
 from vault.keys import master_key_ring
@@ -151,6 +157,15 @@ def _unexpected(request, exc: Exception):
         return error_response(request, 413, "The request body is too large.")
     if isinstance(exc, SuspiciousOperation):
         return error_response(request, 400, "Bad request.")
+    if isinstance(exc, OperationalError | InterfaceError):
+        # The database is down or restarting (bench/load.py restarts it under load): a JSON 503
+        # that says to retry, and the next request connects afresh (CONN_MAX_AGE, health checks).
+        logger.warning("database unavailable in %s %s: %s", request.method, request.path, exc)
+        response = error_response(
+            request, 503, MESSAGE_UNAVAILABLE, request_id=getattr(request, "request_id", "")
+        )
+        response["Retry-After"] = "2"
+        return response
     # The traceback goes to the log (never request bodies or local values); the client learns
     # only the request id to quote.
     logger.exception("unhandled error in %s %s", request.method, request.path)

@@ -18,10 +18,12 @@ STATUS_CODES = {
     413: "request_too_large",
     422: "validation_error",
     429: "throttled",
+    503: "service_unavailable",
 }
 
 MESSAGE_INVALID_INPUT = _("Invalid input")
 MESSAGE_NOT_FOUND = _("Not found.")
+MESSAGE_UNAVAILABLE = _("The service is briefly unavailable. Please try again in a moment.")
 
 
 class DomainError(Exception):

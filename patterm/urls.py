@@ -8,6 +8,7 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("start/", views.start, name="start"),
     path("account/", include("accounts.urls")),
+    path("", include("booking.urls")),
     path("staff/", include("booking.staff_urls")),
     path("staff/", include("vault.staff_urls")),
     path("staff/", include("audit.staff_urls")),

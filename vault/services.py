@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from django.apps import apps
 from django.conf import settings
 from django.core.mail import send_mail
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Case, Q, Value, When
 from django.template.loader import render_to_string
 from django.utils import timezone
@@ -53,6 +53,7 @@ def patient_register(
     last_name: str,
     date_of_birth: datetime.date,
     client: ClientInfo,
+    language: str = "de",
 ) -> IssuedToken:
     """Create a patient account, their data key and encrypted profile, and a first API token.
 
@@ -64,6 +65,7 @@ def patient_register(
         password=password,
         role=Role.PATIENT,
         personal_names=(first_name, last_name),
+        language=language,
     )
     keys.data_key_create(patient_id=user.pk)
     PatientProfile.objects.create(
@@ -323,7 +325,7 @@ def master_key_rotate(
                 patient_key.master_key_version, patient_key.wrapped_key = keys.wrap(
                     patient_id=patient_key.patient_id, key=plain, version=target
                 )
-            PatientKey.objects.bulk_update(batch, ["master_key_version", "wrapped_key"])
+            _patient_keys_store(batch)
             send_event(
                 action=AuditAction.KEY_ROTATION_BATCH,
                 actor=actor,
@@ -343,6 +345,26 @@ def master_key_rotate(
         details={"target_version": target, "rewrapped": rewrapped},
     )
     return MasterKeyRotation(target_version=target, pending=total, rewrapped=rewrapped)
+
+
+def _patient_keys_store(batch: list[PatientKey]) -> None:
+    """Write the re-wrapped keys of one batch: one statement, sent as a pipeline.
+
+    `bulk_update` builds a CASE over the whole batch and cost 1.6 ms per key, 99% of a rotation
+    (bench/keys.py, pyinstrument); this costs about a tenth of that.
+    """
+    meta, quote = PatientKey._meta, connection.ops.quote_name
+    version, wrapped = (
+        quote(meta.get_field(name).column) for name in ("master_key_version", "wrapped_key")
+    )
+    sql = (
+        f"UPDATE {quote(meta.db_table)} SET {version} = %s, {wrapped} = %s "  # noqa: S608 (names from the model)
+        f"WHERE {quote(meta.pk.column)} = %s"
+    )
+    with connection.cursor() as cursor:
+        cursor.executemany(
+            sql, [(key.master_key_version, key.wrapped_key, key.pk) for key in batch]
+        )
 
 
 class MasterKeyInUse(Exception):

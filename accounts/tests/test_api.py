@@ -43,12 +43,55 @@ def test_sign_up_returns_token_and_patient_and_audits_it(api_client):
         "role": "patient",
         "first_name": "Pat",
         "last_name": "Demo",
+        "language": "de",
         "memberships": [],
     }
     event = AuditEvent.objects.get(action=AuditAction.AUTH_REGISTER)
     assert event.actor_id == body["user"]["id"]
     assert event.outcome == Outcome.SUCCESS
     assert event.subject_ref == subject_pseudonym(body["user"]["id"])
+
+
+@pytest.mark.parametrize(
+    ("extra", "headers", "language"),
+    [
+        ({}, {}, "de"),
+        ({}, {"HTTP_ACCEPT_LANGUAGE": "en-GB,en;q=0.9"}, "en"),
+        ({}, {"HTTP_ACCEPT_LANGUAGE": "fr"}, "de"),
+        ({"language": "en"}, {"HTTP_ACCEPT_LANGUAGE": "de"}, "en"),
+    ],
+)
+def test_the_e_mail_language_is_chosen_at_sign_up(api_client, extra, headers, language):
+    response = post_json(api_client, REGISTER_URL, {**VALID_SIGN_UP, **extra}, **headers)
+
+    assert response.status_code == 201
+    assert response.json()["user"]["language"] == language
+    assert User.objects.get(pk=response.json()["user"]["id"]).language == language
+
+
+def test_a_user_changes_the_language_of_their_e_mails(api_client):
+    token = post_json(api_client, REGISTER_URL, VALID_SIGN_UP).json()["token"]
+    headers = {"HTTP_AUTHORIZATION": f"Bearer {token}"}
+
+    changed = api_client.patch(
+        "/api/me", data=json.dumps({"language": "en"}), content_type="application/json", **headers
+    )
+    refused = api_client.patch(
+        "/api/me", data=json.dumps({"language": "fr"}), content_type="application/json", **headers
+    )
+
+    assert changed.status_code == 200
+    assert changed.json()["language"] == "en"
+    assert User.objects.get(email="p.demo@example.com").language == "en"
+    assert refused.status_code == 422
+    assert api_client.get("/api/me", **headers).json()["language"] == "en"
+
+
+def test_an_unknown_sign_up_language_is_422(api_client):
+    response = post_json(api_client, REGISTER_URL, {**VALID_SIGN_UP, "language": "fr"})
+
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["field"] == "language"
 
 
 def test_the_sign_up_token_works_for_me(api_client):

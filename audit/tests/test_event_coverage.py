@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from io import StringIO
 
 import pytest
+import time_machine
 from django.core.management import call_command
 from django.test import Client
 from django.utils import timezone
@@ -31,7 +32,7 @@ from audit.tests.builders import (
     staff_with_token,
     token_for,
 )
-from booking.models import Appointment
+from booking.models import Appointment, WaitlistOffer
 from consent.models import EmergencyAccess
 from vault.models import PatientKey
 from vault.services import (
@@ -727,6 +728,175 @@ def admin_change(scene):
     ]
 
 
+def _waiting(scene, clinic, practitioner):
+    """A slot booked by one patient and another patient on the waitlist for it."""
+    owner, waiting = scene.patient(), scene.patient()
+    slot = slot_make(practitioner=practitioner, clinic=clinic)
+    booked = scene.post("/api/appointments", {"slot_id": slot.public_id}, owner.raw)
+    joined = scene.post("/api/waitlist", {"specialty": "allgemeinmedizin"}, waiting.raw)
+    assert (booked.status_code, joined.status_code) == (201, 201)
+    return owner, waiting, slot, booked.json()["id"]
+
+
+def _offered(scene):
+    clinic, practitioner = scene.practice()
+    owner, waiting, slot, appointment_id = _waiting(scene, clinic, practitioner)
+    cancelled = scene.post(f"/api/appointments/{appointment_id}/cancel", token=owner.raw)
+    assert cancelled.status_code == 200
+    return waiting, slot, WaitlistOffer.objects.get(status="open"), clinic
+
+
+def waitlist_join(scene):
+    issued = scene.patient()
+    slot_make(practitioner=scene.practice()[1], clinic=ClinicFactory())  # the specialty
+    body = {"specialty": "allgemeinmedizin", "city": "Berlin"}
+    response = scene.act(lambda: scene.post("/api/waitlist", body, issued.raw))
+    assert response.status_code == 201
+    return [
+        Expected(
+            AuditAction.WAITLIST_JOIN,
+            issued.user,
+            object_type="waitlist_entry",
+            object_id=response.json()["id"],
+            subject=issued.user,
+            http=True,
+        )
+    ]
+
+
+def waitlist_leave(scene):
+    issued = scene.patient()
+    slot_make(practitioner=scene.practice()[1], clinic=ClinicFactory())
+    entry = scene.post("/api/waitlist", {"specialty": "allgemeinmedizin"}, issued.raw).json()
+    url = f"/api/waitlist/{entry['id']}"
+    response = scene.act(lambda: scene.client.delete(url, **bearer(issued.raw)))
+    assert response.status_code == 204
+    return [
+        Expected(
+            AuditAction.WAITLIST_LEAVE,
+            issued.user,
+            object_type="waitlist_entry",
+            object_id=entry["id"],
+            subject=issued.user,
+            details={"by": "patient"},
+            http=True,
+        )
+    ]
+
+
+def waitlist_offer_on_cancellation(scene):
+    """The cancellation's own row, then the offer the system makes in the same request."""
+    clinic, practitioner = scene.practice()
+    owner, waiting, slot, appointment_id = _waiting(scene, clinic, practitioner)
+    url = f"/api/appointments/{appointment_id}/cancel"
+    response = scene.act(lambda: scene.post(url, token=owner.raw))
+    assert response.status_code == 200
+    offer = WaitlistOffer.objects.get()
+    return [
+        Expected(
+            AuditAction.APPOINTMENT_CANCEL,
+            owner.user,
+            object_type="appointment",
+            object_id=appointment_id,
+            subject=owner.user,
+            clinic_id=clinic.pk,
+            details={"by": "patient"},
+            http=True,
+        ),
+        Expected(
+            AuditAction.WAITLIST_OFFER,
+            object_type="waitlist_offer",
+            object_id=offer.pk,
+            subject=waiting.user,
+            clinic_id=clinic.pk,
+            details={"slot": slot.public_id, "cause": "cancellation"},
+            http=True,
+        ),
+    ]
+
+
+def waitlist_offer_confirm(scene):
+    waiting, slot, offer, clinic = _offered(scene)
+    url = f"/api/waitlist/offers/{offer.pk}/confirm"
+    response = scene.act(lambda: scene.post(url, token=waiting.raw))
+    assert response.status_code == 201
+    appointment_id = response.json()["id"]
+    return [
+        Expected(
+            AuditAction.WAITLIST_OFFER_CONFIRM,
+            waiting.user,
+            object_type="waitlist_offer",
+            object_id=offer.pk,
+            subject=waiting.user,
+            clinic_id=clinic.pk,
+            details={"slot": slot.public_id, "appointment": appointment_id},
+            http=True,
+        ),
+        Expected(
+            AuditAction.APPOINTMENT_BOOK,
+            waiting.user,
+            object_type="appointment",
+            object_id=appointment_id,
+            subject=waiting.user,
+            clinic_id=clinic.pk,
+            details={"slot": slot.public_id},
+            http=True,
+        ),
+    ]
+
+
+def waitlist_offer_decline(scene):
+    waiting, slot, offer, clinic = _offered(scene)
+    url = f"/api/waitlist/offers/{offer.pk}/decline"
+    response = scene.act(lambda: scene.post(url, token=waiting.raw))
+    assert response.status_code == 200
+    return [
+        Expected(
+            AuditAction.WAITLIST_OFFER_DECLINE,
+            waiting.user,
+            object_type="waitlist_offer",
+            object_id=offer.pk,
+            subject=waiting.user,
+            clinic_id=clinic.pk,
+            details={"slot": slot.public_id, "by": "patient"},
+            http=True,
+        )
+    ]
+
+
+def waitlist_offer_expire(scene):
+    waiting, slot, offer, clinic = _offered(scene)
+    with time_machine.travel(offer.expires_at, tick=False):
+        scene.act(lambda: call_command("process_waitlist", stdout=StringIO()))
+    return [
+        Expected(
+            AuditAction.WAITLIST_OFFER_EXPIRE,
+            object_type="waitlist_offer",
+            object_id=offer.pk,
+            subject=waiting.user,
+            clinic_id=clinic.pk,
+            details={"slot": slot.public_id},
+        )
+    ]
+
+
+def reminder_send(scene):
+    issued = scene.patient()
+    appointment, clinic, _ = scene.booked(issued)
+    with time_machine.travel(appointment.starts_at - datetime.timedelta(hours=47), tick=False):
+        scene.act(lambda: call_command("send_reminders", stdout=StringIO()))
+    return [
+        Expected(
+            AuditAction.REMINDER_SEND,
+            object_type="appointment",
+            object_id=appointment.pk,
+            subject=issued.user,
+            clinic_id=clinic.pk,
+            details={"hours_before": 48},
+        )
+    ]
+
+
 def session_ended(scene):
     issued = scene.patient()
     other = token_for(issued.user)
@@ -855,6 +1025,13 @@ CASES = [
     audit_export,
     audit_read,
     admin_change,
+    waitlist_join,
+    waitlist_leave,
+    waitlist_offer_on_cancellation,
+    waitlist_offer_confirm,
+    waitlist_offer_decline,
+    waitlist_offer_expire,
+    reminder_send,
     session_ended,
     logout_all,
     password_change,
@@ -907,6 +1084,13 @@ def test_a6_every_action_of_the_vocabulary_is_covered():
         "consent.revoke",
         "emergency.declare",
         "erasure.request",
+        "reminder.send",
+        "waitlist.join",
+        "waitlist.leave",
+        "waitlist.offer",
+        "waitlist.offer_confirm",
+        "waitlist.offer_decline",
+        "waitlist.offer_expire",
         "auth.session_end",
         "auth.logout_all",
         "auth.password_change",
@@ -982,6 +1166,16 @@ def test_a7_marker_strings_never_reach_the_audit_log_or_the_export(
     record = scene.get("/api/patient/record", token)
     assert MARKERS["body"] in record.content.decode()
     record_read(actor=practitioner, patient=patient)
+    waiting = {"specialty": "allgemeinmedizin", "city": clinic.city}
+    entry = scene.post("/api/waitlist", waiting, token)
+    assert entry.status_code == 201
+    reminder_at = slot.starts_at - datetime.timedelta(hours=47)
+    with time_machine.travel(reminder_at, tick=False):
+        out = StringIO()
+        call_command("send_reminders", stdout=out)
+        assert "1 reminders sent" in out.getvalue()
+    left = scene.client.delete(f"/api/waitlist/{entry.json()['id']}", **bearer(token))
+    assert left.status_code == 204
     cancel = scene.post(f"/api/appointments/{booked.json()['id']}/cancel", token=token)
     assert cancel.status_code == 200
     patient_key_rotate(patient=patient)

@@ -104,6 +104,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     }
 else:
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=0))
+    # A kept connection that died with a database restart is replaced before it is used.
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -277,6 +279,17 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=2_6
 PATTERM_SLOT_SERIES_MAX_DAYS = 366  # one POST /api/medical/slots creates at most a year of slots
 # GET /api/slots counts at most this many matches (patterm/pagination.py explains why).
 PATTERM_SEARCH_COUNT_LIMIT = 1000
+
+# --- Reminders and the waitlist ----------------------------------------------------------------
+# Hours before an appointment at which `send_reminders` e-mails the patient, for clinics that set
+# no hours of their own (Clinic.reminder_hours).
+PATTERM_REMINDER_HOURS = [
+    int(hours) for hours in env.list("PATTERM_REMINDER_HOURS", default=["48", "2"])
+]
+# A freed slot is held this long for the waiting patient it is offered to.
+PATTERM_WAITLIST_HOLD_MINUTES = env.int("PATTERM_WAITLIST_HOLD_MINUTES", default=30)
+# How many waitlist entries (waiting or with an open offer) one patient may have at a time.
+PATTERM_WAITLIST_MAX_ENTRIES = env.int("PATTERM_WAITLIST_MAX_ENTRIES", default=10)
 
 # --- Consent ---------------------------------------------------------------------------------
 PATTERM_EMERGENCY_ACCESS_DURATION = timedelta(

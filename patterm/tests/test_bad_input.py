@@ -125,3 +125,195 @@ def test_the_schema_documents_the_error_shape_for_every_operation(api_client):
 
     body = assert_error_shape(api_client.get("/api/me"), 401)
     assert set(body) <= set(error["properties"])
+
+
+# --- Every endpoint (issue 10): the operations come from the schema, so a new one is covered ---
+
+from django.apps import apps  # noqa: E402
+
+from accounts.models import Role  # noqa: E402
+from booking.tests.factories import (  # noqa: E402
+    bearer,
+    practitioner_create,
+    slot_create,
+    staff_create,
+    token_for,
+)
+from patterm.api import api  # noqa: E402
+
+SCHEMA = api.get_openapi_schema(path_prefix="/api")
+OPERATIONS = [
+    (method.upper(), path, operation)
+    for path, operations in SCHEMA["paths"].items()
+    for method, operation in operations.items()
+]
+WITH_BODY = [(m, p) for m, p, o in OPERATIONS if "requestBody" in o]
+WITH_PATH_ID = [(m, p) for m, p, o in OPERATIONS if "{" in p]
+PAGED = [
+    (m, p) for m, p, o in OPERATIONS if any(x["name"] == "limit" for x in o.get("parameters", []))
+]
+DATED = [
+    (m, p, x["name"])
+    for m, p, o in OPERATIONS
+    for x in o.get("parameters", [])
+    if x["name"] in ("date_from", "date_to", "since", "until")
+]
+EVERY_BAD_BODY = {
+    "malformed JSON": ('{"slot_id": "slot-001",', "application/json"),
+    "JSON array": ("[1, 2]", "application/json"),
+    "JSON null": ("null", "application/json"),
+    "wrong types": (
+        json.dumps({"slot_id": 5, "categories": "x", "title": ["t"]}),
+        "application/json",
+    ),
+    "10 MB string": (
+        json.dumps({k: TEN_MEGABYTES for k in ("slot_id", "title", "body", "justification")}),
+        "application/json",
+    ),
+    "wrong content type": ("<a/>", "text/xml"),
+}
+STORED = [
+    "booking.Appointment",
+    "booking.Slot",
+    "consent.Consent",
+    "consent.EmergencyAccess",
+    "vault.RecordEntry",
+    "accounts.User",
+    "vault.ErasureRequest",
+]
+
+
+@pytest.fixture
+def everyone(make_patient):
+    """A token of every role, and the rows a bad request must leave untouched."""
+    patient = make_patient()
+    practitioner = practitioner_create()
+    clinic = practitioner.memberships.first().clinic
+    slot_create(practitioner=practitioner)
+    tokens = {
+        Role.PATIENT: patient.raw,
+        Role.PRACTITIONER: token_for(practitioner).raw,
+        Role.CLINIC_ADMIN: token_for(staff_create(clinic=clinic, role=Role.CLINIC_ADMIN)).raw,
+        Role.AUDITOR: token_for(staff_create(clinic=clinic, role=Role.AUDITOR)).raw,
+    }
+    return tokens, patient.user
+
+
+def counts() -> dict:
+    return {label: apps.get_model(label).objects.count() for label in STORED}
+
+
+def url_of(path: str, patient_id: int) -> str:
+    return (
+        path.replace("{patient_id}", str(patient_id))
+        .replace("{appointment_id}", "00000000-0000-4000-8000-000000000000")
+        .replace("{consent_id}", "00000000-0000-4000-8000-000000000000")
+    )
+
+
+@pytest.mark.parametrize("case", EVERY_BAD_BODY)
+@pytest.mark.parametrize(("method", "path"), WITH_BODY)
+def test_every_body_endpoint_refuses_bad_bodies_as_every_role(
+    api_client, everyone, method, path, case
+):
+    tokens, patient = everyone
+    body, content_type = EVERY_BAD_BODY[case]
+    before = counts()
+
+    for token in tokens.values():
+        response = api_client.generic(
+            method, url_of(path, patient.pk), body, content_type=content_type, **bearer(token)
+        )
+
+        assert 400 <= response.status_code < 500, (path, response.content[:300])
+        assert_error_shape(response, response.status_code)
+    assert counts() == before
+    assert api_client.get("/api/health").status_code == 200
+
+
+@pytest.mark.parametrize(
+    "unknown",
+    ["999999999", "0", "-1", "9" * 30, "nicht-da", "00000000-0000-4000-8000-000000000000"],
+)
+@pytest.mark.parametrize(("method", "path"), WITH_PATH_ID)
+def test_unknown_ids_are_404_as_every_role(api_client, everyone, method, path, unknown):
+    tokens, _ = everyone
+    url = path.replace("{patient_id}", unknown).replace("{appointment_id}", unknown)
+    url = url.replace("{consent_id}", unknown)
+    before = counts()
+
+    for role, token in tokens.items():
+        response = api_client.generic(
+            method, url, "{}", content_type="application/json", **bearer(token)
+        )
+
+        # 403 for a role that may never use the operation, whatever the id; else 404 (or 422 for
+        # a body the operation needs): never a 500, never a hint that the id exists.
+        assert response.status_code in (403, 404, 422), (role, url, response.content[:300])
+        assert_error_shape(response, response.status_code)
+    assert counts() == before
+
+
+@pytest.mark.parametrize(
+    "query", ["limit=-1", "offset=-5", "limit=10000000000000000000", "offset=99999999999999999999"]
+)
+@pytest.mark.parametrize(("method", "path"), PAGED)
+def test_negative_or_huge_paging_is_422_everywhere(api_client, everyone, method, path, query):
+    tokens, _ = everyone
+
+    for token in tokens.values():
+        response = api_client.get(f"{path}?{query}", **bearer(token))
+
+        assert response.status_code in (403, 422), (path, query, response.content[:300])
+        assert_error_shape(response, response.status_code)
+
+
+@pytest.mark.parametrize("value", ["2024-02-30", "2026-13-01", "gestern", "9999999-01-01"])
+@pytest.mark.parametrize(("method", "path", "name"), DATED)
+def test_impossible_dates_are_422_everywhere(api_client, everyone, method, path, name, value):
+    tokens, _ = everyone
+
+    for token in tokens.values():
+        response = api_client.get(f"{path}?{name}={value}", **bearer(token))
+
+        assert response.status_code in (403, 422), (path, name, response.content[:300])
+        assert_error_shape(response, response.status_code)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_database_outage_is_a_json_503_and_the_next_request_recovers(api_client, everyone):
+    # Found by bench/load.py restarting PostgreSQL under load: every request in the outage was
+    # a 500 `server_error`. The database is made unreachable for real (a port nothing listens
+    # on, a file that cannot be opened), not mocked.
+    from django.db import connection
+
+    tokens, _ = everyone
+    saved = dict(connection.settings_dict)
+    connection.close()
+    if connection.vendor == "postgresql":
+        connection.settings_dict["PORT"] = "1"
+    else:
+        connection.settings_dict["NAME"] = "/nonexistent/patterm/unreachable.sqlite3"
+    try:
+        during = [
+            api_client.get("/api/slots"),
+            api_client.get("/api/me", **bearer(tokens[Role.PATIENT])),
+            post_json_raw(api_client, "/api/appointments", {"slot_id": "slot-001"}, tokens),
+        ]
+    finally:
+        connection.close()
+        connection.settings_dict.clear()
+        connection.settings_dict.update(saved)
+
+    for response in during:
+        body = assert_error_shape(response, 503)
+        assert body["code"] == "service_unavailable"
+        assert response["Retry-After"]
+    assert api_client.get("/api/slots").status_code == 200
+    assert api_client.get("/api/me", **bearer(tokens[Role.PATIENT])).status_code == 200
+
+
+def post_json_raw(client, url, body, tokens):
+    return client.post(
+        url, data=json.dumps(body), content_type="application/json", **bearer(tokens[Role.PATIENT])
+    )

@@ -1,0 +1,240 @@
+"""`make bench`: every benchmark on PostgreSQL, one table of Patterm against its comparisons.
+
+    make bench                                   # the full run (under 15 minutes on 2 cores)
+    make bench BENCH_ARGS=--quick                # small sizes (under 2 minutes); CI runs this
+    .venv/bin/python bench/run.py --only writes audit
+    .venv/bin/python bench/run.py --args booking "--sizes 10000 100000 --clients 8"
+
+Each bench script runs in its own process on its own throwaway database `bench_<name>` on the
+server of DATABASE_URL (default: the local server). This script checks that the server
+answers (and stops with a clear message if not), runs them one after the other, and prints one
+table: figure, Patterm's number, the comparison's number from the same run, the ratio, the goal
+and whether it was met. It writes `bench/results/latest.json` (and a copy named by the time),
+`latest.md` (the table as Markdown, with the machine) and `scaling.png` (the figures measured
+at several sizes). Where a goal is missed the scripts write pyinstrument reports to
+`bench/results/profiles/`.
+
+Exit status: 0 when every bench ran (goals missed or not: speed on shared machines is noise);
+1 when a bench crashed or found a double booking, a lost write or a broken chain; 2 when no
+PostgreSQL server answers.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.common import postgres_url_or_exit  # noqa: E402
+
+BENCHES = ["writes", "booking", "audit", "keys", "record_read", "load"]
+DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/test"
+
+
+def machine(url: str) -> dict:
+    import psycopg
+
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor() or "unknown",
+    )
+    memory_kb = next(
+        (
+            int(line.split()[1])
+            for line in Path("/proc/meminfo").read_text().splitlines()
+            if line.startswith("MemTotal")
+        ),
+        0,
+    )
+    with psycopg.connect(url, connect_timeout=3) as connection:
+        server = connection.execute("SHOW server_version").fetchone()[0]
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": round(memory_kb / 1024 / 1024, 1),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "python": platform.python_version(),
+        "postgresql": server,
+        "os": platform.platform(),
+    }
+
+
+def number(value: float) -> str:
+    if value >= 100:
+        return f"{value:,.0f}"
+    if value >= 10:
+        return f"{value:.1f}"
+    return f"{value:.2f}"
+
+
+def table_rows(figures: list[dict]) -> list[list[str]]:
+    rows = []
+    for f in figures:
+        met = {True: "yes", False: "NO", None: "-"}[f["met"]]
+        rows.append(
+            [
+                f["name"],
+                f"{number(f['patterm'])} {f['unit']}",
+                f"{number(f['comparison'])} ({f['comparison_name']})",
+                f"{f['ratio']:.2f}x",
+                f"{f['goal']}x" if f["goal"] else "-",
+                met,
+            ]
+        )
+    return rows
+
+
+HEADER = ["figure", "Patterm", "comparison (same run)", "ratio", "goal", "met?"]
+
+
+def text_table(rows: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in [HEADER, *rows]) for i in range(len(HEADER))]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(HEADER, widths, strict=True))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    return "\n".join(lines)
+
+
+def markdown_table(rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def plot(figures: list[dict], path: Path) -> bool:
+    scaling = [f for f in figures if f.get("scaling")]
+    if not scaling:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(scaling), figsize=(4.5 * len(scaling), 3.8), squeeze=False)
+    for axis, figure in zip(axes[0], scaling, strict=True):
+        for series in figure["scaling"]:
+            sizes = [point[0] for point in series["points"]]
+            values = [point[1] for point in series["points"]]
+            axis.plot(sizes, values, marker="o", label=series["label"])
+        axis.set_xscale("log")
+        axis.set_ylim(bottom=0)
+        axis.set_title(figure["name"], fontsize=9)
+        axis.set_xlabel(figure["scaling"][0].get("x", "size"))
+        axis.set_ylabel(figure["unit"])
+        axis.grid(True, alpha=0.3)
+        axis.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return True
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="small sizes, under two minutes")
+    parser.add_argument("--only", nargs="+", choices=BENCHES, help="run only these benches")
+    parser.add_argument("--skip", nargs="+", choices=BENCHES, default=[], help="leave these out")
+    parser.add_argument(
+        "--args",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("BENCH", "OPTIONS"),
+        help='extra options (sizes) for one bench, e.g. --args audit "--verify-events 50000"; '
+        "each script's --help lists them",
+    )
+    parser.add_argument("--results", default=str(ROOT / "bench" / "results"))
+    arguments = parser.parse_args()
+
+    os.environ.setdefault("DATABASE_URL", DEFAULT_URL)
+    url = postgres_url_or_exit("make bench")
+    results = Path(arguments.results)
+    (results / "profiles").mkdir(parents=True, exist_ok=True)
+    extra = {}
+    for bench, options in arguments.args:
+        if bench not in BENCHES:
+            parser.error(f"--args: unknown bench {bench!r} (one of {', '.join(BENCHES)})")
+        extra.setdefault(bench, []).extend(shlex.split(options))
+    benches = [b for b in (arguments.only or BENCHES) if b not in arguments.skip]
+    about = machine(url)
+    print(
+        f"make bench{' --quick' if arguments.quick else ''}: PostgreSQL {about['postgresql']} "
+        f"at {url}, {about['cores']} cores ({about['cpu']}), load {about['load_average']}"
+    )
+
+    figures, runs, started = [], [], time.monotonic()
+    with tempfile.TemporaryDirectory() as scratch:
+        for bench in benches:
+            out = Path(scratch) / f"{bench}.json"
+            command = [sys.executable, str(ROOT / "bench" / f"{bench}.py"), "--json", str(out)]
+            # Quick runs (CI) only keep the harness working: no time spent profiling.
+            command += (
+                ["--quick"] if arguments.quick else ["--profile-dir", str(results / "profiles")]
+            )
+            command += extra.get(bench, [])
+            print(f"\n=== {bench}: {shlex.join(command[1:])}", flush=True)
+            bench_started = time.monotonic()
+            status = subprocess.run(command, cwd=ROOT, env=os.environ.copy()).returncode
+            seconds = time.monotonic() - bench_started
+            produced = json.loads(out.read_text()) if out.exists() else {"figures": []}
+            ok = status == 0 and out.exists()
+            runs.append({"bench": bench, "ok": ok, "status": status, "seconds": round(seconds, 1)})
+            figures += produced["figures"]
+            if not ok:
+                print(f"!!! bench {bench} FAILED (exit status {status})", file=sys.stderr)
+
+    rows = table_rows(figures)
+    total = time.monotonic() - started
+    print(f"\n=== Patterm against its comparisons ({total:.0f} s)\n")
+    print(text_table(rows))
+    failed = [run["bench"] for run in runs if not run["ok"]]
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
+    report = {
+        "started": stamp,
+        "quick": arguments.quick,
+        "seconds": round(total, 1),
+        "machine": about,
+        "runs": runs,
+        "figures": figures,
+    }
+    for name in ("latest.json", f"bench-{stamp}.json"):
+        (results / name).write_text(json.dumps(report, indent=2))
+    machine_line = (
+        f"{about['cores']} cores ({about['cpu']}), {about['memory_gib']} GiB, "
+        f"PostgreSQL {about['postgresql']} on the same host, Python {about['python']}, "
+        f"load average {about['load_average']} at the start, {stamp}"
+    )
+    (results / "latest.md").write_text(
+        f"Machine: {machine_line}. `make bench{' BENCH_ARGS=--quick' if arguments.quick else ''}`"
+        f", {total:.0f} s.\n\n{markdown_table(rows)}\n"
+    )
+    plotted = plot(figures, results / "scaling.png")
+    print(
+        f"\nResults: {results / 'latest.json'}, {results / 'latest.md'}"
+        + (f", {results / 'scaling.png'}" if plotted else "")
+    )
+    missed = [f["name"] for f in figures if f["met"] is False]
+    if missed:
+        print(f"Goals missed ({len(missed)}): profiles in {results / 'profiles'}")
+    if failed:
+        print(f"\nFAILED: {', '.join(failed)} (see the output above)", file=sys.stderr)
+    print(f"bench: {len(runs) - len(failed)} passed, {len(failed)} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
