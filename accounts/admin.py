@@ -13,12 +13,23 @@ from django.utils.translation import gettext_lazy as _
 
 from accounts.admin_scoping import ClinicScopedAdmin
 from accounts.models import Clinic, Membership, User
+from accounts.sessions import EndReason, sessions_end_all
 
 
 class UserCreationForm(auth_forms.AdminUserCreationForm):
     class Meta:
         model = User
         fields = ("email", "role")
+
+
+class AdminPasswordChangeForm(auth_forms.AdminPasswordChangeForm):
+    """An operator setting a password ends every session and token of that user."""
+
+    def save(self, commit=True):
+        user = super().save(commit=commit)
+        if commit:
+            sessions_end_all(user=user, actor=None, reason=EndReason.PASSWORD_CHANGE)
+        return user
 
 
 class UserChangeForm(auth_forms.UserChangeForm):
@@ -37,6 +48,7 @@ class MembershipInline(admin.TabularInline):
 class UserAdmin(auth_admin.UserAdmin):
     form = UserChangeForm
     add_form = UserCreationForm
+    change_password_form = AdminPasswordChangeForm
     ordering = ["email"]
     list_display = ["email", "role", "is_active", "is_staff", "last_login"]
     list_filter = ["role", "is_active", "is_staff"]

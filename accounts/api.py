@@ -5,9 +5,21 @@ from django.http import HttpRequest
 from django.utils import translation
 from ninja import Router, Status
 
-from accounts import services
+from accounts import otp, passwords, services, sessions
 from accounts.models import Role, User
-from accounts.schemas import LoginIn, MeIn, RegisterIn, TokenOut, UserOut
+from accounts.schemas import (
+    LoginIn,
+    LogoutAllOut,
+    MeIn,
+    OtpConfirmIn,
+    OtpEnrolmentOut,
+    PasswordChangeIn,
+    RecoveryCodesOut,
+    RegisterIn,
+    SessionOut,
+    TokenOut,
+    UserOut,
+)
 from vault.services import patient_profile_get, patient_register
 
 router = Router(tags=["accounts"])
@@ -54,8 +66,18 @@ def register_patient(request, payload: RegisterIn):
 
 @router.post("/auth/login", response=TokenOut, auth=None)
 def login(request, payload: LoginIn):
-    """Exchange e-mail and password for an API token."""
-    issued = services.login(email=payload.email, password=payload.password, client=_client(request))
+    """Exchange e-mail and password (and `otp`, once a second factor is set up) for a token.
+
+    401 `invalid_credentials`, `otp_required` or `otp_invalid`; 429 `account_locked` after 10
+    failures for the account within 15 minutes, even with the right password.
+    """
+    issued = services.login(
+        email=payload.email,
+        password=payload.password,
+        otp=payload.otp,
+        client=_client(request),
+        request=request,
+    )
     return _token_out(issued)
 
 
@@ -64,6 +86,59 @@ def logout(request):
     """Revoke the token of this request."""
     services.logout(token=request.api_token)
     return Status(204, None)
+
+
+@router.get("/auth/sessions", response=list[SessionOut])
+def sessions_list(request):
+    """Every live browser session and API token of the user, `current` marking this one."""
+    return sessions.sessions_of(user=request.user, current_token_id=request.api_token.pk)
+
+
+@router.delete("/auth/sessions/{session_id}", response={204: None})
+def session_end(request, session_id: str):
+    """End one session or token of the user (another user's id answers 404)."""
+    sessions.session_end(user=request.user, session_id=session_id)
+    return Status(204, None)
+
+
+@router.post("/auth/logout-all", response=LogoutAllOut)
+def logout_all(request):
+    """End every session and token of the user, this one included."""
+    ended = sessions.sessions_end_all(
+        user=request.user, actor=request.user, reason=sessions.EndReason.LOGOUT_ALL
+    )
+    return {"ended": ended}
+
+
+@router.post("/auth/password", response={204: None})
+def password_change(request, payload: PasswordChangeIn):
+    """Change the password; every other session and token of the user ends."""
+    passwords.password_change(
+        user=request.user,
+        current_password=payload.current_password,
+        new_password=payload.new_password,
+        keep_token_id=request.api_token.pk,
+    )
+    return Status(204, None)
+
+
+@router.post("/auth/otp/enrolment", response={201: OtpEnrolmentOut})
+def otp_enrolment_start(request):
+    """Start setting up an authenticator app (staff): its otpauth URI and QR code (SVG)."""
+    enrolment = otp.otp_enrolment_start(user=request.user, verified=request.api_token.otp_verified)
+    return Status(201, {"otpauth_uri": enrolment.otpauth_uri, "qr_svg": enrolment.qr_svg})
+
+
+@router.post("/auth/otp/confirm", response=RecoveryCodesOut)
+def otp_enrolment_confirm(request, payload: OtpConfirmIn):
+    """Confirm the app with its first code; answers the recovery codes, shown only here."""
+    codes = otp.otp_enrolment_confirm(
+        user=request.user,
+        code=payload.otp,
+        verified=request.api_token.otp_verified,
+        current_token=request.api_token,
+    )
+    return {"recovery_codes": codes}
 
 
 @router.get("/me", response=UserOut)

@@ -15,3 +15,13 @@ class LoginForm(forms.Form):
         strip=False,
         widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}),
     )
+
+
+class OtpCodeForm(forms.Form):
+    code = forms.CharField(
+        label=_("Code from your authenticator app or a recovery code"),
+        max_length=32,
+        widget=forms.TextInput(
+            attrs={"autocomplete": "one-time-code", "inputmode": "numeric", "autofocus": True}
+        ),
+    )

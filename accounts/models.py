@@ -198,6 +198,9 @@ class ApiToken(models.Model):
     revoked_at = models.DateTimeField(_("revoked"), null=True, blank=True)
     user_agent = models.CharField(_("device"), max_length=200, blank=True)
     created_from = models.GenericIPAddressField(_("created from address"), null=True, blank=True)
+    # Whether a second factor was proved for this token (a TOTP or recovery code at login, or
+    # the code that confirmed a new device through it).
+    otp_verified = models.BooleanField(_("second factor verified"), default=False)
 
     class Meta:
         verbose_name = _("API token")
@@ -205,3 +208,52 @@ class ApiToken(models.Model):
 
     def __str__(self):
         return f"{self.prefix}… ({self.user})"
+
+
+class BrowserSession(models.Model):
+    """The registry entry of one signed-in browser: Django's database session, tied to its user.
+
+    Created on `user_logged_in`; `last_seen_at` is written at most once a minute. Ending the
+    Django session (logout, revocation, expiry and `clearsessions`) deletes this row with it.
+    """
+
+    session = models.OneToOneField(
+        "sessions.Session",
+        on_delete=models.CASCADE,
+        related_name="registry",
+        verbose_name=_("session"),
+    )
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="browser_sessions")
+    user_agent = models.CharField(_("device"), max_length=200, blank=True)
+    address = models.GenericIPAddressField(_("address"), null=True, blank=True)
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
+    last_seen_at = models.DateTimeField(_("last seen"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("browser session")
+        verbose_name_plural = _("browser sessions")
+        indexes = [models.Index(fields=["user", "created_at"])]
+
+    def __str__(self):
+        return f"{self.user} ({self.created_at:%Y-%m-%d %H:%M})"
+
+
+class RecoveryCode(models.Model):
+    """A one-time code that stands in for a lost TOTP device, stored only as a password hash.
+
+    `lookup` is the code's first group, kept in clear so that a login checks one hash, not ten
+    (each is an Argon2 hash); the hash covers the whole code.
+    """
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="recovery_codes")
+    lookup = models.CharField(_("first characters"), max_length=4)
+    code_hash = models.CharField(_("hash"), max_length=256)
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
+    used_at = models.DateTimeField(_("used"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("recovery code")
+        verbose_name_plural = _("recovery codes")
+
+    def __str__(self):
+        return f"{self.user} #{self.pk}"

@@ -66,6 +66,41 @@ class MeIn(Schema):
 class LoginIn(Schema):
     email: str = Field(..., max_length=254)
     password: str = Field(..., max_length=settings.PATTERM_PASSWORD_MAX_LENGTH)
+    # The authenticator app's 6 digits, or a recovery code; needed once the account has a device.
+    otp: str = Field("", max_length=32)
+
+
+class SessionOut(Schema):
+    id: str
+    kind: str
+    device: str
+    address: str | None
+    created_at: datetime.datetime
+    last_seen_at: datetime.datetime
+    expires_at: datetime.datetime
+    current: bool
+
+
+class LogoutAllOut(Schema):
+    ended: int
+
+
+class PasswordChangeIn(Schema):
+    current_password: str = Field(..., max_length=settings.PATTERM_PASSWORD_MAX_LENGTH)
+    new_password: str = Field(..., min_length=1, max_length=settings.PATTERM_PASSWORD_MAX_LENGTH)
+
+
+class OtpEnrolmentOut(Schema):
+    otpauth_uri: str
+    qr_svg: str
+
+
+class OtpConfirmIn(Schema):
+    otp: str = Field(..., max_length=32)
+
+
+class RecoveryCodesOut(Schema):
+    recovery_codes: list[str]
 
 
 class ClinicRef(Schema):

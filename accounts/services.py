@@ -21,16 +21,18 @@ from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from accounts import lockout
 from accounts.models import ApiToken, Role, User, normalize_email
 from audit.models import AuditAction, Outcome
 from audit.signals import send_event
-from patterm.errors import Conflict, InvalidInput, NotAuthenticated
+from patterm.errors import Conflict, InvalidInput, NotAuthenticated, TooManyAttempts
 
 TOKEN_SCHEME = "ptk_"  # noqa: S105  (a label, not a secret)
 TOKEN_PREFIX_LENGTH = len(TOKEN_SCHEME) + 8
 
 MESSAGE_EMAIL_TAKEN = _("An account with this e-mail address already exists.")
 MESSAGE_INVALID_CREDENTIALS = _("E-mail address or password is wrong.")
+MESSAGE_OTP_NEEDED = _("Enter the code from your authenticator app (or a recovery code).")
 
 
 @dataclass(frozen=True)
@@ -65,17 +67,21 @@ def _token_digest(raw: str) -> str:
 ADMIN_ROLES = (Role.CLINIC_ADMIN, Role.AUDITOR)
 
 
-def user_create(*, email: str, password: str, role: str, **fields) -> User:
+def user_create(
+    *, email: str, password: str, role: str, personal_names: tuple[str, ...] = (), **fields
+) -> User:
     """Create an account after Django's password validators accept the password.
 
-    Raises InvalidInput for a refused password, Conflict for an address already registered
-    (whatever its case).
+    `personal_names` are names kept elsewhere (a patient's, in the vault) that the password must
+    not contain either. Raises InvalidInput for a refused password, Conflict for an address
+    already registered (whatever its case).
     """
     email = normalize_email(email)
     # Clinic admins and auditors work in the Django admin too (decision 0010); `is_staff` can
     # still be withdrawn there, and is never given to patients or practitioners by default.
     fields.setdefault("is_staff", role in ADMIN_ROLES)
     user = User(email=email, role=role, **fields)
+    user.password_context_names = personal_names
     try:
         validate_password(password, user=user)
     except ValidationError as error:
@@ -100,7 +106,7 @@ def user_language_set(*, user: User, language: str) -> User:
     return user
 
 
-def token_issue(*, user: User, client: ClientInfo) -> IssuedToken:
+def token_issue(*, user: User, client: ClientInfo, otp_verified: bool = False) -> IssuedToken:
     raw = TOKEN_SCHEME + secrets.token_urlsafe(32)  # 256 bits from the OS CSPRNG
     now = timezone.now()
     token = ApiToken.objects.create(
@@ -112,6 +118,7 @@ def token_issue(*, user: User, client: ClientInfo) -> IssuedToken:
         expires_at=now + settings.PATTERM_TOKEN_MAX_AGE,
         user_agent=client.user_agent[:200],
         created_from=client.address,
+        otp_verified=otp_verified,
     )
     return IssuedToken(raw=raw, token=token)
 
@@ -144,20 +151,53 @@ def token_authenticate(*, raw: str) -> ApiToken | None:
     return token
 
 
-def login(*, email: str, password: str, client: ClientInfo) -> IssuedToken:
-    """Check the password and issue an API token; a failure is audited (and committed), then
-    refused.
+def _request_for(client: ClientInfo) -> HttpRequest:
+    """A stand-in request for a login outside HTTP (tests, commands): authenticate() and the
+    lockout need one, and read the address from it."""
+    request = HttpRequest()
+    request.method = "POST"
+    request.META["REMOTE_ADDR"] = client.address or ""
+    request.META["HTTP_USER_AGENT"] = client.user_agent
+    return request
 
-    Django's `authenticate` verifies the hash (and re-encodes an outdated one with the first
-    hasher in PASSWORD_HASHERS) and spends the same time whether or not the account exists.
+
+def login(
+    *,
+    email: str,
+    password: str,
+    client: ClientInfo,
+    otp: str = "",
+    request: HttpRequest | None = None,
+) -> IssuedToken:
+    """Check the password (and the second factor, for staff with a device) and issue a token.
+
+    A failure is audited (and committed), then refused. Django's `authenticate` verifies the
+    hash (and re-encodes an outdated one with the first hasher in PASSWORD_HASHERS) and spends
+    the same time whether or not the account exists. django-axes counts failures per account and
+    account + address; a locked account is refused (429 `account_locked`) even with the right
+    password, and with the same message whether or not it exists.
     """
+    from accounts import otp as second_factor  # otp builds on sessions, which builds on this
+
     email = normalize_email(email)
-    user = authenticate(username=email, password=password)
+    request = request if request is not None else _request_for(client)
+    user = authenticate(request, username=email, password=password)
     if user is None:
+        if lockout.is_locked_out(request):
+            _login_failed(email=email, reason="account_locked")
+            raise TooManyAttempts(lockout.MESSAGE_LOCKED, lockout.LOCKED_CODE)
         _login_failed(email=email)
         raise NotAuthenticated(MESSAGE_INVALID_CREDENTIALS, "invalid_credentials")
+    method = None
+    if second_factor.otp_device(user) is not None:
+        if not otp:
+            raise NotAuthenticated(MESSAGE_OTP_NEEDED, "otp_required")
+        method = second_factor.otp_check(user=user, code=otp)
+        if method is None:
+            _login_failed(email=email, reason="invalid_otp")
+            raise NotAuthenticated(second_factor.MESSAGE_OTP_INVALID, "otp_invalid")
     with transaction.atomic():
-        issued = token_issue(user=user, client=client)
+        issued = token_issue(user=user, client=client, otp_verified=method is not None)
         User.objects.filter(pk=user.pk).update(last_login=issued.token.created_at)
         send_event(
             action=AuditAction.AUTH_LOGIN,
@@ -165,14 +205,17 @@ def login(*, email: str, password: str, client: ClientInfo) -> IssuedToken:
             object_type="api_token",
             object_id=issued.token.pk,
             subject_id=user.pk if user.role == Role.PATIENT else None,
+            details={"second_factor": method} if method else None,
         )
+    lockout.attempts_reset(request=request, user=user)
     return issued
 
 
-def _login_failed(*, email: str) -> None:
+def _login_failed(*, email: str, reason: str = "invalid_credentials") -> None:
     """Audit a refused login in its own transaction, so that the refusal does not undo it.
 
-    The row names the account tried when it exists (by id, never by address) and nothing else.
+    The row names the account tried when it exists (by id, never by address) and the reason:
+    `invalid_credentials`, `account_locked` or `invalid_otp`.
     """
     account = User.objects.filter(email=email).values_list("pk", "role").first()
     with transaction.atomic():
@@ -182,7 +225,7 @@ def _login_failed(*, email: str) -> None:
             object_type="user" if account else "",
             object_id=account[0] if account else "",
             subject_id=account[0] if account and account[1] == Role.PATIENT else None,
-            details={"reason": "invalid_credentials"},
+            details={"reason": reason},
         )
 
 
@@ -208,15 +251,28 @@ def token_revoke(*, actor: User, token: ApiToken) -> None:
 def session_login(*, request: HttpRequest, email: str, password: str) -> User:
     """Check the password and start a browser session for the portal pages.
 
-    The same checks and audit as the API login; Django's `login` gives the browser a new session
-    key (no fixation) and sends `user_logged_in`.
+    The same checks, lockout and audit as the API login; Django's `login` gives the browser a new
+    session key (no fixation) and sends `user_logged_in`. Staff with a TOTP device are not signed
+    in yet: the session remembers them for `accounts.otp.session_login_second_factor`, and
+    `second_factor_pending(request)` is true.
     """
+    from accounts import otp as second_factor  # otp builds on sessions, which builds on this
+
     email = normalize_email(email)
     user = authenticate(request, username=email, password=password)
     if user is None:
+        if lockout.is_locked_out(request):
+            _login_failed(email=email, reason="account_locked")
+            raise TooManyAttempts(lockout.MESSAGE_LOCKED, lockout.LOCKED_CODE)
         _login_failed(email=email)
         raise NotAuthenticated(MESSAGE_INVALID_CREDENTIALS, "invalid_credentials")
+    if second_factor.otp_device(user) is not None:
+        second_factor.second_factor_await(request=request, user=user)
+        return user
     return session_start(request=request, user=user)
+
+
+SESSION_BACKEND = "django.contrib.auth.backends.ModelBackend"
 
 
 def session_start(*, request: HttpRequest, user: User) -> User:
@@ -227,7 +283,8 @@ def session_start(*, request: HttpRequest, user: User) -> User:
     `user_logged_in`.
     """
     with transaction.atomic():
-        backend = getattr(user, "backend", None) or settings.AUTHENTICATION_BACKENDS[0]
+        # The backend that loads the user on later requests (the lockout backend only counts).
+        backend = getattr(user, "backend", None) or SESSION_BACKEND
         django_login(request, user, backend=backend)
         send_event(
             action=AuditAction.AUTH_LOGIN,

@@ -1,14 +1,21 @@
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.http import urlencode
 from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods, require_POST
 
-from accounts import services
+from accounts import otp, services
 from accounts.forms import LoginForm
 from accounts.services import ClientInfo
 from patterm.errors import DomainError
 from patterm.web import safe_next_url
+
+
+def redirect_with_next(request, name: str):
+    """Redirect to the page `name`, passing on a local `next` if there is one."""
+    next_url = safe_next_url(request, "")
+    return redirect(f"{reverse(name)}?{urlencode({'next': next_url})}" if next_url else name)
 
 
 def client_info(request) -> ClientInfo:
@@ -31,6 +38,8 @@ def login(request):
         except DomainError as error:
             form.add_error(None, error.message)
         else:
+            if otp.second_factor_pending(request):  # staff with an authenticator app
+                return redirect_with_next(request, "accounts:login_code")
             return redirect(safe_next_url(request, reverse("start")))
     return render(
         request, "accounts/login.html", {"form": form, "next": safe_next_url(request, "")}

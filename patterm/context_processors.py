@@ -12,10 +12,12 @@ NAVIGATION = {
         ("vault:record", _("My record")),
         ("consent:consents", _("My consents")),
         ("consent:access_log", _("Access log")),
+        ("accounts:sessions", _("Sessions")),
     ],
     "practitioner": [
         ("booking_staff:schedule", _("My schedule")),
         ("vault_staff:patient_lookup", _("Patient record")),
+        ("accounts:sessions", _("Sessions")),
     ],
     "clinic_admin": [
         ("booking_staff:clinic", _("Clinic dashboard")),
@@ -24,11 +26,13 @@ NAVIGATION = {
         ("booking_staff:slots", _("Generate slots")),
         ("vault_staff:emergency_review", _("Emergency accesses")),
         ("admin:index", _("Django admin")),
+        ("accounts:sessions", _("Sessions")),
     ],
     "auditor": [
         ("audit_staff:events", _("Audit log")),
         ("audit_staff:verify", _("Verify the chain")),
         ("admin:index", _("Django admin")),
+        ("accounts:sessions", _("Sessions")),
     ],
 }
 

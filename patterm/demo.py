@@ -63,11 +63,11 @@ class DemoAccount:
 DEMO_PASSWORD_NOTE = "Demo passwords are public: never use them outside development."  # noqa: S105
 
 ACCOUNTS = [
-    DemoAccount(Role.PATIENT, "patient@demo.patterm.de", "Patient-Demo-2026", "Pat", "Demo"),
+    DemoAccount(Role.PATIENT, "patient@demo.patterm.de", "Sommer-Wiese-2026", "Pat", "Demo"),
     DemoAccount(
         Role.PRACTITIONER,
         "aerztin@demo.patterm.de",
-        "Aerztin-Demo-2026",
+        "Herz-Sprechstunde-2026",
         "Anna",
         "Berger",
         "praxis-prenzlauer-berg",
@@ -76,7 +76,7 @@ ACCOUNTS = [
     DemoAccount(
         Role.CLINIC_ADMIN,
         "praxis-admin@demo.patterm.de",
-        "Praxisadmin-Demo-2026",
+        "Dienstplan-Montag-2026",
         "Jonas",
         "Keller",
         "praxis-prenzlauer-berg",
@@ -84,7 +84,7 @@ ACCOUNTS = [
     DemoAccount(
         Role.AUDITOR,
         "auditor@demo.patterm.de",
-        "Auditor-Demo-2026",
+        "Protokoll-Pruefung-2026",
         "Miriam",
         "Vogt",
         "praxis-prenzlauer-berg",

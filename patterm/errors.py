@@ -64,3 +64,9 @@ class NotFound(DomainError):
 
 class Conflict(DomainError):
     status = 409
+
+
+class TooManyAttempts(DomainError):
+    """Refused for now: too many attempts (a locked account, a throttled second factor)."""
+
+    status = 429

@@ -49,7 +49,9 @@ class SignupForm(forms.Form):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["password"].help_text = " ".join(password_validators_help_texts())
+        self.fields["password"].help_text = " ".join(
+            str(text) for text in password_validators_help_texts()
+        )
 
     def clean_date_of_birth(self):
         born = self.cleaned_data["date_of_birth"]

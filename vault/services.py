@@ -18,8 +18,9 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from accounts.models import ApiToken, Clinic, Membership, Role, User
+from accounts.models import Clinic, Membership, Role, User
 from accounts.services import ClientInfo, IssuedToken, session_start, token_issue, user_create
+from accounts.sessions import EndReason, sessions_end_all
 from audit.models import AuditAction, Outcome
 from audit.signals import send_event
 from consent import policy
@@ -105,7 +106,13 @@ def _patient_account_create(
     date_of_birth: datetime.date,
     language: str,
 ) -> User:
-    user = user_create(email=email, password=password, role=Role.PATIENT, language=language)
+    user = user_create(
+        email=email,
+        password=password,
+        role=Role.PATIENT,
+        personal_names=(first_name, last_name),
+        language=language,
+    )
     keys.data_key_create(patient_id=user.pk)
     PatientProfile.objects.create(
         patient=user, first_name=first_name, last_name=last_name, date_of_birth=date_of_birth
@@ -295,7 +302,7 @@ def patient_erase(*, patient: User, actor: User | None = None) -> bool:
         wrapped_key=None, destroyed_at=now
     )
     keys.forget_cached_keys()
-    ApiToken.objects.filter(user=patient, revoked_at=None).update(revoked_at=now)
+    sessions_end_all(user=patient, actor=actor, reason=EndReason.ACCOUNT_CLOSED, audited=False)
     patient.email = _erased_email(patient)
     patient.first_name = patient.last_name = ""
     patient.is_active = False
@@ -661,9 +668,9 @@ def erasure_request_file(*, patient: User) -> ErasureRequest:
         raise Forbidden(MESSAGE_NOT_A_PATIENT, "not_a_patient")
     retain_until = erasure_retention_date(patient=patient)
     request = ErasureRequest.objects.create(patient=patient, retain_until=retain_until)
-    now = timezone.now()
-    ApiToken.objects.filter(user=patient, revoked_at=None).update(revoked_at=now)
     User.objects.filter(pk=patient.pk).update(is_active=False)
+    # Every browser session and token ends; the erasure.request row below says why.
+    sessions_end_all(user=patient, actor=patient, reason=EndReason.ACCOUNT_CLOSED, audited=False)
     send_event(
         action=AuditAction.ERASURE_REQUEST,
         actor=patient,

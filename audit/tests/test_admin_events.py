@@ -144,7 +144,10 @@ def test_a_patient_account_closed_in_the_admin_is_chained(client, operator, make
 
     assert client.post(url, data).status_code == 302
 
-    (event,) = events_since(started)
+    # Closing the account ends its sessions and tokens first (accounts/receivers.py).
+    ended, event = events_since(started)
+    assert ended.action == AuditAction.AUTH_LOGOUT_ALL
+    assert ended.details == {"reason": "account_closed", "api_tokens": 1, "browser_sessions": 0}
     assert event.details == {"change": "change", "fields": ["Active"]}
     assert event.object_id == str(patient.pk)
     assert "erika" not in every_stored_value()

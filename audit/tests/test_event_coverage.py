@@ -16,8 +16,10 @@ import time_machine
 from django.core.management import call_command
 from django.test import Client
 from django.utils import timezone
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from accounts.models import ApiToken, Role, User
+from accounts.otp import otp_enrolment_confirm, otp_enrolment_start, otp_reset
 from accounts.services import ClientInfo, token_revoke
 from accounts.tests.factories import ClinicFactory
 from audit.models import AuditAction, AuditCheckpoint, AuditEvent, Outcome
@@ -895,6 +897,103 @@ def reminder_send(scene):
     ]
 
 
+def session_ended(scene):
+    issued = scene.patient()
+    other = token_for(issued.user)
+    url = f"/api/auth/sessions/token-{other.token.pk}"
+    response = scene.act(
+        lambda: scene.client.delete(url, HTTP_AUTHORIZATION=f"Bearer {issued.raw}")
+    )
+    assert response.status_code == 204
+    return [
+        Expected(
+            AuditAction.AUTH_SESSION_END,
+            issued.user,
+            object_type="api_token",
+            object_id=other.token.pk,
+            http=True,
+        )
+    ]
+
+
+def logout_all(scene):
+    issued = scene.patient()
+    response = scene.act(lambda: scene.post("/api/auth/logout-all", token=issued.raw))
+    assert response.status_code == 200
+    return [
+        Expected(
+            AuditAction.AUTH_LOGOUT_ALL,
+            issued.user,
+            object_type="user",
+            object_id=issued.user.pk,
+            subject=issued.user,
+            details={"reason": "logout_all", "api_tokens": 1, "browser_sessions": 0},
+            http=True,
+        )
+    ]
+
+
+def password_change(scene):
+    issued = scene.patient()
+    body = {"current_password": PASSWORD, "new_password": "Neue-Brücke-über-den-Fluss"}
+    response = scene.act(lambda: scene.post("/api/auth/password", body, issued.raw))
+    assert response.status_code == 204
+    return [
+        Expected(
+            AuditAction.AUTH_PASSWORD_CHANGE,
+            issued.user,
+            object_type="user",
+            object_id=issued.user.pk,
+            subject=issued.user,
+            details={"via": "change"},
+            http=True,
+        )
+    ]
+
+
+def _totp_code(device) -> str:
+    from django_otp.oath import TOTP
+
+    totp = TOTP(device.bin_key, device.step, device.t0, device.digits, device.drift)
+    return f"{totp.token():06d}"
+
+
+def otp_confirm(scene):
+    staff, issued = staff_with_token(role=Role.PRACTITIONER)
+    assert scene.post("/api/auth/otp/enrolment", token=issued.raw).status_code == 201
+    device = TOTPDevice.objects.get(user=staff)
+    body = {"otp": _totp_code(device)}
+    response = scene.act(lambda: scene.post("/api/auth/otp/confirm", body, issued.raw))
+    assert response.status_code == 200
+    return [
+        Expected(
+            AuditAction.AUTH_OTP_CONFIRM,
+            staff,
+            object_type="otp_device",
+            object_id=device.pk,
+            details={"replaced": 0},
+            http=True,
+        )
+    ]
+
+
+def otp_reset_by_an_operator(scene):
+    staff, _ = staff_with_token(role=Role.AUDITOR)
+    device = otp_enrolment_start(user=staff, verified=False).device
+    otp_enrolment_confirm(user=staff, code=_totp_code(device), verified=False)
+    scene.act(lambda: otp_reset(user=staff, actor=None))
+    return [
+        Expected(AuditAction.AUTH_OTP_RESET, None, object_type="user", object_id=staff.pk),
+        Expected(
+            AuditAction.AUTH_LOGOUT_ALL,
+            None,
+            object_type="user",
+            object_id=staff.pk,
+            details={"reason": "otp_reset", "api_tokens": 1, "browser_sessions": 0},
+        ),
+    ]
+
+
 CASES = [
     register,
     login_patient,
@@ -933,6 +1032,11 @@ CASES = [
     waitlist_offer_decline,
     waitlist_offer_expire,
     reminder_send,
+    session_ended,
+    logout_all,
+    password_change,
+    otp_confirm,
+    otp_reset_by_an_operator,
 ]
 
 
@@ -987,6 +1091,11 @@ def test_a6_every_action_of_the_vocabulary_is_covered():
         "waitlist.offer_confirm",
         "waitlist.offer_decline",
         "waitlist.offer_expire",
+        "auth.session_end",
+        "auth.logout_all",
+        "auth.password_change",
+        "auth.otp_confirm",
+        "auth.otp_reset",
     }
     assert set(AuditAction.values) == covered
 

@@ -253,6 +253,7 @@ def test_my_appointments_upcoming_and_past_with_empty_states(world):
 def test_past_appointments_are_listed_latest_first(world):
     client = world.client_for("patient")
     with time_machine.travel(world.appointment.starts_at + datetime.timedelta(days=1)):
+        client = world.client_for("patient")  # a fresh session: sessions end when idle
         response = client.get(reverse("booking:appointments"), {"when": "past"})
         upcoming = client.get(reverse("booking:appointments"))
 
@@ -294,6 +295,7 @@ def test_after_the_cut_off_the_button_gives_way_to_the_explanation(world):
     cancel = reverse("booking:cancel", kwargs={"appointment_id": world.appointment.pk})
     before = client.get(detail)
     with time_machine.travel(world.appointment.starts_at - datetime.timedelta(hours=23)):
+        client = world.client_for("patient")  # a fresh session: sessions end when idle
         after = client.get(detail)
         listed = client.get(reverse("booking:appointments"))
         refused = client.post(cancel, follow=True)

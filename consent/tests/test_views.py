@@ -67,7 +67,7 @@ def test_the_list_shows_only_my_consents_with_their_status(world):
 
     response = client.get(CONSENTS)
     with time_machine.travel(timezone.now() + datetime.timedelta(days=3)):
-        later = client.get(CONSENTS)
+        later = world.client_for("patient").get(CONSENTS)  # fresh: sessions end when idle
 
     assert list(response.context["page_obj"].object_list) == [with_end, world.consent]
     assert "Allergie, Medikation" in response.text

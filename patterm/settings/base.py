@@ -31,6 +31,9 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "ninja",
+    "axes",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
     # Patterm, bottom layer first (docs/architecture.md)
     "audit",
     "accounts",
@@ -50,10 +53,15 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
+    "accounts.middleware.BrowserSessionMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "patterm.middleware.JsonApiErrorsMiddleware",
     "patterm.web.PageErrorsMiddleware",
+    "csp.middleware.CSPMiddleware",
+    # Last: turns a lockout found during authenticate() into the 429 of accounts/lockout.py.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "patterm.urls"
@@ -106,6 +114,11 @@ CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
 
 # --- Accounts and passwords -----------------------------------------------------------------
 AUTH_USER_MODEL = "accounts.User"
+# AxesStandaloneBackend first: it refuses a locked account before any password is checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
 
 # Argon2id first (Django's defaults: t=2, m=102,400 KiB, p=8, above OWASP's m=19,456 KiB, t=2);
 # PBKDF2 stays so that older hashes still verify and are upgraded at the next login.
@@ -122,6 +135,10 @@ AUTH_PASSWORD_VALIDATORS = [
     },
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+    # The bundled list of breached passwords, also behind digits, symbols and l33t spelling.
+    {"NAME": "accounts.passwords.BreachedPasswordValidator"},
+    # No password that contains the account's own e-mail name or a person's name.
+    {"NAME": "accounts.passwords.PersonalDataValidator"},
 ]
 LOGIN_URL = "accounts:login"
 LOGIN_REDIRECT_URL = "start"
@@ -135,6 +152,67 @@ PATTERM_TOKEN_IDLE_TIMEOUT = timedelta(minutes=env.int("PATTERM_TOKEN_IDLE_MINUT
 PATTERM_TOKEN_MAX_AGE = timedelta(hours=env.int("PATTERM_TOKEN_MAX_AGE_HOURS", default=12))
 # last_used_at is written at most this often, not on every request.
 PATTERM_TOKEN_TOUCH_INTERVAL = timedelta(minutes=1)
+
+# --- Browser sessions -------------------------------------------------------------------------
+# Django's database sessions, each registered in accounts.BrowserSession (device, address, last
+# seen). The same ASVS L2 limits as tokens: 30 minutes idle, 12 hours at most (ASVS 3.3.2).
+SESSION_ENGINE = "django.contrib.sessions.backends.db"
+PATTERM_SESSION_IDLE_TIMEOUT = timedelta(
+    minutes=env.int("PATTERM_SESSION_IDLE_MINUTES", default=30)
+)
+PATTERM_SESSION_MAX_AGE = timedelta(hours=env.int("PATTERM_SESSION_MAX_AGE_HOURS", default=12))
+SESSION_COOKIE_AGE = int(PATTERM_SESSION_MAX_AGE.total_seconds())
+SESSION_EXPIRE_AT_BROWSER_CLOSE = True
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+# The registry's last_seen_at is written at most this often.
+PATTERM_SESSION_TOUCH_INTERVAL = timedelta(minutes=1)
+
+# --- Lockout (django-axes) --------------------------------------------------------------------
+# Counted per account and per account + address, never per address alone (a clinic's shared
+# address must not lock everyone out). The HTML and the API login both go through authenticate().
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=10)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("AXES_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = ["username", ["username", "ip_address"]]
+AXES_USERNAME_FORM_FIELD = "username"  # what authenticate() and the login forms call it
+AXES_USERNAME_CALLABLE = "accounts.lockout.username_of"
+AXES_CLIENT_IP_CALLABLE = "accounts.lockout.address_of"
+AXES_LOCKOUT_CALLABLE = "accounts.lockout.lockout_response"
+AXES_RESET_ON_SUCCESS = True
+AXES_HTTP_RESPONSE_CODE = 429
+# Access logs would keep every address and account tried: the audit log has what is needed.
+AXES_DISABLE_ACCESS_LOG = True
+AXES_VERBOSE = False
+# The database handler counts across every worker; AXES_HANDLER may name the cache handler,
+# which then uses CACHE_URL (Redis in production, docs/deployment.md).
+AXES_HANDLER = env.str("AXES_HANDLER", default="axes.handlers.database.AxesDatabaseHandler")
+
+# --- Second factor (django-otp, TOTP) -----------------------------------------------------------
+# Practitioners, clinic admins and auditors need a confirmed TOTP device before they reach
+# medical data or the audit log. Production requires it; development lets the demo staff skip it.
+PATTERM_REQUIRE_STAFF_OTP = env.bool("PATTERM_REQUIRE_STAFF_OTP", default=False)
+# Paths that a staff member reaches only with a verified second factor (when required): medical
+# data, the audit log, and appointments (staff see the booking snapshot: names, birth date,
+# reason), the staff pages (schedule, records, audit log) and the Django admin. Patients are
+# never gated.
+PATTERM_OTP_PROTECTED_PATHS = (
+    "/api/medical/",
+    "/api/audit/",
+    "/api/appointments",
+    "/staff/",
+    "/admin/",
+)
+OTP_TOTP_ISSUER = "Patterm"
+# A device accepts the codes of the current, previous and next 30 s step (its `tolerance` of 1),
+# never older ones; no drift learning, so that window never widens.
+OTP_TOTP_SYNC = False
+OTP_TOTP_THROTTLE_FACTOR = 1
+PATTERM_RECOVERY_CODE_COUNT = 10
+
+# A password-reset link works once (Django's token covers the password hash) and for one hour.
+PASSWORD_RESET_TIMEOUT = 3600
+# At most this many reset e-mails per address and hour (counted in CACHE_URL).
+PATTERM_PASSWORD_RESET_MAX_PER_HOUR = 3
 
 # --- Keys -----------------------------------------------------------------------------------
 # Master keys wrap the per-patient data keys: "VERSION:BASE64KEY" entries, newest first.
@@ -155,6 +233,21 @@ PATTERM_AUDIT_VERIFY_KEYS = env.list("PATTERM_AUDIT_VERIFY_KEYS", default=[])
 # minutes (checked at the next event); `manage.py audit_checkpoint` signs one at any time.
 PATTERM_AUDIT_CHECKPOINT_EVERY = env.int("PATTERM_AUDIT_CHECKPOINT_EVERY", default=1000)
 PATTERM_AUDIT_CHECKPOINT_MINUTES = env.int("PATTERM_AUDIT_CHECKPOINT_MINUTES", default=60)
+
+# --- Content Security Policy (django-csp) -----------------------------------------------------
+# No inline script or eval anywhere; nothing may frame the portal.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    },
+}
 
 # --- Internationalisation -------------------------------------------------------------------
 LANGUAGE_CODE = "de"
@@ -226,5 +319,7 @@ LOGGING = {
         # Request bodies never reach the logs; these loggers only name the path and status.
         "django.request": {"level": "WARNING"},
         "django.db.backends": {"level": "INFO"},
+        # Axes logs every attempt at INFO; the audit log already has what is needed.
+        "axes": {"level": "WARNING"},
     },
 }

@@ -64,3 +64,83 @@ def test_production_settings_pass_the_deployment_checklist():
     result = manage("check", "--deploy", "--fail-level", "WARNING", environment=COMPLETE)
 
     assert result.returncode == 0, result.stderr + result.stdout
+
+
+# D2: what a browser gets from the production settings: one login page, one sign-in.
+HEADER_PROBE = """
+import json
+from django.test import Client, override_settings
+from django.test.utils import setup_test_environment
+from accounts.models import User
+
+setup_test_environment()
+User.objects.create_user("probe@example.com", "Lange-Reise-2026")
+# Static files are not collected for the probe; the headers do not depend on them.
+plain = {"default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}
+with override_settings(STORAGES=plain):
+    client = Client(HTTP_HOST="portal.example.de")
+    insecure = client.get("/account/login/")
+    page = client.get("/account/login/", secure=True)
+    login = client.post("/account/login/", {"email": "probe@example.com",
+                        "password": "Lange-Reise-2026"}, secure=True)
+cookies = {}
+for response in (page, login):
+    for name, morsel in response.cookies.items():
+        cookies[name] = {"secure": bool(morsel["secure"]), "httponly": bool(morsel["httponly"]),
+                         "samesite": morsel["samesite"], "path": morsel["path"],
+                         "domain": morsel["domain"]}
+print(json.dumps({"insecure": [insecure.status_code, insecure.get("Location", "")],
+                  "status": [page.status_code, login.status_code],
+                  "headers": dict(page.headers), "cookies": cookies}))
+"""
+
+
+@pytest.fixture(scope="module")
+def production_responses(tmp_path_factory):
+    database = tmp_path_factory.mktemp("production") / "probe.sqlite3"
+    environment = {**COMPLETE, "DATABASE_URL": f"sqlite:///{database}"}
+    migrated = manage("migrate", "--no-input", environment=environment)
+    assert migrated.returncode == 0, migrated.stderr
+    result = manage("shell", "-c", HEADER_PROBE, environment=environment)
+    assert result.returncode == 0, result.stderr
+    import json
+
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_production_redirects_plain_http_to_https(production_responses):
+    status, location = production_responses["insecure"]
+
+    assert status == 301
+    assert location.startswith("https://portal.example.de/")
+
+
+def test_production_response_headers(production_responses):
+    headers = {name.lower(): value for name, value in production_responses["headers"].items()}
+
+    assert production_responses["status"] == [200, 302]
+    hsts = headers["strict-transport-security"]
+    assert "max-age=31536000" in hsts and "includeSubDomains" in hsts
+    policy = {
+        part.strip().split(" ", 1)[0]: part.strip()
+        for part in headers["content-security-policy"].split(";")
+    }
+    assert "'unsafe-inline'" not in policy["script-src"]
+    assert "'unsafe-eval'" not in policy["script-src"]
+    assert policy["frame-ancestors"] == "frame-ancestors 'none'"
+    assert headers["referrer-policy"] == "same-origin"
+    assert headers["cross-origin-opener-policy"] == "same-origin"
+    assert headers["x-content-type-options"] == "nosniff"
+    assert headers["x-frame-options"] == "DENY"
+
+
+def test_production_cookies_are_host_only_secure_httponly_and_samesite(production_responses):
+    cookies = production_responses["cookies"]
+
+    assert {"__Host-sessionid", "__Host-csrftoken"} <= set(cookies)
+    for name in ("__Host-sessionid", "__Host-csrftoken"):
+        flags = cookies[name]
+        assert flags["secure"] and flags["httponly"], name
+        assert flags["samesite"] == "Lax", name
+        assert flags["path"] == "/" and not flags["domain"], name  # what __Host- requires

@@ -196,8 +196,10 @@ def test_the_service_refuses_a_short_justification_too(staff_world):
 
 
 def test_emergency_access_opens_the_record_and_its_end_shows_on_every_staff_page(
-    staff_world, django_capture_on_commit_callbacks
+    staff_world, django_capture_on_commit_callbacks, settings
 ):
+    # The test jumps past the access's 4 hours; the browser session must not time out first.
+    settings.PATTERM_SESSION_IDLE_TIMEOUT = datetime.timedelta(hours=5)
     client = staff_world.client_for("practitioner_other")
     url = reverse("vault_staff:emergency_access", args=[staff_world.patient.pk])
     mail.outbox.clear()
