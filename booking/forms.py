@@ -43,3 +43,32 @@ class ErasureForm(forms.Form):
         label=_("I understand what stays and what goes, and I want my account closed now."),
         error_messages={"required": _("Tick the box to confirm.")},
     )
+
+
+class WaitlistJoinForm(forms.Form):
+    """Join a waitlist: a specialty, optionally a city, a clinic and a range of days. The
+    service (booking.waitlist.waitlist_join) checks the rules; its field errors land here."""
+
+    specialty = forms.ChoiceField(label=_("Specialty"))
+    city = forms.ChoiceField(label=_("City"), required=False)
+    clinic = forms.TypedChoiceField(label=_("Clinic"), required=False, coerce=int, empty_value=None)
+    date_from = forms.DateField(label=_("From"), required=False, widget=DateInput())
+    date_to = forms.DateField(
+        label=_("Until"),
+        required=False,
+        widget=DateInput(),
+        help_text=_("Optional: the days you could come; empty: any day."),
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        specialties = sorted(Specialty.objects.all(), key=lambda s: s.name)
+        self.fields["specialty"].choices = [("", _("Choose a specialty"))] + [
+            (s.slug, s.name) for s in specialties
+        ]
+        cities = Clinic.objects.order_by("city").values_list("city", flat=True).distinct()
+        self.fields["city"].choices = [("", _("Any city"))] + [(c, c) for c in cities]
+        clinics = Clinic.objects.order_by("name").values_list("pk", "name", "city")
+        self.fields["clinic"].choices = [("", _("Any clinic"))] + [
+            (pk, f"{name}, {city}") for pk, name, city in clinics
+        ]

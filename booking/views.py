@@ -19,20 +19,25 @@ from accounts.models import Role
 from accounts.services import session_logout
 from booking import services, waitlist
 from booking.api import ics_response
-from booking.forms import BookForm, ErasureForm, SearchForm
+from booking.forms import BookForm, ErasureForm, SearchForm, WaitlistJoinForm
 from booking.models import OfferStatus
-from patterm.errors import Conflict, DomainError
+from patterm.errors import Conflict, DomainError, InvalidInput
 from patterm.web import role_required, safe_next_url
 from vault.api import export_response
 from vault.services import erasure_retention_date
 
 SLOTS_PER_PAGE = 40
 APPOINTMENTS_PER_PAGE = 20
+WAITLIST_PER_PAGE = 20
 
 MESSAGE_BOOKED = _("Your appointment is booked. A confirmation is on its way by e-mail.")
 MESSAGE_CONFIRMED = MESSAGE_BOOKED
 MESSAGE_DECLINED = _("The slot goes to the next patient waiting. You stay on the waitlist.")
 MESSAGE_CANCELLED = _("Your appointment is cancelled. The time is free for others again.")
+MESSAGE_WAITLIST_JOINED = _(
+    "You are on the waitlist. When a matching slot becomes free, we offer it to you by e-mail."
+)
+MESSAGE_WAITLIST_LEFT = _("You have left this waitlist.")
 MESSAGE_ERASURE_FILED = _(
     "Your account is closed and you are logged out. Your medical record is kept until "
     "%(date)s (legal retention period), then erased."
@@ -185,6 +190,61 @@ def waitlist_offer(request, offer_id):
         "booking/waitlist_offer.html",
         {"offer": offer, "slot": offer.slot, "is_open": offer.status == OfferStatus.OPEN},
     )
+
+
+# --- My waitlist ----------------------------------------------------------------------------
+
+
+@role_required(Role.PATIENT)
+@require_http_methods(["GET", "POST"])
+def waitlist_page(request):
+    """My waitlist: join (the same service as POST /api/waitlist; a rule broken is an error
+    next to its field, the limit a form error) and the entries still waiting, each with its
+    open offer, paginated."""
+    form = WaitlistJoinForm(request.POST if request.method == "POST" else None)
+    status = 200
+    if request.method == "POST":
+        if form.is_valid():
+            data = form.cleaned_data
+            try:
+                waitlist.waitlist_join(
+                    patient=request.user,
+                    specialty=data["specialty"],
+                    city=data["city"],
+                    clinic_id=data["clinic"],
+                    date_from=data["date_from"],
+                    date_to=data["date_to"],
+                )
+            except InvalidInput as error:
+                for item in error.errors:
+                    field = item.get("field")
+                    form.add_error(field if field in form.fields else None, item["message"])
+                status = 422
+            except Conflict as error:
+                form.add_error(None, error.message)
+                status = 409
+            else:
+                messages.success(request, MESSAGE_WAITLIST_JOINED)
+                return redirect("booking:waitlist")
+        else:
+            status = 422
+    entries = waitlist.waitlist_entries(patient=request.user)
+    page_obj = Paginator(entries, WAITLIST_PER_PAGE).get_page(request.GET.get("page"))
+    return render(
+        request,
+        "booking/waitlist.html",
+        {"form": form, "page_obj": page_obj, "entries": page_obj.object_list},
+        status=status,
+    )
+
+
+@role_required(Role.PATIENT)
+@require_POST
+def waitlist_leave(request, entry_id):
+    """Leave one entry (the same service as DELETE /api/waitlist/{id}; someone else's: 404)."""
+    waitlist.waitlist_leave(patient=request.user, entry_id=entry_id)
+    messages.success(request, MESSAGE_WAITLIST_LEFT)
+    return redirect("booking:waitlist")
 
 
 # --- The record's export and erasure (GDPR Art. 15, 17, 20) ----------------------------------

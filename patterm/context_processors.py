@@ -9,6 +9,7 @@ NAVIGATION = {
     "patient": [
         ("home", _("Find an appointment")),
         ("booking:appointments", _("My appointments")),
+        ("booking:waitlist", _("Waitlist")),
         ("vault:record", _("My record")),
         ("consent:consents", _("My consents")),
         ("consent:access_log", _("Access log")),
