@@ -17,7 +17,6 @@ import datetime
 import logging
 from dataclasses import dataclass
 
-from django.conf import settings
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.db.models import Prefetch
@@ -29,6 +28,7 @@ from accounts.models import Clinic
 from audit.models import AuditAction
 from audit.signals import send_event
 from booking.models import Appointment, AppointmentStatus, SentReminder
+from booking.services import appointment_links
 
 logger = logging.getLogger("patterm.reminders")
 
@@ -145,13 +145,11 @@ def _send_reminder(*, appointment: Appointment) -> None:
     reason for the visit, no medical content. In the patient's language."""
     slot = appointment.slot
     local_start = timezone.localtime(appointment.starts_at)
-    base_url = settings.PATTERM_PUBLIC_URL.rstrip("/")
     with translation.override(appointment.patient.language):
         context = {
             "starts_at": local_start,
             "clinic": slot.clinic,
-            "appointment_url": f"{base_url}/api/appointments/{appointment.pk}",
-            "ics_url": f"{base_url}/api/appointments/{appointment.pk}/ics",
+            **appointment_links(appointment),
             "cutoff_hours": slot.clinic.cancellation_cutoff_hours,
             "can_cancel_online": timezone.now()
             < appointment.starts_at

@@ -16,6 +16,7 @@ from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.db.models import Q, QuerySet
 from django.template.loader import render_to_string
+from django.urls import reverse
 from django.utils import timezone, translation
 from django.utils.translation import gettext_lazy as _
 
@@ -196,6 +197,17 @@ def appointment_book(*, patient: User, slot_id: str, reason: str = "") -> Appoin
     return appointment
 
 
+def appointment_links(appointment: Appointment) -> dict:
+    """The e-mails' links: the portal's appointment page (details, cancel) and its calendar
+    file. Not the API, whose endpoints need a bearer token a mail client does not send."""
+    base_url = settings.PATTERM_PUBLIC_URL.rstrip("/")
+    kwargs = {"appointment_id": appointment.pk}
+    return {
+        "appointment_url": base_url + reverse("booking:appointment", kwargs=kwargs),
+        "ics_url": base_url + reverse("booking:ics", kwargs=kwargs),
+    }
+
+
 def _send_confirmation(*, appointment: Appointment, to: str, language: str | None) -> None:
     """The confirmation e-mail: time, clinic, address, links; no name, birth date or reason.
 
@@ -203,14 +215,12 @@ def _send_confirmation(*, appointment: Appointment, to: str, language: str | Non
     """
     slot = appointment.slot
     local_start = timezone.localtime(slot.starts_at)
-    base_url = settings.PATTERM_PUBLIC_URL.rstrip("/")
     with translation.override(language):
         context = {
             "starts_at": local_start,
             "clinic": slot.clinic,
             "specialty": slot.specialty.name,
-            "appointment_url": f"{base_url}/api/appointments/{appointment.pk}",
-            "ics_url": f"{base_url}/api/appointments/{appointment.pk}/ics",
+            **appointment_links(appointment),
             "cutoff_hours": slot.clinic.cancellation_cutoff_hours,
         }
         send_mail(

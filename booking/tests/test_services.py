@@ -204,7 +204,9 @@ def test_the_confirmation_is_sent_after_commit_with_time_and_clinic_but_no_perso
     assert CLINIC_ADDRESS in text
     assert "09:40" in text  # Berlin's wall clock, not UTC (07:40)
     assert "06.05.2030" in text
-    assert f"/api/appointments/{appointment.pk}/ics" in text
+    assert f"/appointments/{appointment.pk}/ics/" in text
+    assert f"/appointments/{appointment.pk}/\n" in text  # the portal's page, to cancel
+    assert "/api/" not in text
     assert_no_personal_data(text)
 
 
