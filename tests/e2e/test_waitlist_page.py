@@ -33,6 +33,8 @@ def test_a_patient_joins_the_waitlist_sees_the_entry_and_leaves_it(page, make_pa
     expect(entry).to_have_count(1)
     expect(entry).to_contain_text("Allgemeinmedizin")
     shot(page, "patient-waitlist")
+    page.set_viewport_size({"width": 390, "height": 844})  # a phone: no sideways scrolling
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
 
     entry.get_by_role("button", name="Warteliste verlassen").click()
 
