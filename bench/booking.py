@@ -84,7 +84,7 @@ def main() -> int:
         patient_register(
             email=f"p{n}@bench.de",
             password=PASSWORD,
-            first_name="Bench",
+            first_name="Berta",
             last_name=f"P{n}",
             date_of_birth=datetime.date(1980, 1, 1),
             client=ClientInfo(),

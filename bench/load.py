@@ -169,7 +169,7 @@ def run(arguments, postgres) -> int:
         patient = patient_register(
             email=f"l{n}@load.de",
             password="Load-Passwort-2026",
-            first_name="Load",
+            first_name="Lotte",
             last_name=f"L{n}",
             date_of_birth=datetime.date(1980, 1, 1),
             client=ClientInfo(),

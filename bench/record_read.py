@@ -77,8 +77,8 @@ def main() -> int:
     Membership.objects.create(user=practitioner, clinic=clinic, role=Role.PRACTITIONER)
     patient = patient_register(
         email="bench@example.com",
-        password="Bench-Passwort-2026",
-        first_name="Bench",
+        password="Akten-Lesen-2026",
+        first_name="Berta",
         last_name="Mark",
         date_of_birth=datetime.date(1980, 1, 1),
         client=ClientInfo(),
