@@ -73,8 +73,14 @@ def postgres_url_or_exit(script: str) -> str:
 
 
 def recreate_database(url: str, name: str) -> str:
-    """Drop and create database `name` on the server of `url`; returns its URL."""
+    """Drop and create database `name` on the server of `url`; returns its URL.
+
+    BENCH_DB_SUFFIX is appended to the name, so that two checkouts benching on one server at the
+    same time do not drop each other's database.
+    """
     import psycopg
+
+    name += os.environ.get("BENCH_DB_SUFFIX", "")
 
     with psycopg.connect(url, autocommit=True, connect_timeout=3) as connection:
         connection.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
