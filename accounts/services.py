@@ -99,6 +99,50 @@ def user_create(
     return user
 
 
+NO_LOGIN_EMAIL_DOMAIN = "no-login.invalid"
+
+
+def user_create_without_login(*, role: str, language: str = "de") -> User:
+    """An account nobody signs in to (a relative an account holder manages): no usable
+    password, and a unique placeholder address under a reserved domain (RFC 2606) that no
+    mail leaves for and no password reset finds (Django's reset skips unusable passwords)."""
+    user = User(
+        email=f"{secrets.token_hex(12)}@{NO_LOGIN_EMAIL_DOMAIN}", role=role, language=language
+    )
+    user.set_unusable_password()
+    user.save()
+    return user
+
+
+def user_has_login(user: User) -> bool:
+    return user.has_usable_password() and not user.email.endswith("@" + NO_LOGIN_EMAIL_DOMAIN)
+
+
+def user_login_give(
+    *, user: User, email: str, password: str, personal_names: tuple[str, ...] = ()
+) -> User:
+    """Give an account without login an address and a password (a relative taking over):
+    the same password rules and address check as `user_create`."""
+    email = normalize_email(email)
+    user.password_context_names = personal_names
+    try:
+        validate_password(password, user=user)
+    except ValidationError as error:
+        raise InvalidInput(
+            [{"field": "password", "message": str(message)} for message in error.messages]
+        ) from error
+    if User.objects.filter(email=email).exclude(pk=user.pk).exists():
+        raise Conflict(MESSAGE_EMAIL_TAKEN, "email_taken")
+    user.email = email
+    user.set_password(password)
+    try:
+        with transaction.atomic():
+            user.save(update_fields=["email", "password"])
+    except IntegrityError as error:
+        raise Conflict(MESSAGE_EMAIL_TAKEN, "email_taken") from error
+    return user
+
+
 def user_language_set(*, user: User, language: str) -> User:
     """The language of the e-mails Patterm sends to `user` (reminders, waitlist offers)."""
     User.objects.filter(pk=user.pk).update(language=language)

@@ -216,6 +216,15 @@ class Appointment(models.Model):
     starts_at = models.DateTimeField(_("starts"))
     ends_at = models.DateTimeField(_("ends"))
     booked_at = models.DateTimeField(_("booked"), default=timezone.now)
+    # Who booked, when not the patient: the account holder of a relative (decision 0014).
+    booked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("booked by"),
+    )
     cancelled_at = models.DateTimeField(_("cancelled"), null=True, blank=True)
     # The booking snapshot: what the clinic needs, encrypted with the patient's data key.
     patient_first_name = EncryptedTextField(_("first name"), patient_field="patient")

@@ -29,6 +29,7 @@ from audit.models import AuditAction
 from audit.signals import send_event
 from booking.models import Appointment, AppointmentStatus, SentReminder
 from booking.services import appointment_links
+from consent.relatives import contact_for
 
 logger = logging.getLogger("patterm.reminders")
 
@@ -145,7 +146,9 @@ def _send_reminder(*, appointment: Appointment) -> None:
     reason for the visit, no medical content. In the patient's language."""
     slot = appointment.slot
     local_start = timezone.localtime(appointment.starts_at)
-    with translation.override(appointment.patient.language):
+    # A relative has no address of their own: their account holder is reminded.
+    recipient = contact_for(appointment.patient)
+    with translation.override(recipient.language):
         context = {
             "starts_at": local_start,
             "clinic": slot.clinic,
@@ -161,5 +164,5 @@ def _send_reminder(*, appointment: Appointment) -> None:
             ),
             message=render_to_string("booking/reminder_email.txt", context),
             from_email=None,
-            recipient_list=[appointment.patient.email],
+            recipient_list=[recipient.email],
         )

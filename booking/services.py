@@ -33,6 +33,7 @@ from booking.models import (
     Specialty,
 )
 from consent.models import CareSource
+from consent.relatives import acting_for
 from consent.services import care_relationship_record
 from patterm.errors import Conflict, Forbidden, InvalidInput, NotFound
 from vault.keys import request_key_cache
@@ -74,20 +75,40 @@ def appointments_visible_to(user: User) -> QuerySet[Appointment]:
     return appointments.none()
 
 
+def appointments_managed_by(patient: User) -> QuerySet[Appointment]:
+    """A patient's own appointments and those of the relatives they manage now (decision
+    0014): what they may open and cancel. Not their record or export, which stay their own."""
+    managed = Q(patient=patient) | Q(
+        patient__holder_link__holder=patient,
+        patient__holder_link__ended_at__isnull=True,
+        patient__is_active=True,
+    )
+    return Appointment.objects.select_related(
+        "slot__clinic", "slot__practitioner", "slot__specialty"
+    ).filter(managed)
+
+
+def _reachable(user: User) -> QuerySet[Appointment]:
+    if user.role == Role.PATIENT:
+        return appointments_managed_by(user)
+    return appointments_visible_to(user)
+
+
 def appointment_get(*, user: User, appointment_id) -> Appointment:
-    """One appointment, if `user` may see it; missing and forbidden are both NotFound."""
-    appointment = appointments_visible_to(user).filter(pk=appointment_id).first()
+    """One appointment, if `user` may see it (a holder: their relatives' too); missing and
+    forbidden are both NotFound."""
+    appointment = _reachable(user).filter(pk=appointment_id).first()
     if appointment is None:
         raise NotFound()
     return appointment
 
 
 def own_appointment_get(*, patient: User, appointment_id) -> Appointment:
-    """One of the patient's own appointments (the ICS download, the confirmation page);
-    anyone else's, and any appointment for staff, is NotFound."""
-    appointment = appointment_get(user=patient, appointment_id=appointment_id)
-    if appointment.patient_id != patient.pk:
+    """One of the patient's own appointments or their relatives' (the ICS download, the
+    confirmation page); anyone else's, and any appointment for staff, is NotFound."""
+    if patient.role != Role.PATIENT:
         raise NotFound()
+    appointment = appointment_get(user=patient, appointment_id=appointment_id)
     return appointment
 
 
@@ -124,10 +145,17 @@ def staff_clinic_ids(user: User) -> frozenset[int]:
 
 
 @request_key_cache()
-def appointment_book(*, patient: User, slot_id: str, reason: str = "") -> Appointment:
-    """Book a free future slot for `patient`; sends the confirmation e-mail after commit."""
-    if patient.role != Role.PATIENT:
+def appointment_book(
+    *, patient: User, slot_id: str, reason: str = "", actor: User | None = None
+) -> Appointment:
+    """Book a free future slot for `patient`; sends the confirmation e-mail after commit.
+
+    `actor`: who books, when not the patient: the account holder of a relative (decision
+    0014), recorded as `booked_by` and audited as acting for them; anyone else is NotFound.
+    """
+    if patient.role != Role.PATIENT or (actor is not None and actor.role != Role.PATIENT):
         raise Forbidden(MESSAGE_ONLY_PATIENTS_BOOK, "not_a_patient")
+    actor, acting = acting_for(actor=actor, patient=patient)
     slot_pk = Slot.pk_from_public_id(slot_id)
     if slot_pk:
         waitlist.hold_expire_if_due(slot_pk=slot_pk)  # an ended hold passes on first
@@ -174,6 +202,7 @@ def appointment_book(*, patient: User, slot_id: str, reason: str = "") -> Appoin
                     patient_last_name=profile.last_name,
                     patient_date_of_birth=profile.date_of_birth,
                     reason=reason,
+                    booked_by=actor if actor.pk != patient.pk else None,
                 )
         except IntegrityError as error:  # the partial unique index: someone else holds it
             raise Conflict(MESSAGE_SLOT_TAKEN, "slot_taken") from error
@@ -183,14 +212,15 @@ def appointment_book(*, patient: User, slot_id: str, reason: str = "") -> Appoin
         care_relationship_record(patient=patient, clinic=slot.clinic, source=CareSource.BOOKING)
         send_event(
             action=AuditAction.APPOINTMENT_BOOK,
-            actor=patient,
+            actor=actor,
             object_type="appointment",
             object_id=appointment.pk,
             subject_id=patient.pk,
             clinic_id=slot.clinic_id,
-            details={"slot": slot.public_id},
+            details={"slot": slot.public_id, **acting},
         )
-        email, language = patient.email, translation.get_language()
+        # To whoever booked: a relative has no address of their own.
+        email, language = actor.email, translation.get_language()
         transaction.on_commit(
             lambda: _send_confirmation(appointment=appointment, to=email, language=language)
         )
@@ -237,7 +267,7 @@ def appointment_cancel(*, actor: User, appointment_id) -> Appointment:
     The slot is free again at once.
     """
     with transaction.atomic():
-        visible = appointments_visible_to(actor).filter(pk=appointment_id).values("pk")
+        visible = _reachable(actor).filter(pk=appointment_id).values("pk")
         # Lock the appointment row only: FOR UPDATE on the joined slot and clinic rows would
         # block the deferred foreign key checks (FOR KEY SHARE) of bookings that commit while
         # holding the audit chain's lock, which this transaction then waits for: a deadlock.
@@ -252,16 +282,18 @@ def appointment_cancel(*, actor: User, appointment_id) -> Appointment:
         if appointment.status != AppointmentStatus.BOOKED:
             raise Conflict(MESSAGE_NOT_CANCELLABLE, "not_cancellable")
         clinic = appointment.slot.clinic
-        if appointment.patient_id == actor.pk and not patient_may_cancel(appointment):
+        # Patients reach only their own and their relatives' (`_reachable`): the cut-off holds.
+        patient_side = actor.role == Role.PATIENT
+        if patient_side and not patient_may_cancel(appointment):
             raise Conflict(
                 MESSAGE_CUTOFF % {"hours": clinic.cancellation_cutoff_hours},
                 "cancellation_cutoff_passed",
             )
-        _cancel(
-            appointment,
-            actor=actor,
-            by="patient" if appointment.patient_id == actor.pk else "clinic",
-        )
+        if not patient_side:
+            by = "clinic"
+        else:
+            by = "patient" if appointment.patient_id == actor.pk else "holder"
+        _cancel(appointment, actor=actor, by=by)
     return appointment
 
 
@@ -279,7 +311,8 @@ def _cancel(appointment: Appointment, *, actor: User, by: str) -> None:
         object_id=appointment.pk,
         subject_id=appointment.patient_id,
         clinic_id=appointment.slot.clinic_id,
-        details={"by": by},
+        # A holder cancelling for a relative: the relative's access log shows the basis.
+        details={"by": by, "bases": ["holder"]} if by == "holder" else {"by": by},
     )
     # The first matching waiting patient gets it (this transaction holds the slot's row).
     waitlist.slot_offer(slot=appointment.slot, cause="cancellation", not_to=appointment.patient_id)

@@ -127,3 +127,57 @@ class EmergencyAccess(models.Model):
 
     def __str__(self):
         return f"emergency access {self.pk}"
+
+
+class Relationship(models.TextChoices):
+    """What the relative is to the account holder."""
+
+    CHILD = "child", _("Child")
+    PARTNER = "partner", _("Partner")
+    PARENT = "parent", _("Parent")
+    OTHER = "other", _("Other relative")
+
+
+class RelativeLink(models.Model):
+    """An account holder manages a relative (Angehörige:r): a patient of their own, with their
+    own data key, record, consents and access log, but no login.
+
+    While the link is active (`ended_at` empty), `consent.policy` gives the holder the `holder`
+    basis for the relative: booking, cancelling, reading the record, consents and export. The
+    link ends when the relative takes over with an account of their own (decision 0014); the
+    row stays, so the history can say who managed the record until when.
+    """
+
+    holder = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="relative_links"
+    )
+    relative = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="holder_link"
+    )
+    relationship = models.CharField(
+        _("relationship"), max_length=16, choices=Relationship.choices, default=Relationship.CHILD
+    )
+    created_at = models.DateTimeField(_("added"), default=timezone.now)
+    # The newest invitation to take over, and the address it went to (the relative's login
+    # once they accept); an older invitation in someone's inbox stops working.
+    invited_at = models.DateTimeField(_("invited to take over"), null=True, blank=True)
+    invited_email = models.EmailField(_("invited address"), max_length=254, blank=True)
+    ended_at = models.DateTimeField(_("ended"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("relative")
+        verbose_name_plural = _("relatives")
+        ordering = ["created_at", "pk"]
+        indexes = [models.Index(fields=["holder", "ended_at"])]
+        constraints = [
+            models.CheckConstraint(
+                condition=~models.Q(holder=models.F("relative")), name="relative_not_own_holder"
+            ),
+        ]
+
+    def __str__(self):
+        return f"relative {self.relative_id} of {self.holder_id}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.ended_at is None

@@ -6,6 +6,9 @@ Everything that reads medical data asks here: `decide` for one entry, `grants` f
 
 The bases, strongest first:
 - `self`: the patient reads their own record;
+- `holder`: the account holder of a relative (decision 0014) reads the relative's record, while
+  the link is active: it ends, for every session and token of the holder, when the relative
+  takes over;
 - `own_clinic`: a practitioner reads what their clinic wrote, for a patient in care there;
 - `consent`: an active consent of the patient for the practitioner's clinic, covering the
   entry's category and authoring clinic;
@@ -21,11 +24,12 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Membership, Role, User
-from consent.models import CareRelationship, Consent, EmergencyAccess
+from consent.models import CareRelationship, Consent, EmergencyAccess, RelativeLink
 
 
 class Basis(models.TextChoices):
     SELF = "self", _("The patient themself")
+    HOLDER = "holder", _("Your account holder, acting for you")
     OWN_CLINIC = "own_clinic", _("Written by the reader's clinic")
     CONSENT = "consent", _("The patient's consent")
     EMERGENCY = "emergency", _("Declared emergency access")
@@ -76,8 +80,9 @@ def grants(*, actor: User, patient: User, purpose: str = Purpose.TREATMENT) -> l
     """What `actor` may read of `patient`'s record, strongest basis first; empty: nothing."""
     if not actor.is_active or purpose not in Purpose.values:
         return []
-    if actor.pk == patient.pk and actor.role == Role.PATIENT:
-        return [Grant(Basis.SELF)]
+    if actor.role == Role.PATIENT:
+        basis = acting_basis(actor=actor, patient=patient)
+        return [Grant(basis)] if basis else []
     if actor.role != Role.PRACTITIONER:
         return []
     clinic_ids = _practitioner_clinic_ids(actor)
@@ -104,6 +109,23 @@ def grants(*, actor: User, patient: User, purpose: str = Purpose.TREATMENT) -> l
     if active_emergency_access(practitioner=actor, patient=patient) is not None:
         found.append(Grant(Basis.EMERGENCY))
     return found
+
+
+def acting_basis(*, actor: User, patient: User) -> str | None:
+    """On which basis a patient account acts for `patient` (books, cancels, reads, grants
+    consents, exports): `self`, `holder` for a relative it manages, or None.
+
+    Asked on every request, never cached: a takeover ends the holder's access at once.
+    """
+    if not actor.is_active or actor.role != Role.PATIENT or patient.role != Role.PATIENT:
+        return None
+    if actor.pk == patient.pk:
+        return Basis.SELF
+    if RelativeLink.objects.filter(
+        holder=actor, relative=patient, ended_at__isnull=True, relative__is_active=True
+    ).exists():
+        return Basis.HOLDER
+    return None
 
 
 def acting_clinic_id(actor: User) -> int | None:

@@ -10,6 +10,7 @@ from accounts.models import Clinic, User
 from audit.models import AuditAction
 from audit.signals import send_event
 from consent.models import CareRelationship, Consent, RecordCategory
+from consent.relatives import acting_for
 from patterm.errors import Conflict, InvalidInput, NotFound
 
 
@@ -42,8 +43,11 @@ def consent_grant(
     source_clinic_id: int | None,
     categories: list[str],
     valid_until: datetime.date | None,
+    actor: User | None = None,
 ) -> Consent:
-    """The patient lets a clinic see some categories of their record (audited)."""
+    """The patient lets a clinic see some categories of their record (audited). `actor`: the
+    account holder granting it for a relative (default: the patient themself)."""
+    actor, acting = acting_for(actor=actor, patient=patient)
     errors = []
     clinics = set(
         Clinic.objects.filter(pk__in=[grantee_clinic_id, source_clinic_id]).values_list(
@@ -75,7 +79,7 @@ def consent_grant(
     )
     send_event(
         action=AuditAction.CONSENT_GRANT,
-        actor=patient,
+        actor=actor,
         object_type="consent",
         object_id=consent.pk,
         subject_id=patient.pk,
@@ -85,14 +89,17 @@ def consent_grant(
             "categories": consent.categories,
             "source_clinic": source_clinic_id,
             "valid_until": valid_until.isoformat() if valid_until else None,
+            **acting,
         },
     )
     return consent
 
 
 @transaction.atomic
-def consent_revoke(*, patient: User, consent_id) -> Consent:
-    """Withdraw a consent: it stops access from the very next request (audited)."""
+def consent_revoke(*, patient: User, consent_id, actor: User | None = None) -> Consent:
+    """Withdraw a consent: it stops access from the very next request (audited). `actor`: the
+    account holder revoking it for a relative (default: the patient themself)."""
+    actor, acting = acting_for(actor=actor, patient=patient)
     consent = Consent.objects.select_for_update().filter(pk=consent_id, patient=patient).first()
     if consent is None:
         raise NotFound()
@@ -102,12 +109,13 @@ def consent_revoke(*, patient: User, consent_id) -> Consent:
     consent.save(update_fields=["revoked_at"])
     send_event(
         action=AuditAction.CONSENT_REVOKE,
-        actor=patient,
+        actor=actor,
         object_type="consent",
         object_id=consent.pk,
         subject_id=patient.pk,
         clinic_id=consent.grantee_clinic_id,
         purpose=consent.purpose,
+        details=acting or None,
     )
     return consent
 

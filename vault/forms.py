@@ -60,3 +60,32 @@ class SignupForm(forms.Form):
         if born < datetime.date(1900, 1, 1):
             raise forms.ValidationError(MESSAGE_BIRTH_TOO_EARLY)
         return born
+
+
+class TakeoverForm(forms.Form):
+    """A relative taking over their record chooses their password (the service checks it)."""
+
+    password = forms.CharField(
+        label=_("Password"),
+        max_length=settings.PATTERM_PASSWORD_MAX_LENGTH,
+        strip=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+    )
+    password_repeat = forms.CharField(
+        label=_("Password again"),
+        max_length=settings.PATTERM_PASSWORD_MAX_LENGTH,
+        strip=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["password"].help_text = " ".join(
+            str(text) for text in password_validators_help_texts()
+        )
+
+    def clean(self):
+        data = super().clean()
+        if data.get("password") and data.get("password") != data.get("password_repeat"):
+            self.add_error("password_repeat", _("The two passwords differ."))
+        return data

@@ -25,6 +25,7 @@ from audit.models import AuditAction, Outcome
 from audit.signals import send_event
 from consent import policy
 from consent.models import CareRelationship, CareSource, EmergencyAccess
+from consent.relatives import contact_for
 from consent.services import care_relationship_record
 from patterm.errors import Forbidden, InvalidInput, NotFound
 from vault import keys
@@ -612,7 +613,8 @@ def emergency_access_declare(*, actor: User, patient_id: int, justification: str
         purpose=policy.Purpose.TREATMENT,
         details={"expires_at": access.expires_at.isoformat()},
     )
-    email, clinic = patient.email, membership.clinic
+    # A relative has no address of their own: their account holder is told.
+    email, clinic = contact_for(patient).email, membership.clinic
     transaction.on_commit(lambda: _emergency_notice(to=email, clinic=clinic, access=access))
     return access
 

@@ -11,14 +11,19 @@ from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_http_methods
 
 from accounts.models import Role
+from accounts.services import session_logout, session_start
 from consent.models import RecordCategory
-from patterm.errors import Conflict, InvalidInput
-from patterm.web import role_required, safe_next_url
-from vault import services
-from vault.forms import SignupForm
+from patterm.errors import Conflict, DomainError, InvalidInput
+from patterm.web import error_page, role_required, safe_next_url
+from vault import relatives, services
+from vault.forms import SignupForm, TakeoverForm
 
 ENTRIES_PER_PAGE = 50
 MESSAGE_WELCOME = _("Welcome to Patterm. Your account is ready and you are logged in.")
+MESSAGE_TAKEN_OVER = _(
+    "Your record is yours now: you are logged in with your own account, and nobody else "
+    "manages it any more."
+)
 CATEGORY_ORDER = {value: index for index, value in enumerate(RecordCategory.values)}
 
 
@@ -63,3 +68,37 @@ def record(request):
     entries = sorted(read.entries, key=lambda e: (CATEGORY_ORDER.get(e.category, 99),))
     page_obj = Paginator(entries, ENTRIES_PER_PAGE).get_page(request.GET.get("page"))
     return render(request, "vault/record.html", {"profile": profile, "page_obj": page_obj})
+
+
+@sensitive_post_parameters("password", "password_repeat")
+@never_cache
+@require_http_methods(["GET", "POST"])
+def relative_takeover(request, token: str):
+    """The invitation link: the relative chooses a password and takes over their record; the
+    holder's access ends now. Signed in afterwards. An expired or replaced link says so."""
+    try:
+        relatives.invitation_open(token=token)
+    except DomainError as error:
+        return error_page(request, status=error.status, message=error.message, code=error.code)
+    form = TakeoverForm(request.POST if request.method == "POST" else None)
+    status = 200
+    if request.method == "POST":
+        if form.is_valid():
+            try:
+                account = relatives.relative_takeover(
+                    token=token, password=form.cleaned_data["password"]
+                )
+            except InvalidInput as error:
+                for item in error.errors:
+                    field = item.get("field")
+                    form.add_error(field if field in form.fields else None, item["message"])
+            except Conflict as error:
+                form.add_error(None, error.message)
+            else:
+                if request.user.is_authenticated:  # the holder's browser: not theirs any more
+                    session_logout(request=request)
+                session_start(request=request, user=account)
+                messages.success(request, MESSAGE_TAKEN_OVER)
+                return redirect("vault:record")
+        status = 422
+    return render(request, "vault/relative_takeover.html", {"form": form}, status=status)

@@ -300,6 +300,13 @@ PATTERM_EMERGENCY_ACCESS_DURATION = timedelta(
 # before an erasure request may be completed.
 PATTERM_RECORD_RETENTION_YEARS = env.int("PATTERM_RECORD_RETENTION_YEARS", default=10)
 
+# Relatives (decision 0014): from this age a relative may take over their record with an account
+# of their own (the German ePA lets its holder manage it alone from 15); the holder is told and
+# can invite them. The invitation link works this many days.
+PATTERM_RELATIVE_OWN_ACCOUNT_AGE = env.int("PATTERM_RELATIVE_OWN_ACCOUNT_AGE", default=15)
+PATTERM_RELATIVE_INVITATION_DAYS = env.int("PATTERM_RELATIVE_INVITATION_DAYS", default=7)
+PATTERM_RELATIVES_MAX = 20  # per account holder
+
 # --- Links in e-mails ----------------------------------------------------------------------
 PATTERM_PUBLIC_URL = env.str("PATTERM_PUBLIC_URL", default="http://127.0.0.1:8000")
 
