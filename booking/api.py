@@ -39,7 +39,11 @@ def appointment_out(
     appointment: Appointment, *, viewer, staff_clinics: frozenset[int] | None = None
 ) -> dict:
     """Reason for the owner and the clinic's staff; the booking snapshot for staff only."""
-    is_owner = appointment.patient_id == viewer.pk
+    # The owner, or the account holder who booked for a relative (only their relatives'
+    # appointments reach them: booking.services.appointments_managed_by).
+    is_owner = appointment.patient_id == viewer.pk or (
+        viewer.role == Role.PATIENT and appointment.booked_by_id == viewer.pk
+    )
     if staff_clinics is None:
         staff_clinics = services.staff_clinic_ids(viewer)
     is_staff = not is_owner and appointment.slot.clinic_id in staff_clinics
@@ -52,6 +56,8 @@ def appointment_out(
     }
     if is_owner or is_staff:
         body["reason"] = appointment.reason
+        if appointment.booked_by_id is not None:
+            body["booked_by"] = "holder"  # who booked, never their name (decision 0014)
     if is_staff:
         body["patient"] = {
             "id": appointment.patient_id,

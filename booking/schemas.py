@@ -91,6 +91,8 @@ class AppointmentOut(Schema):
     booked_at: datetime.datetime
     cancelled_at: datetime.datetime | None
     reason: str | None = None
+    # "holder": booked by the account holder of a relative; absent: by the patient.
+    booked_by: str | None = None
     patient: SnapshotOut | None = None
 
 

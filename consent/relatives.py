@@ -31,7 +31,7 @@ def relative_link_get(*, holder: User, relative_id) -> RelativeLink:
         relative_pk = int(relative_id)
     except (TypeError, ValueError):
         raise NotFound() from None
-    if holder.role != Role.PATIENT or not holder.is_active:
+    if not 0 < relative_pk < 2**63 or holder.role != Role.PATIENT or not holder.is_active:
         raise NotFound()
     link = active_links(holder=holder).filter(relative_id=relative_pk).first()
     if link is None:

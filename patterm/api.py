@@ -24,6 +24,7 @@ from patterm.errors import (
 from vault.api import router as vault_router
 from vault.crypto import DecryptionError
 from vault.keys import master_key_ring
+from vault.relatives_api import router as relatives_router
 
 logger = logging.getLogger("patterm.api")
 
@@ -183,6 +184,7 @@ api.add_router("", vault_router)
 api.add_router("", booking_router)
 api.add_router("", audit_router)
 api.add_router("", consent_router)
+api.add_router("", relatives_router)
 
 
 class HealthOut(Schema):

@@ -10,6 +10,7 @@ from ninja import Router, Status
 from ninja.pagination import paginate
 
 from accounts.models import Role
+from accounts.services import user_has_login
 from audit.selectors import events_about
 from booking.api import appointment_out
 from booking.schemas import AppointmentOut
@@ -60,7 +61,7 @@ def record_entry_out(entry: RecordEntry) -> dict:
 def _profile_out(user, profile) -> dict:
     return {
         "id": user.pk,
-        "email": user.email,
+        "email": user.email if user_has_login(user) else "",  # a relative has none
         "first_name": profile.first_name if profile else "",
         "last_name": profile.last_name if profile else "",
         "date_of_birth": profile.date_of_birth if profile else "",
@@ -169,10 +170,15 @@ def export(request, format: Literal["json", "fhir"] = "json"):
     return export_response(patient=request.user, format=format)
 
 
-def export_response(*, patient, format: str) -> JsonResponse:
+def export_response(*, patient, format: str, actor=None) -> JsonResponse:
     """The export download (the API and the portal's "my record" page): the record is read
-    through `own_record_read`, so it is audited like every read."""
-    profile, record = services.own_record_read(patient=patient)
+    through `own_record_read`, so it is audited like every read. `actor`: the account holder
+    exporting a relative's data (`patient`), read on the holder basis (decision 0014)."""
+    if actor is None:
+        profile, record = services.own_record_read(patient=patient)
+    else:
+        profile = services.patient_profile_get(patient=patient)
+        record = services.record_read(actor=actor, patient=patient)
     data = {
         "format": "patterm-patient-export/v1",
         "exported_at": timezone.now(),

@@ -2,9 +2,11 @@ import datetime
 import uuid
 
 from ninja import Field, Schema
+from pydantic import field_validator
 
+from accounts.schemas import clean_iso_date
 from booking.schemas import AppointmentOut
-from consent.models import RecordCategory
+from consent.models import RecordCategory, Relationship
 from vault.services import (
     EMERGENCY_JUSTIFICATION_MAX_LENGTH,
     EMERGENCY_JUSTIFICATION_MIN_LENGTH,
@@ -81,3 +83,49 @@ class EmergencyReviewOut(Schema):
     expires_at: datetime.datetime
     active: bool
     justification: str
+
+
+# --- Relatives (decision 0014) --------------------------------------------------------------
+
+
+class RelativeIn(Schema):
+    first_name: str = Field(..., max_length=100)
+    last_name: str = Field(..., max_length=100)
+    date_of_birth: datetime.date
+    relationship: Relationship = Relationship.CHILD
+
+    _date = field_validator("date_of_birth", mode="before")(clean_iso_date)
+
+
+class RelativeOut(Schema):
+    id: int
+    first_name: str
+    last_name: str
+    date_of_birth: datetime.date
+    relationship: str
+    age: int
+    # Old enough (PATTERM_RELATIVE_OWN_ACCOUNT_AGE) to take over with an account of their own.
+    may_take_over: bool
+    invited_at: datetime.datetime | None
+    added_at: datetime.datetime
+
+
+class RelativeRecordOut(Schema):
+    relative: RelativeOut
+    appointments: list[AppointmentOut]
+    entries: list[RecordEntryOut]
+    hidden_count: int
+
+
+class RelativeBookIn(Schema):
+    slot_id: str = Field(..., max_length=40)
+    reason: str = Field("", max_length=500)
+
+
+class InvitationIn(Schema):
+    email: str = Field(..., max_length=254)
+
+
+class InvitationOut(Schema):
+    detail: str
+    invited_at: datetime.datetime

@@ -180,6 +180,7 @@ STORED = [
     "vault.RecordEntry",
     "accounts.User",
     "vault.ErasureRequest",
+    "consent.RelativeLink",
 ]
 
 
@@ -206,6 +207,7 @@ def counts() -> dict:
 def url_of(path: str, patient_id: int) -> str:
     return (
         path.replace("{patient_id}", str(patient_id))
+        .replace("{relative_id}", str(patient_id))
         .replace("{appointment_id}", "00000000-0000-4000-8000-000000000000")
         .replace("{consent_id}", "00000000-0000-4000-8000-000000000000")
     )
@@ -239,7 +241,7 @@ def test_every_body_endpoint_refuses_bad_bodies_as_every_role(
 def test_unknown_ids_are_404_as_every_role(api_client, everyone, method, path, unknown):
     tokens, _ = everyone
     url = path.replace("{patient_id}", unknown).replace("{appointment_id}", unknown)
-    url = url.replace("{consent_id}", unknown)
+    url = url.replace("{consent_id}", unknown).replace("{relative_id}", unknown)
     before = counts()
 
     for role, token in tokens.items():
@@ -259,10 +261,10 @@ def test_unknown_ids_are_404_as_every_role(api_client, everyone, method, path, u
 )
 @pytest.mark.parametrize(("method", "path"), PAGED)
 def test_negative_or_huge_paging_is_422_everywhere(api_client, everyone, method, path, query):
-    tokens, _ = everyone
+    tokens, patient = everyone
 
     for token in tokens.values():
-        response = api_client.get(f"{path}?{query}", **bearer(token))
+        response = api_client.get(f"{url_of(path, patient.pk)}?{query}", **bearer(token))
 
         assert response.status_code in (403, 422), (path, query, response.content[:300])
         assert_error_shape(response, response.status_code)
