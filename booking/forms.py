@@ -29,6 +29,8 @@ class SearchForm(forms.Form):
 
 
 class BookForm(forms.Form):
+    """Book one slot. An account holder with relatives chooses for whom (decision 0014)."""
+
     reason = forms.CharField(
         label=_("Reason for the visit"),
         required=False,
@@ -36,6 +38,17 @@ class BookForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 3}),
         help_text=_("Optional. Only you and the clinic's staff see it; it is stored encrypted."),
     )
+
+    def __init__(self, *args, relatives=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        if relatives:
+            self.fields["for_whom"] = forms.ChoiceField(
+                label=_("For whom"),
+                choices=[("", _("For me"))]
+                + [(str(r.id), f"{r.profile.first_name} {r.profile.last_name}") for r in relatives],
+                required=False,
+            )
+            self.order_fields(["for_whom", "reason"])
 
 
 class ErasureForm(forms.Form):

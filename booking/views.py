@@ -23,6 +23,7 @@ from booking.forms import BookForm, ErasureForm, SearchForm, WaitlistJoinForm
 from booking.models import OfferStatus
 from patterm.errors import Conflict, DomainError, InvalidInput
 from patterm.web import role_required, safe_next_url
+from vault import relatives
 from vault.api import export_response
 from vault.services import erasure_retention_date
 
@@ -79,12 +80,25 @@ def book(request, slot_id: str):
     """Book one slot, with an optional reason. A slot gone in the meantime is a clear message
     with the way back to the search, not an error page."""
     slot = services.slot_for_booking(slot_id=slot_id)
-    form = BookForm(request.POST if request.method == "POST" else None)
+    held = relatives.relatives_of(holder=request.user)
+    initial = {"for_whom": request.GET.get("for", "")}
+    form = BookForm(
+        request.POST if request.method == "POST" else None, initial=initial, relatives=held
+    )
     status = 200
     if request.method == "POST" and form.is_valid():
+        for_whom = form.cleaned_data.get("for_whom")
+        patient = (
+            relatives.relative_get(holder=request.user, relative_id=for_whom).user
+            if for_whom
+            else request.user
+        )
         try:
             appointment = services.appointment_book(
-                patient=request.user, slot_id=slot_id, reason=form.cleaned_data["reason"]
+                patient=patient,
+                actor=request.user,
+                slot_id=slot_id,
+                reason=form.cleaned_data["reason"],
             )
         except Conflict as error:
             form.add_error(None, error.message)
@@ -119,14 +133,26 @@ def _with_cancellation(appointments) -> list[dict]:
 @role_required(Role.PATIENT)
 @require_GET
 def appointments(request):
-    """My appointments: upcoming (soonest first) or past (latest first), paginated."""
+    """My appointments, or a relative's (`?for=<id>`, decision 0014): upcoming (soonest first)
+    or past (latest first), paginated."""
     past = request.GET.get("when") == "past"
-    listed = services.appointments_of(patient=request.user, upcoming=not past)
+    held = relatives.relatives_of(holder=request.user)
+    chosen = None
+    if request.GET.get("for"):
+        chosen = relatives.relative_get(holder=request.user, relative_id=request.GET["for"])
+    patient = chosen.user if chosen else request.user
+    listed = services.appointments_of(patient=patient, upcoming=not past)
     page_obj = Paginator(listed, APPOINTMENTS_PER_PAGE).get_page(request.GET.get("page"))
     return render(
         request,
         "booking/appointments.html",
-        {"page_obj": page_obj, "rows": _with_cancellation(page_obj.object_list), "past": past},
+        {
+            "page_obj": page_obj,
+            "rows": _with_cancellation(page_obj.object_list),
+            "past": past,
+            "relatives": held,
+            "chosen": chosen,
+        },
     )
 
 
@@ -136,6 +162,8 @@ def appointment(request, appointment_id):
     """One appointment: the confirmation after booking, "add to calendar", cancel."""
     found = services.own_appointment_get(patient=request.user, appointment_id=appointment_id)
     (row,) = _with_cancellation([found])
+    # A relative's appointment (the holder booked it): say for whom, from the snapshot.
+    row["for_relative"] = found.patient_id != request.user.pk
     return render(request, "booking/appointment.html", row)
 
 

@@ -8,4 +8,12 @@ urlpatterns = [
     path("consents/", views.consents, name="consents"),
     path("consents/<uuid:consent_id>/revoke/", views.revoke, name="revoke"),
     path("access-log/", views.access_log, name="access_log"),
+    # The same pages for a relative the account holder manages (decision 0014).
+    path("relatives/<int:relative_id>/consents/", views.consents, name="relative_consents"),
+    path(
+        "relatives/<int:relative_id>/consents/<uuid:consent_id>/revoke/",
+        views.revoke,
+        name="relative_revoke",
+    ),
+    path("relatives/<int:relative_id>/access-log/", views.access_log, name="relative_access_log"),
 ]

@@ -16,13 +16,15 @@ from consent.models import RecordCategory
 from consent.policy import Basis, Purpose
 from patterm.errors import Conflict, InvalidInput
 from patterm.web import role_required
+from vault import relatives
 
 CONSENTS_PER_PAGE = 20
 EVENTS_PER_PAGE = 30
 MESSAGE_GRANTED = _("Consent granted. The clinic can see these entries from now on.")
 MESSAGE_REVOKED = _("Consent revoked. The clinic's access ended now.")
 MESSAGE_SYSTEM = _("Patterm (automatic)")
-ACTION_LABELS = dict(AuditAction.choices)
+ACTION_LABELS = dict(AuditAction.choices) | relatives.ACTION_LABELS
+MESSAGE_HOLDER = _("Your account holder")
 ROLE_LABELS = dict(Role.choices)
 BASIS_LABELS = dict(Basis.choices)
 PURPOSE_LABELS = dict(Purpose.choices)
@@ -30,10 +32,27 @@ OUTCOME_LABELS = dict(Outcome.choices)
 CATEGORY_LABELS = dict(RecordCategory.choices)
 
 
+def _whose(request, relative_id):
+    """(patient, relative or None): the user themself, or the relative they manage (someone
+    else's relative, or an unknown id: NotFound, the 404 page)."""
+    if relative_id is None:
+        return request.user, None
+    relative = relatives.relative_get(holder=request.user, relative_id=relative_id)
+    return relative.user, relative
+
+
+def _back(relative, name: str):
+    if relative is None:
+        return redirect(f"consent:{name}")
+    return redirect(f"consent:relative_{name}", relative_id=relative.id)
+
+
 @role_required(Role.PATIENT)
 @require_http_methods(["GET", "POST"])
-def consents(request):
-    """My consents with their status, and the form to grant one (kept as typed on errors)."""
+def consents(request, relative_id=None):
+    """My consents (or a relative's) with their status, and the form to grant one (kept as
+    typed on errors)."""
+    patient, relative = _whose(request, relative_id)
     form = ConsentForm(request.POST if request.method == "POST" else None)
     status = 200
     if request.method == "POST":
@@ -41,7 +60,8 @@ def consents(request):
             data = form.cleaned_data
             try:
                 services.consent_grant(
-                    patient=request.user,
+                    patient=patient,
+                    actor=request.user,
                     grantee_clinic_id=data["grantee_clinic"].pk,
                     source_clinic_id=data["source_clinic"].pk if data["source_clinic"] else None,
                     categories=data["categories"],
@@ -53,44 +73,58 @@ def consents(request):
                     form.add_error(field if field in form.fields else None, item["message"])
             else:
                 messages.success(request, MESSAGE_GRANTED)
-                return redirect("consent:consents")
+                return _back(relative, "consents")
         status = 422
-    listed = services.consents_of(patient=request.user).order_by("-granted_at", "pk")
+    listed = services.consents_of(patient=patient).order_by("-granted_at", "pk")
     page_obj = Paginator(listed, CONSENTS_PER_PAGE).get_page(request.GET.get("page"))
     for consent in page_obj.object_list:
         consent.category_labels = [CATEGORY_LABELS.get(c, c) for c in consent.categories]
     return render(
-        request, "consent/consents.html", {"form": form, "page_obj": page_obj}, status=status
+        request,
+        "consent/consents.html",
+        {"form": form, "page_obj": page_obj, "relative": relative},
+        status=status,
     )
 
 
 @role_required(Role.PATIENT)
 @require_POST
-def revoke(request, consent_id):
+def revoke(request, consent_id, relative_id=None):
+    patient, relative = _whose(request, relative_id)
     try:
-        services.consent_revoke(patient=request.user, consent_id=consent_id)
+        services.consent_revoke(patient=patient, actor=request.user, consent_id=consent_id)
     except Conflict as error:
         messages.error(request, error.message)
     else:
         messages.success(request, MESSAGE_REVOKED)
-    return redirect("consent:consents")
+    return _back(relative, "consents")
 
 
 @role_required(Role.PATIENT)
 @require_GET
-def access_log(request):
-    """Who did what with my data: role and clinic (never a name), when, why, basis, outcome;
-    the same rows as GET /api/patient/access-log. Emergency accesses say so in words."""
-    page_obj = Paginator(events_about(patient_id=request.user.pk), EVENTS_PER_PAGE).get_page(
+def access_log(request, relative_id=None):
+    """Who did what with my data (or a relative's): role and clinic (never a name), when, why,
+    basis, outcome; the same rows as GET /api/patient/access-log. Emergency accesses say so in
+    words; what the account holder did for a relative says so too."""
+    patient, relative = _whose(request, relative_id)
+    page_obj = Paginator(events_about(patient_id=patient.pk), EVENTS_PER_PAGE).get_page(
         request.GET.get("page")
     )
     rows = access_log_rows(list(page_obj.object_list))
     for row in rows:
         bases = [basis for basis in row["basis"].split(",") if basis]
         row["action_label"] = ACTION_LABELS.get(row["action"], row["action"])
-        row["role_label"] = ROLE_LABELS.get(row["actor"]["role"], MESSAGE_SYSTEM)
+        row["role_label"] = (
+            MESSAGE_HOLDER
+            if Basis.HOLDER in bases
+            else ROLE_LABELS.get(row["actor"]["role"], MESSAGE_SYSTEM)
+        )
         row["basis_labels"] = [BASIS_LABELS.get(basis, basis) for basis in bases]
         row["purpose_label"] = PURPOSE_LABELS.get(row["purpose"], row["purpose"])
         row["outcome_label"] = OUTCOME_LABELS.get(row["outcome"], row["outcome"])
         row["emergency"] = Basis.EMERGENCY in bases
-    return render(request, "consent/access_log.html", {"page_obj": page_obj, "rows": rows})
+    return render(
+        request,
+        "consent/access_log.html",
+        {"page_obj": page_obj, "rows": rows, "relative": relative},
+    )

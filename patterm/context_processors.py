@@ -11,6 +11,7 @@ NAVIGATION = {
         ("booking:appointments", _("My appointments")),
         ("booking:waitlist", _("Waitlist")),
         ("vault:record", _("My record")),
+        ("vault:relatives", _("Relatives")),
         ("consent:consents", _("My consents")),
         ("consent:access_log", _("Access log")),
         ("accounts:sessions", _("Sessions")),

@@ -7,6 +7,7 @@ from django.core.validators import RegexValidator
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from consent.models import Relationship
 from patterm.web import DateInput
 
 MESSAGE_CONTROL_CHARACTERS = _("Control characters are not allowed.")
@@ -89,3 +90,32 @@ class TakeoverForm(forms.Form):
         if data.get("password") and data.get("password") != data.get("password_repeat"):
             self.add_error("password_repeat", _("The two passwords differ."))
         return data
+
+
+class RelativeForm(forms.Form):
+    """Add a relative: name, date of birth, relationship (the service checks the rules too)."""
+
+    first_name = forms.CharField(
+        label=_("First name"), max_length=100, validators=[no_control_characters]
+    )
+    last_name = forms.CharField(
+        label=_("Last name"), max_length=100, validators=[no_control_characters]
+    )
+    date_of_birth = forms.DateField(label=_("Date of birth"), widget=DateInput())
+    relationship = forms.ChoiceField(label=_("Relationship"), choices=Relationship.choices)
+
+    def clean_date_of_birth(self):
+        born = self.cleaned_data["date_of_birth"]
+        if born > timezone.localdate():
+            raise forms.ValidationError(MESSAGE_BIRTH_IN_FUTURE)
+        if born < datetime.date(1900, 1, 1):
+            raise forms.ValidationError(MESSAGE_BIRTH_TOO_EARLY)
+        return born
+
+
+class InvitationForm(forms.Form):
+    email = forms.EmailField(
+        label=_("Your relative's own e-mail address"),
+        max_length=254,
+        help_text=_("The invitation link goes there; it becomes their login."),
+    )
