@@ -14,7 +14,10 @@ from accounts.models import Clinic, Membership, Role, User
 from accounts.services import ClientInfo, user_create
 from booking.models import OpeningHours, PractitionerSpecialty, Specialty
 from booking.services import slots_generate
+from consent.models import Relationship as RelativeRelationship
+from consent.models import RelativeLink
 from vault.models import RecordCategory, RecordEntry
+from vault.relatives import relative_add
 from vault.services import patient_register, record_entry_create
 
 CLINICS = [
@@ -138,7 +141,14 @@ SUPERUSER = DemoAccount(
 @transaction.atomic
 def seed_demo() -> dict[str, int]:
     """Create what is missing; return how many of each kind were created."""
-    created = {"clinics": 0, "accounts": 0, "memberships": 0, "record entries": 0, "slots": 0}
+    created = {
+        "clinics": 0,
+        "accounts": 0,
+        "memberships": 0,
+        "record entries": 0,
+        "relatives": 0,
+        "slots": 0,
+    }
     clinics = {}
     for fields in CLINICS:
         clinics[fields["slug"]], was_created = Clinic.objects.get_or_create(
@@ -162,6 +172,7 @@ def seed_demo() -> dict[str, int]:
             created["memberships"] += was_created
             _seed_hours(membership, account, specialties)
     created["record entries"] = _seed_record(clinics["praxis-prenzlauer-berg"])
+    created["relatives"] = _seed_child()
     created["slots"] = slots_generate(days=SLOT_HORIZON_DAYS, start=_tomorrow())
     return created
 
@@ -204,6 +215,20 @@ def _seed_record(clinic: Clinic) -> int:
             body=body,
         )
     return len(RECORD_ENTRIES)
+
+
+# The demo patient's child (decision 0014): a patient without login, managed by the demo
+# patient, for the Hamburg paediatric practice. Born so that the child is eight this year.
+DEMO_CHILD = {"first_name": "Mia", "last_name": "Demo", "relationship": RelativeRelationship.CHILD}
+
+
+def _seed_child() -> int:
+    holder = User.objects.get(email=ACCOUNTS[0].email)
+    if RelativeLink.objects.filter(holder=holder).exists():
+        return 0
+    born = timezone.localdate().replace(month=5, day=14)
+    relative_add(holder=holder, date_of_birth=born.replace(year=born.year - 8), **DEMO_CHILD)
+    return 1
 
 
 def _create_account(account: DemoAccount) -> User:
