@@ -162,6 +162,8 @@ class RelativeLink(models.Model):
     # once they accept); an older invitation in someone's inbox stops working.
     invited_at = models.DateTimeField(_("invited to take over"), null=True, blank=True)
     invited_email = models.EmailField(_("invited address"), max_length=254, blank=True)
+    # When the holder was told by e-mail that the relative may take over (notify_relatives).
+    holder_told_at = models.DateTimeField(_("holder told"), null=True, blank=True)
     ended_at = models.DateTimeField(_("ended"), null=True, blank=True)
 
     class Meta:

@@ -317,3 +317,63 @@ def relative_takeover(*, token: str, password: str) -> User:
         details={"former_holder": link.holder_id},
     )
     return relative
+
+
+# --- Telling the holder ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NoticeRun:
+    told: int
+    checked: int
+
+
+def takeover_notices_send(*, progress=lambda items: items) -> NoticeRun:
+    """E-mail each holder once when a relative they manage reaches
+    PATTERM_RELATIVE_OWN_ACCOUNT_AGE (run daily: `manage.py notify_relatives`).
+
+    The e-mail names no one and holds no date of birth (e-mail is not an encrypted channel): it
+    says that one of the relatives may now take over and links to the relatives page, which
+    names them. Idempotent: a told link is not told again; a new relative already of age is
+    told on the next run. `progress` wraps the links checked (a progress bar).
+    """
+    links = list(
+        RelativeLink.objects.filter(
+            ended_at__isnull=True, holder_told_at__isnull=True, relative__is_active=True
+        )
+        .select_related("holder")
+        .order_by("pk")
+    )
+    today, told = timezone.localdate(), 0
+    with keys.request_key_cache():
+        keys.data_keys_preload({link.relative_id for link in links})
+        profiles = PatientProfile.objects.in_bulk([link.relative_id for link in links])
+        for link in progress(links):
+            profile = profiles.get(link.relative_id)
+            if profile is None or not link.holder.is_active:
+                continue
+            if age_on(profile.date_of_birth, today) < settings.PATTERM_RELATIVE_OWN_ACCOUNT_AGE:
+                continue
+            with transaction.atomic():
+                claimed = RelativeLink.objects.filter(
+                    pk=link.pk, holder_told_at__isnull=True
+                ).update(holder_told_at=timezone.now())
+                if claimed:  # not told by a run at the same time
+                    holder = link.holder
+                    transaction.on_commit(lambda holder=holder: _send_notice(holder=holder))
+                    told += 1
+    return NoticeRun(told=told, checked=len(links))
+
+
+def _send_notice(*, holder: User) -> None:
+    url = settings.PATTERM_PUBLIC_URL.rstrip("/") + reverse("vault:relatives")
+    with translation.override(holder.language):
+        send_mail(
+            subject=str(_("A relative may now manage their own record")),
+            message=render_to_string(
+                "vault/relative_of_age_email.txt",
+                {"url": url, "age": settings.PATTERM_RELATIVE_OWN_ACCOUNT_AGE},
+            ),
+            from_email=None,
+            recipient_list=[holder.email],
+        )

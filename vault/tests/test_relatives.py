@@ -25,7 +25,7 @@ from consent import policy
 from consent.models import Consent, RelativeLink
 from consent.services import consent_grant, consent_revoke
 from patterm.errors import Conflict, InvalidInput, NotAuthenticated, NotFound
-from vault import relatives
+from vault import keys, relatives
 from vault.models import PatientKey, PatientProfile
 from vault.tests.factories import record_entry_write, stored_value
 
@@ -299,3 +299,51 @@ def test_an_invitation_expires_and_a_newer_one_replaces_it(
     assert weak.value.errors[0]["field"] == "password"
     assert RelativeLink.objects.get(relative=teen.user).ended_at is None
     assert not User.objects.get(pk=teen.id).has_usable_password()
+
+
+# --- Telling the holder, demo data, queries -------------------------------------------------
+
+
+@override_settings(PATTERM_RELATIVE_OWN_ACCOUNT_AGE=15)
+def test_the_holder_is_told_once_when_a_relative_reaches_the_age(
+    holder, django_capture_on_commit_callbacks
+):
+    relatives.relative_add(
+        holder=holder, first_name="Tom", last_name="M", date_of_birth=years_ago(14)
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        assert relatives.takeover_notices_send().told == 0
+    assert not mail.outbox
+    with time_machine.travel(timezone.now() + datetime.timedelta(days=366)):
+        with django_capture_on_commit_callbacks(execute=True):
+            assert relatives.takeover_notices_send().told == 1
+        with django_capture_on_commit_callbacks(execute=True):
+            assert relatives.takeover_notices_send().told == 0  # once
+    (message,) = mail.outbox
+    assert message.to == ["mutter@example.com"]
+    assert "/relatives/" in message.body and "Tom" not in message.body
+
+
+def test_seed_demo_gives_the_demo_patient_one_child_once():
+    from django.core.management import call_command
+
+    call_command("seed_demo", verbosity=0)
+    call_command("seed_demo", verbosity=0)
+    holder = User.objects.get(email="patient@demo.patterm.de")
+    (child,) = relatives.relatives_of(holder=holder)
+    assert child.profile.first_name == "Mia" and child.link.relationship == "child"
+    assert not child.may_take_over
+
+
+def test_listing_relatives_takes_three_queries_whatever_their_number(
+    holder, django_assert_num_queries
+):
+    for number in range(5):
+        relatives.relative_add(
+            holder=holder, first_name=f"Kind{number}", last_name="M", date_of_birth=years_ago(2)
+        )
+    # As in a request (vault's middleware opens the per-request key cache).
+    with keys.request_key_cache(), django_assert_num_queries(3):
+        listed = relatives.relatives_of(holder=holder)
+        names = [r.profile.first_name for r in listed]
+    assert names == [f"Kind{n}" for n in range(5)]
