@@ -93,7 +93,9 @@ def export_bundle(export: dict) -> dict:
     profile = export["profile"]
     patient_id = f"patient-{profile['id']}"
     patient_ref = {"reference": f"Patient/{patient_id}"}
-    patient = {"id": patient_id, "telecom": [{"system": "email", "value": profile["email"]}]}
+    patient = {"id": patient_id}
+    if profile["email"]:  # a relative without login has none (decision 0014)
+        patient["telecom"] = [{"system": "email", "value": profile["email"]}]
     if not is_erased(profile["first_name"]):
         patient["name"] = [{"family": profile["last_name"], "given": [profile["first_name"]]}]
     if hasattr(profile["date_of_birth"], "isoformat"):

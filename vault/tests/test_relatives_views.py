@@ -8,6 +8,7 @@ import re
 
 import pytest
 from django.core import mail
+from fhir.resources.R4B.bundle import Bundle
 from django.test import Client
 from django.test.utils import override_settings
 from django.urls import reverse
@@ -190,6 +191,15 @@ def test_the_export_is_the_childs_data(family):
     data = json.loads(response.content)
     assert data["profile"]["id"] == child.id and data["profile"]["email"] == ""
     assert [e["title"] for e in data["entries"]] == ["Masern geimpft"]
+    fhir = family["as_holder"].get(
+        reverse("vault:relative_export", kwargs={"relative_id": child.id, "format": "fhir"})
+    )
+    bundle = json.loads(fhir.content)
+    Bundle.model_validate(bundle)  # fhir.resources validates every resource
+    (patient,) = [
+        e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Patient"
+    ]
+    assert patient["name"][0]["given"] == [CHILD] and "telecom" not in patient
 
 
 @override_settings(PATTERM_RELATIVE_OWN_ACCOUNT_AGE=15)
