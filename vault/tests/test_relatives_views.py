@@ -8,11 +8,11 @@ import re
 
 import pytest
 from django.core import mail
-from fhir.resources.R4B.bundle import Bundle
 from django.test import Client
 from django.test.utils import override_settings
 from django.urls import reverse
 from django.utils import timezone
+from fhir.resources.R4B.bundle import Bundle
 
 from accounts.models import User
 from accounts.tests.factories import ClinicFactory
