@@ -5,6 +5,7 @@ the record show with the parent as "Kontoinhaber:in"; the practitioner's schedul
 booked."""
 
 import pytest
+from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import expect
 
 from accounts.tests.factories import ClinicFactory
@@ -16,6 +17,13 @@ from tests.e2e.conftest import shot
 pytestmark = pytest.mark.django_db(transaction=True)
 
 PASSWORD = "Lange-Reise-2026"
+AXE = Axe()
+
+
+def assert_accessible(page) -> None:
+    """axe-core (WCAG 2 A/AA rules) finds nothing on the page as it is shown."""
+    results = AXE.run(page, options={"runOnly": ["wcag2a", "wcag2aa", "wcag21aa"]})
+    assert results.violations_count == 0, results.generate_report()
 
 
 def log_in(page, email: str) -> None:
@@ -55,6 +63,7 @@ def test_a_parent_books_for_a_child_and_reads_the_childs_access_log(new_page, ma
     expect(page.get_by_role("heading", name="Mia Muster")).to_be_visible()
     child_id = RelativeLink.objects.get(holder=parent).relative_id
     shot(page, "relatives-child-page")
+    assert_accessible(page)
 
     # Book the paediatric slot for Mia.
     page.goto(f"/book/{slot.public_id}/")
@@ -62,6 +71,7 @@ def test_a_parent_books_for_a_child_and_reads_the_childs_access_log(new_page, ma
     page.get_by_label("Für wen").select_option(label="Mia Muster")
     page.get_by_label("Anlass des Besuchs").fill("U9")
     shot(page, "relatives-book-for-whom")
+    assert_accessible(page)
     page.get_by_role("button", name="Jetzt buchen").click()
     facts = page.locator("dl.facts")
     expect(facts).to_contain_text("Mia Muster")
@@ -87,6 +97,9 @@ def test_a_parent_books_for_a_child_and_reads_the_childs_access_log(new_page, ma
     expect(read.first).to_contain_text("Kontoinhaber:in, für Sie handelnd")
     expect(log).not_to_contain_text("eltern@example.com")
     shot(page, "relatives-child-access-log")
+    assert_accessible(page)
+    nav(page, "Angehörige").click()
+    assert_accessible(page)
 
     # The paediatrician's schedule shows Mia, booked by her account holder.
     doctor_page = new_page()
