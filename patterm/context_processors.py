@@ -24,6 +24,7 @@ NAVIGATION = {
         ("booking_staff:clinic", _("Clinic dashboard")),
         ("booking_staff:opening_hours", _("Opening hours")),
         ("booking_staff:absences", _("Absences")),
+        ("booking_staff:motives", _("Visit motives")),
         ("booking_staff:slots", _("Generate slots")),
         ("vault_staff:emergency_review", _("Emergency accesses")),
         ("admin:index", _("Django admin")),
