@@ -49,6 +49,9 @@ def appointment_out(
         "slot": appointment.slot,
         "booked_at": appointment.booked_at,
         "cancelled_at": appointment.cancelled_at,
+        # The motive's end (a motive may take several slots; `slot` is the first).
+        "ends_at": appointment.ends_at,
+        "motive": appointment.motive,
     }
     if is_owner or is_staff:
         body["reason"] = appointment.reason
@@ -58,6 +61,7 @@ def appointment_out(
             "first_name": appointment.patient_first_name,
             "last_name": appointment.patient_last_name,
             "date_of_birth": appointment.patient_date_of_birth,
+            "insurance_type": appointment.patient_insurance_type,
         }
     return body
 
@@ -109,9 +113,15 @@ def appointments_out(appointments: list, *, viewer) -> list[dict]:
 
 @router.post("/appointments", response={201: AppointmentOut}, exclude_unset=True)
 def book(request, payload: BookIn):
-    """Book a free slot. A slot someone else got first: `409 slot_taken`."""
+    """Book a free slot, or with `motive_id` the consecutive free slots the visit motive
+    needs. A slot someone else got first: `409 slot_taken`; a motive's rule broken: `422`
+    with the rule's code (API.md)."""
     appointment = services.appointment_book(
-        patient=request.user, slot_id=payload.slot_id, reason=payload.reason
+        patient=request.user,
+        slot_id=payload.slot_id,
+        reason=payload.reason,
+        motive_id=payload.motive_id,
+        insurance_type=payload.insurance_type,
     )
     return Status(201, appointment_out(appointment, viewer=request.user))
 

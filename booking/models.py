@@ -373,9 +373,7 @@ class AppointmentSlot(models.Model):
             models.UniqueConstraint(
                 fields=["slot"], condition=Q(is_active=True), name="appointment_slot_one_active"
             ),
-            models.UniqueConstraint(
-                fields=["appointment", "slot"], name="appointment_slot_once"
-            ),
+            models.UniqueConstraint(fields=["appointment", "slot"], name="appointment_slot_once"),
         ]
 
     def __str__(self):

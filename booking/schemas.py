@@ -82,6 +82,26 @@ class SnapshotOut(Schema):
     first_name: str
     last_name: str
     date_of_birth: datetime.date | str
+    insurance_type: str | None = None
+
+
+class MotiveRef(Schema):
+    id: int
+    name: str
+    duration_minutes: int
+
+
+class MotiveOut(MotiveRef):
+    """A visit motive as patients see it before booking."""
+
+    specialty: SpecialtyOut
+    patients: str
+    insurance_types: list[str]
+    note: str
+
+    @staticmethod
+    def resolve_insurance_types(motive) -> list[str]:
+        return motive.accepted_insurance_types
 
 
 class AppointmentOut(Schema):
@@ -92,11 +112,21 @@ class AppointmentOut(Schema):
     cancelled_at: datetime.datetime | None
     reason: str | None = None
     patient: SnapshotOut | None = None
+    motive: MotiveRef | None = None
+    ends_at: datetime.datetime | None = None
 
 
 class BookIn(Schema):
     slot_id: str = Field(..., max_length=40)
     reason: str = Field("", max_length=500)
+    motive_id: int | None = Field(
+        None, ge=1, le=2**62, description="A visit motive of the slot's practitioner."
+    )
+    insurance_type: str | None = Field(
+        None,
+        max_length=20,
+        description="gesetzlich, privat or selbstzahler; default: the profile's.",
+    )
 
 
 class SlotFilters(Schema):

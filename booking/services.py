@@ -68,7 +68,7 @@ def _clinic_ids(user: User, *roles: str) -> list[int]:
 def appointments_visible_to(user: User) -> QuerySet[Appointment]:
     """Patients: their own. Practitioners and clinic admins: their clinics'. Others: none."""
     appointments = Appointment.objects.select_related(
-        "slot__clinic", "slot__practitioner", "slot__specialty"
+        "slot__clinic", "slot__practitioner", "slot__specialty", "motive"
     )
     if user.role == Role.PATIENT:
         return appointments.filter(patient=user)
@@ -166,7 +166,9 @@ def motive_check(
 ) -> None:
     """The motive's rules for this patient on this slot (before anything is written)."""
     if insurance_type and insurance_type not in InsuranceType.values:
-        raise MotiveRefused(MESSAGE_INSURANCE_UNKNOWN, "insurance_type_unknown", field="insurance_type")
+        raise MotiveRefused(
+            MESSAGE_INSURANCE_UNKNOWN, "insurance_type_unknown", field="insurance_type"
+        )
     if motive is None:
         return
     membership = motive.membership
@@ -761,7 +763,7 @@ def schedule_read(
         appointments.filter(
             status=AppointmentStatus.BOOKED, starts_at__gte=date_from, starts_at__lt=date_to
         )
-        .select_related("slot__clinic", "slot__practitioner", "slot__specialty")
+        .select_related("slot__clinic", "slot__practitioner", "slot__specialty", "motive")
         .order_by("starts_at", "pk")
     )
     with transaction.atomic():
@@ -939,9 +941,7 @@ def motives_administered(*, actor: User) -> QuerySet[VisitMotive]:
 
 
 @transaction.atomic
-def motive_add(
-    *, actor: User, membership_id: int, specialty: Specialty, **fields
-) -> VisitMotive:
+def motive_add(*, actor: User, membership_id: int, specialty: Specialty, **fields) -> VisitMotive:
     """A clinic admin adds a visit motive for a practitioner of their clinic. `fields` are
     those of MOTIVE_FIELDS; the model's rules (duration, some insurance type accepted, a
     specialty the practitioner offers) are field errors."""

@@ -145,7 +145,9 @@ class VisitMotiveForm(_ForPractitioner):
 
     def clean(self):
         data = super().clean()
-        if not any(data.get(f) for f in ("accepts_statutory", "accepts_private", "accepts_self_pay")):
+        if not any(
+            data.get(f) for f in ("accepts_statutory", "accepts_private", "accepts_self_pay")
+        ):
             self.add_error(
                 "accepts_statutory", _("Tick at least one insurance type the motive accepts.")
             )

@@ -18,68 +18,176 @@ def occupations_of_booked_appointments(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('accounts', '0005_session_registry_and_recovery_codes'),
-        ('booking', '0003_reminders_and_waitlist'),
+        ("accounts", "0005_session_registry_and_recovery_codes"),
+        ("booking", "0003_reminders_and_waitlist"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='appointment',
-            name='patient_insurance_type',
-            field=vault.fields.EncryptedTextField(blank=True, null=True, patient_field='patient', verbose_name='insurance type'),
+            model_name="appointment",
+            name="patient_insurance_type",
+            field=vault.fields.EncryptedTextField(
+                blank=True, null=True, patient_field="patient", verbose_name="insurance type"
+            ),
         ),
         migrations.CreateModel(
-            name='VisitMotive',
+            name="VisitMotive",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name_de', models.CharField(max_length=100, verbose_name='name (German)')),
-                ('name_en', models.CharField(max_length=100, verbose_name='name (English)')),
-                ('duration_minutes', models.PositiveSmallIntegerField(default=20, verbose_name='duration (minutes)')),
-                ('bookable_online', models.BooleanField(default=True, verbose_name='bookable online')),
-                ('patients', models.CharField(choices=[('both', 'New and known patients'), ('new', 'New patients only'), ('known', 'Known patients only')], default='both', max_length=8, verbose_name='for')),
-                ('accepts_statutory', models.BooleanField(default=True, verbose_name='statutory insurance (gesetzlich)')),
-                ('accepts_private', models.BooleanField(default=True, verbose_name='private insurance (privat)')),
-                ('accepts_self_pay', models.BooleanField(default=True, verbose_name='self-paying (Selbstzahler)')),
-                ('note_de', models.CharField(blank=True, max_length=300, verbose_name='note before booking (German)')),
-                ('note_en', models.CharField(blank=True, max_length=300, verbose_name='note before booking (English)')),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now, verbose_name='created')),
-                ('membership', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='motives', to='accounts.membership')),
-                ('specialty', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='booking.specialty')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name_de", models.CharField(max_length=100, verbose_name="name (German)")),
+                ("name_en", models.CharField(max_length=100, verbose_name="name (English)")),
+                (
+                    "duration_minutes",
+                    models.PositiveSmallIntegerField(default=20, verbose_name="duration (minutes)"),
+                ),
+                (
+                    "bookable_online",
+                    models.BooleanField(default=True, verbose_name="bookable online"),
+                ),
+                (
+                    "patients",
+                    models.CharField(
+                        choices=[
+                            ("both", "New and known patients"),
+                            ("new", "New patients only"),
+                            ("known", "Known patients only"),
+                        ],
+                        default="both",
+                        max_length=8,
+                        verbose_name="for",
+                    ),
+                ),
+                (
+                    "accepts_statutory",
+                    models.BooleanField(
+                        default=True, verbose_name="statutory insurance (gesetzlich)"
+                    ),
+                ),
+                (
+                    "accepts_private",
+                    models.BooleanField(default=True, verbose_name="private insurance (privat)"),
+                ),
+                (
+                    "accepts_self_pay",
+                    models.BooleanField(default=True, verbose_name="self-paying (Selbstzahler)"),
+                ),
+                (
+                    "note_de",
+                    models.CharField(
+                        blank=True, max_length=300, verbose_name="note before booking (German)"
+                    ),
+                ),
+                (
+                    "note_en",
+                    models.CharField(
+                        blank=True, max_length=300, verbose_name="note before booking (English)"
+                    ),
+                ),
+                (
+                    "created_at",
+                    models.DateTimeField(default=django.utils.timezone.now, verbose_name="created"),
+                ),
+                (
+                    "membership",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="motives",
+                        to="accounts.membership",
+                    ),
+                ),
+                (
+                    "specialty",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="booking.specialty",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'visit motive',
-                'verbose_name_plural': 'visit motives',
-                'ordering': ['membership', 'name_de', 'pk'],
+                "verbose_name": "visit motive",
+                "verbose_name_plural": "visit motives",
+                "ordering": ["membership", "name_de", "pk"],
             },
         ),
         migrations.AddField(
-            model_name='appointment',
-            name='motive',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='appointments', to='booking.visitmotive', verbose_name='visit motive'),
+            model_name="appointment",
+            name="motive",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="appointments",
+                to="booking.visitmotive",
+                verbose_name="visit motive",
+            ),
         ),
         migrations.CreateModel(
-            name='AppointmentSlot',
+            name="AppointmentSlot",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('is_active', models.BooleanField(default=True)),
-                ('appointment', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='occupied_slots', to='booking.appointment')),
-                ('slot', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='occupations', to='booking.slot')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("is_active", models.BooleanField(default=True)),
+                (
+                    "appointment",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="occupied_slots",
+                        to="booking.appointment",
+                    ),
+                ),
+                (
+                    "slot",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="occupations",
+                        to="booking.slot",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'occupied slot',
-                'verbose_name_plural': 'occupied slots',
-                'constraints': [models.UniqueConstraint(condition=models.Q(('is_active', True)), fields=('slot',), name='appointment_slot_one_active'), models.UniqueConstraint(fields=('appointment', 'slot'), name='appointment_slot_once')],
+                "verbose_name": "occupied slot",
+                "verbose_name_plural": "occupied slots",
+                "constraints": [
+                    models.UniqueConstraint(
+                        condition=models.Q(("is_active", True)),
+                        fields=("slot",),
+                        name="appointment_slot_one_active",
+                    ),
+                    models.UniqueConstraint(
+                        fields=("appointment", "slot"), name="appointment_slot_once"
+                    ),
+                ],
             },
         ),
         migrations.AddConstraint(
-            model_name='visitmotive',
-            constraint=models.CheckConstraint(condition=models.Q(('duration_minutes__gte', 5), ('duration_minutes__lte', 480)), name='motive_duration_5_to_480'),
+            model_name="visitmotive",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("duration_minutes__gte", 5), ("duration_minutes__lte", 480)),
+                name="motive_duration_5_to_480",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='visitmotive',
-            constraint=models.CheckConstraint(condition=models.Q(('accepts_statutory', True), ('accepts_private', True), ('accepts_self_pay', True), _connector='OR'), name='motive_accepts_some_insurance'),
+            model_name="visitmotive",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    ("accepts_statutory", True),
+                    ("accepts_private", True),
+                    ("accepts_self_pay", True),
+                    _connector="OR",
+                ),
+                name="motive_accepts_some_insurance",
+            ),
         ),
         migrations.RunPython(occupations_of_booked_appointments, migrations.RunPython.noop),
     ]

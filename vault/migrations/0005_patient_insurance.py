@@ -5,25 +5,33 @@ from django.db import migrations
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('vault', '0004_erasure_requests'),
+        ("vault", "0004_erasure_requests"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='patientprofile',
-            name='insurance_number',
-            field=vault.fields.EncryptedTextField(blank=True, null=True, patient_field='patient', verbose_name='health insurance number'),
+            model_name="patientprofile",
+            name="insurance_number",
+            field=vault.fields.EncryptedTextField(
+                blank=True,
+                null=True,
+                patient_field="patient",
+                verbose_name="health insurance number",
+            ),
         ),
         migrations.AddField(
-            model_name='patientprofile',
-            name='insurance_type',
-            field=vault.fields.EncryptedTextField(blank=True, null=True, patient_field='patient', verbose_name='insurance type'),
+            model_name="patientprofile",
+            name="insurance_type",
+            field=vault.fields.EncryptedTextField(
+                blank=True, null=True, patient_field="patient", verbose_name="insurance type"
+            ),
         ),
         migrations.AddField(
-            model_name='patientprofile',
-            name='insurer_name',
-            field=vault.fields.EncryptedTextField(blank=True, null=True, patient_field='patient', verbose_name='insurer'),
+            model_name="patientprofile",
+            name="insurer_name",
+            field=vault.fields.EncryptedTextField(
+                blank=True, null=True, patient_field="patient", verbose_name="insurer"
+            ),
         ),
     ]
