@@ -173,6 +173,8 @@ class AppointmentAdmin(ClinicScopedAdmin):
         "patient_first_name_encrypted",
         "patient_last_name_encrypted",
         "patient_date_of_birth_encrypted",
+        "patient_insurance_type_encrypted",
+        "motive",
         "reason_encrypted",
     ]
     readonly_fields = fields
@@ -185,6 +187,9 @@ class AppointmentAdmin(ClinicScopedAdmin):
     patient_last_name_encrypted = encrypted_display("patient_last_name", _("last name"))
     patient_date_of_birth_encrypted = encrypted_display("patient_date_of_birth", _("date of birth"))
     reason_encrypted = encrypted_display("reason", _("reason for the visit"))
+    patient_insurance_type_encrypted = encrypted_display(
+        "patient_insurance_type", _("insurance type")
+    )
 
     def has_add_permission(self, request, *args):
         return False

@@ -18,6 +18,8 @@ from booking.schemas import (
     AppointmentOut,
     BookIn,
     ClinicWithSpecialtiesOut,
+    InsuranceIn,
+    InsuranceOut,
     OfferConfirmIn,
     OfferOut,
     ScheduleFilters,
@@ -281,3 +283,41 @@ def waitlist_offer_confirm(request, offer_id, payload: OfferConfirmIn | None = N
 def waitlist_offer_decline(request, offer_id):
     """Pass the slot on to the next patient waiting; the entry keeps waiting."""
     return waitlist.offer_decline(patient=request.user, offer_id=offer_id)
+
+
+# --- Insurance on the patient's profile ---------------------------------------------------------
+
+
+def _insurance_out(profile) -> dict:
+    return {
+        "insurance_type": profile.insurance_type,
+        "insurer_name": profile.insurer_name,
+        "insurance_number": profile.insurance_number,
+    }
+
+
+@router.get("/patient/insurance", response=InsuranceOut)
+def insurance(request):
+    """The patient's insurance (decrypted for them alone)."""
+    if request.user.role != Role.PATIENT:
+        raise Forbidden(services.MESSAGE_ONLY_PATIENTS_BOOK, "not_a_patient")
+    profile = services.patient_profile_get(patient=request.user)
+    if profile is None:
+        raise NotFound()
+    return _insurance_out(profile)
+
+
+@router.put("/patient/insurance", response=InsuranceOut)
+def insurance_update(request, payload: InsuranceIn):
+    """Replace the insurance: a Krankenversichertennummer with a wrong check digit is a 422
+    naming `insurance_number`."""
+    if request.user.role != Role.PATIENT:
+        raise Forbidden(services.MESSAGE_ONLY_PATIENTS_BOOK, "not_a_patient")
+    number = "".join((payload.insurance_number or "").split()).upper()
+    profile = services.patient_insurance_update(
+        patient=request.user,
+        insurance_type=payload.insurance_type or None,
+        insurer_name=(payload.insurer_name or "").strip() or None,
+        insurance_number=number or None,
+    )
+    return _insurance_out(profile)

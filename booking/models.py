@@ -8,6 +8,7 @@ from django.utils import timezone, translation
 from django.utils.translation import gettext_lazy as _
 
 from vault.fields import EncryptedDateField, EncryptedTextField
+from vault.models import InsuranceType
 
 SLOT_PUBLIC_ID = re.compile(r"^slot-(\d{1,18})$")
 
@@ -352,6 +353,12 @@ class Appointment(models.Model):
 
     def __str__(self):
         return f"appointment {self.pk} ({self.status})"
+
+    @property
+    def insurance_type_label(self) -> str:
+        """The snapshot's insurance type in words (decrypts it: staff pages only)."""
+        value = self.patient_insurance_type
+        return InsuranceType(value).label if value in InsuranceType.values else ""
 
 
 class AppointmentSlot(models.Model):

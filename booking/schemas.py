@@ -271,3 +271,24 @@ class WaitlistEntryOut(Schema):
 
 class OfferConfirmIn(Schema):
     reason: str = Field("", max_length=500)
+
+
+# --- Insurance --------------------------------------------------------------------------------
+
+
+class InsuranceOut(Schema):
+    insurance_type: str | None
+    insurer_name: str | None
+    insurance_number: str | None
+
+
+class InsuranceIn(Schema):
+    """Replace the insurance on the profile; null or "" clears a value."""
+
+    insurance_type: str | None = Field(
+        None, max_length=20, description="gesetzlich, privat or selbstzahler"
+    )
+    insurer_name: str | None = Field(None, max_length=100)
+    insurance_number: str | None = Field(
+        None, max_length=20, description="The 10-character Krankenversichertennummer."
+    )

@@ -12,6 +12,7 @@ urlpatterns = [
     path("appointments/<uuid:appointment_id>/ics/", views.ics, name="ics"),
     path("appointments/<uuid:appointment_id>/cancel/", views.cancel, name="cancel"),
     path("waitlist/", views.waitlist_page, name="waitlist"),
+    path("insurance/", views.insurance, name="insurance"),
     path("waitlist/<uuid:entry_id>/leave/", views.waitlist_leave, name="waitlist_leave"),
     path("waitlist/offers/<uuid:offer_id>/", views.waitlist_offer, name="waitlist_offer"),
     re_path(r"^record/export/(?P<format>json|fhir)/$", views.export, name="export"),

@@ -22,8 +22,10 @@ from booking.api import ics_response
 from booking.forms import BookForm, ErasureForm, SearchForm, WaitlistJoinForm
 from booking.models import OfferStatus
 from patterm.errors import Conflict, DomainError, InvalidInput
+from patterm.staff import form_errors_add
 from patterm.web import role_required, safe_next_url
 from vault.api import export_response
+from vault.forms import InsuranceForm
 from vault.services import erasure_retention_date
 
 SLOTS_PER_PAGE = 40
@@ -245,6 +247,39 @@ def waitlist_leave(request, entry_id):
     waitlist.waitlist_leave(patient=request.user, entry_id=entry_id)
     messages.success(request, MESSAGE_WAITLIST_LEFT)
     return redirect("booking:waitlist")
+
+
+# --- My insurance --------------------------------------------------------------------------
+
+MESSAGE_INSURANCE_SAVED = _("Your insurance details are saved (encrypted).")
+
+
+@role_required(Role.PATIENT)
+@require_http_methods(["GET", "POST"])
+def insurance(request):
+    """My insurance: type, insurer, Krankenversichertennummer (the same service as
+    PUT /api/patient/insurance); a wrong check digit is an error at the number."""
+    profile = services.patient_profile_get(patient=request.user)
+    initial = {
+        "insurance_type": profile.insurance_type or "",
+        "insurer_name": profile.insurer_name or "",
+        "insurance_number": profile.insurance_number or "",
+    }
+    form = InsuranceForm(request.POST if request.method == "POST" else None, initial=initial)
+    status = 200
+    if request.method == "POST":
+        if form.is_valid():
+            try:
+                services.patient_insurance_update(patient=request.user, **form.insurance_values())
+            except InvalidInput as error:
+                form_errors_add(form, error)
+                status = 422
+            else:
+                messages.success(request, MESSAGE_INSURANCE_SAVED)
+                return redirect(safe_next_url(request, reverse("booking:insurance")))
+        else:
+            status = 422
+    return render(request, "booking/insurance.html", {"form": form}, status=status)
 
 
 # --- The record's export and erasure (GDPR Art. 15, 17, 20) ----------------------------------

@@ -11,6 +11,7 @@ NAVIGATION = {
         ("booking:appointments", _("My appointments")),
         ("booking:waitlist", _("Waitlist")),
         ("vault:record", _("My record")),
+        ("booking:insurance", _("My insurance")),
         ("consent:consents", _("My consents")),
         ("consent:access_log", _("Access log")),
         ("accounts:sessions", _("Sessions")),

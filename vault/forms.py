@@ -60,3 +60,50 @@ class SignupForm(forms.Form):
         if born < datetime.date(1900, 1, 1):
             raise forms.ValidationError(MESSAGE_BIRTH_TOO_EARLY)
         return born
+
+
+class InsuranceFieldsMixin(forms.Form):
+    """The insurance fields of a patient's profile (issue 16): type, insurer, and the
+    Krankenversichertennummer, checked with its check digit. A form for any patient (the
+    account holder, a relative) mixes this in; `insurance_values()` gives what the service
+    stores (encrypted on vault.models.PatientProfile)."""
+
+    insurance_type = forms.ChoiceField(label=_("Insurance type"), required=False, choices=[])
+    insurer_name = forms.CharField(
+        label=_("Insurer"),
+        max_length=100,
+        required=False,
+        validators=[no_control_characters],
+        help_text=_("e.g. AOK Nordost, Techniker Krankenkasse"),
+    )
+    insurance_number = forms.CharField(
+        label=_("Health insurance number (Krankenversichertennummer)"),
+        max_length=20,
+        required=False,
+        help_text=_("10 characters, on the insurance card: a capital letter and nine digits."),
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        from vault.models import InsuranceType
+
+        self.fields["insurance_type"].choices = [("", _("Not given"))] + list(InsuranceType.choices)
+
+    def clean_insurance_number(self):
+        from vault.models import validate_kvnr
+
+        number = "".join(self.cleaned_data["insurance_number"].split()).upper()
+        if number:
+            validate_kvnr(number)
+        return number
+
+    def insurance_values(self) -> dict:
+        return {
+            "insurance_type": self.cleaned_data["insurance_type"] or None,
+            "insurer_name": self.cleaned_data["insurer_name"] or None,
+            "insurance_number": self.cleaned_data["insurance_number"] or None,
+        }
+
+
+class InsuranceForm(InsuranceFieldsMixin):
+    """The patient's own insurance page."""
