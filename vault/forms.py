@@ -8,6 +8,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from patterm.web import DateInput
+from vault.models import InsuranceType, validate_kvnr
 
 MESSAGE_CONTROL_CHARACTERS = _("Control characters are not allowed.")
 no_control_characters = RegexValidator(
@@ -85,13 +86,9 @@ class InsuranceFieldsMixin(forms.Form):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        from vault.models import InsuranceType
-
-        self.fields["insurance_type"].choices = [("", _("Not given"))] + list(InsuranceType.choices)
+        self.fields["insurance_type"].choices = [("", _("Not given")), *InsuranceType.choices]
 
     def clean_insurance_number(self):
-        from vault.models import validate_kvnr
-
         number = "".join(self.cleaned_data["insurance_number"].split()).upper()
         if number:
             validate_kvnr(number)

@@ -21,7 +21,8 @@ def test_the_check_digit_of_the_published_example():
 
 
 @pytest.mark.parametrize(
-    "number", ["A123456781", "A12345678", "a123456780", "1123456780", "A12345678X", "A１23456780"]
+    "number",
+    ["A123456781", "A12345678", "a123456780", "1123456780", "A12345678X", "A\uff1123456780"],
 )
 def test_wrong_numbers_are_refused(number):
     from django.core.exceptions import ValidationError
