@@ -1,5 +1,6 @@
 import datetime
 import uuid
+from typing import Literal
 
 from django.conf import settings
 from ninja import Field, Schema
@@ -136,6 +137,13 @@ class SlotFilters(Schema):
     practitioner: int | None = Field(None, ge=1, le=2**62)
     date_from: datetime.date | None = filter_date()
     date_to: datetime.date | None = filter_date()
+    motive: int | None = Field(
+        None, ge=1, le=2**62, description="Only start times where this visit motive fits."
+    )
+    insurance_type: Literal["gesetzlich", "privat", "selbstzahler"] | None = None
+    patient_status: Literal["new", "known"] | None = Field(
+        None, description="Whether the patient has been at the clinic before."
+    )
 
     _dates = field_validator("date_from", "date_to", mode="before")(
         lambda value: value if value in (None, "") else clean_iso_date(value)

@@ -14,7 +14,7 @@ from django.conf import settings
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
-from django.db.models import Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone, translation
@@ -23,7 +23,7 @@ from django.utils.translation import gettext_lazy as _
 from accounts.models import Clinic, Membership, Role, User
 from audit.models import AuditAction
 from audit.signals import send_event
-from booking import waitlist
+from booking import search, waitlist
 from booking.models import (
     Absence,
     Appointment,
@@ -690,8 +690,16 @@ def free_slots(
     practitioner: int | None = None,
     date_from: datetime.date | None = None,
     date_to: datetime.date | None = None,
+    motive: int | None = None,
+    insurance_type: str | None = None,
+    patient_status: str | None = None,
 ) -> QuerySet[Slot]:
-    """Free future slots, ordered by start; dates are local calendar days, inclusive."""
+    """Free future slots, ordered by start; dates are local calendar days, inclusive.
+
+    `motive`: only the motive's practitioner's slots from which its whole duration is free
+    (none if the motive is not bookable online, or its rules exclude `insurance_type` or
+    `patient_status`, "new" or "known"). Without a motive those two keep practitioners with
+    a motive open to them, or with no motives at all."""
     zone = ZoneInfo(settings.TIME_ZONE)
     slots = Slot.objects.filter(is_booked=False, held_for=None, starts_at__gt=timezone.now())
     if specialty:
@@ -711,6 +719,18 @@ def free_slots(
         slots = slots.filter(
             starts_at__lt=_local_midnight(date_to + datetime.timedelta(days=1), zone)
         )
+    known = None if patient_status is None else patient_status == "known"
+    rules = search.motive_rule_filter(insurance_type=insurance_type, known=known)
+    if motive is not None:
+        found = VisitMotive.objects.select_related("membership").filter(rules, pk=motive).first()
+        slots = search.slots_where_motive_fits(slots, found) if found else slots.none()
+    elif insurance_type or known is not None:
+        motives = VisitMotive.objects.filter(
+            membership__user_id=OuterRef("practitioner_id"),
+            membership__clinic_id=OuterRef("clinic_id"),
+            specialty_id=OuterRef("specialty_id"),
+        )
+        slots = slots.filter(~Exists(motives) | Exists(motives.filter(rules)))
     return slots.select_related("clinic", "practitioner", "specialty").order_by("starts_at", "pk")
 
 

@@ -7,6 +7,7 @@ app_name = "booking"
 # The search is the site's start page: patterm.views.home renders it under the name "home".
 urlpatterns = [
     path("book/<str:slot_id>/", views.book, name="book"),
+    path("practitioners/<int:membership_id>/", views.practitioner, name="practitioner"),
     path("appointments/", views.appointments, name="appointments"),
     path("appointments/<uuid:appointment_id>/", views.appointment, name="appointment"),
     path("appointments/<uuid:appointment_id>/ics/", views.ics, name="ics"),
