@@ -291,12 +291,12 @@ class InsuranceOut(Schema):
 
 
 class InsuranceIn(Schema):
-    """Replace the insurance on the profile; null or "" clears a value."""
+    """Replace the insurance on the profile: every key is required; null or "" clears it."""
 
     insurance_type: str | None = Field(
-        None, max_length=20, description="gesetzlich, privat or selbstzahler"
+        ..., max_length=20, description="gesetzlich, privat or selbstzahler"
     )
-    insurer_name: str | None = Field(None, max_length=100)
+    insurer_name: str | None = Field(..., max_length=100)
     insurance_number: str | None = Field(
-        None, max_length=20, description="The 10-character Krankenversichertennummer."
+        ..., max_length=20, description="The 10-character Krankenversichertennummer."
     )

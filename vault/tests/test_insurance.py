@@ -77,7 +77,9 @@ def test_the_api_names_a_wrong_number_and_stores_nothing(api_client, make_patien
     patient = make_patient()
 
     response = put(
-        api_client, patient, {"insurance_type": "gesetzlich", "insurance_number": "A123456781"}
+        api_client,
+        patient,
+        {"insurance_type": "gesetzlich", "insurer_name": None, "insurance_number": "A123456781"},
     )
 
     assert response.status_code == 422
@@ -85,9 +87,11 @@ def test_the_api_names_a_wrong_number_and_stores_nothing(api_client, make_patien
     assert body["code"] == "validation_error"
     assert [e["field"] for e in body["errors"]] == ["insurance_number"]
     assert PatientProfile.objects.get(patient=patient.user).insurance_type is None
-    assert put(api_client, patient, {"insurance_type": "gkv"}).json()["errors"][0]["field"] == (
-        "insurance_type"
-    )
+    assert put(
+        api_client,
+        patient,
+        {"insurance_type": "gkv", "insurer_name": "", "insurance_number": ""},
+    ).json()["errors"][0]["field"] == ("insurance_type")
 
 
 def test_staff_have_no_insurance_endpoint(api_client):
