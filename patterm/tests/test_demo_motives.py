@@ -22,8 +22,9 @@ def test_every_demo_practitioner_has_motives_with_different_durations_and_rules(
         motives = list(VisitMotive.objects.filter(membership=membership))
         assert len({m.duration_minutes for m in motives}) >= 2, membership
     names = set(
-        VisitMotive.objects.filter(membership__user__email="kinderaerztin@demo.patterm.de")
-        .values_list("name_de", flat=True)
+        VisitMotive.objects.filter(
+            membership__user__email="kinderaerztin@demo.patterm.de"
+        ).values_list("name_de", flat=True)
     )
     assert names == {"U-Untersuchung", "Impfung", "Akutsprechstunde"}
     rules = VisitMotive.objects.values_list(
