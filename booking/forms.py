@@ -1,12 +1,18 @@
 """The patient's forms of the booking pages: search, book, erasure confirmation."""
 
+import datetime
+
 from django import forms
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Clinic
 from booking.models import Specialty
 from patterm.web import DateInput
 from vault.models import InsuranceType
+
+SEARCH_MAX_DAYS_AHEAD = 730
+MESSAGE_SEARCH_TOO_FAR = _("Please choose a day within the next two years.")
 
 
 class SearchForm(forms.Form):
@@ -32,6 +38,12 @@ class SearchForm(forms.Form):
         widget=DateInput(),
         help_text=_("The first day of the week shown; empty: from today."),
     )
+
+    def clean_date(self):
+        day = self.cleaned_data["date"]
+        if day and day > timezone.localdate() + datetime.timedelta(days=SEARCH_MAX_DAYS_AHEAD):
+            raise forms.ValidationError(MESSAGE_SEARCH_TOO_FAR)
+        return day
 
     def __init__(self, *args, ask_known: bool = True, **kwargs):
         super().__init__(*args, **kwargs)

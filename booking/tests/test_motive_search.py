@@ -141,3 +141,13 @@ def test_the_book_page_books_the_motive_and_asks_for_insurance_when_it_matters(d
     assert set(Slot.objects.filter(pk__in=[a.pk, b.pk]).values_list("is_booked", flat=True)) == {
         True
     }
+
+
+def test_a_day_too_far_ahead_is_a_field_error_not_a_500(doctor):
+    for path in (
+        reverse("home"),
+        reverse("booking:practitioner", args=[doctor.memberships.get().pk]),
+    ):
+        response = Client().get(path, {"date": "9999-12-31"})
+        assert response.status_code == 200
+    assert "date" in Client().get(reverse("home"), {"date": "9999-12-31"}).context["form"].errors
