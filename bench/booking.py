@@ -16,6 +16,12 @@ Builds a throwaway database `bench_booking` on the server of DATABASE_URL and pr
 - search latency: `GET /api/slots?specialty=…&city=…&limit=50` (the page and its count) at each
   size of --sizes, median of --repeat requests, as a ratio to the smallest size, and the query
   plan of the page query.
+- visit motives (issue 16): bookings per second of a two-slot motive (20 minutes on the
+  10-minute grid) against a one-slot motive, both through `appointment_book` with --clients
+  clients racing as above (all-or-none asserted); and search by motive at each size:
+  `GET /api/slots?motive=…` (a 40-minute motive on a 20-minute grid, the SQL chain) and the
+  portal's grouped week search `GET /?specialty=kinderheilkunde` (ten practitioners' cards), as
+  a ratio to the smallest size (goal <= 1.5).
 """
 
 import argparse
@@ -94,7 +100,7 @@ def main() -> int:
     start = datetime.datetime.now(datetime.UTC).replace(microsecond=0) + datetime.timedelta(days=1)
     per_run = arguments.clients * arguments.bookings
 
-    def make_slots(offset: int) -> list[int]:
+    def make_slots(offset: int, count: int | None = None) -> list[int]:
         slots = Slot.objects.bulk_create(
             Slot(
                 clinic=clinic,
@@ -103,7 +109,7 @@ def main() -> int:
                 starts_at=start + datetime.timedelta(minutes=10 * (offset + n)),
                 ends_at=start + datetime.timedelta(minutes=10 * (offset + n) + 10),
             )
-            for n in range(per_run)
+            for n in range(count or per_run)
         )
         return [slot.pk for slot in slots]
 
@@ -220,6 +226,57 @@ def main() -> int:
         ),
     ]
 
+    # --- visit motives: a two-slot motive against a one-slot motive --------------------------
+    from booking.models import AppointmentSlot, VisitMotive
+
+    def motive_of(minutes: int) -> VisitMotive:
+        membership = Membership.objects.get(user=doctor, clinic=clinic)
+        return VisitMotive.objects.create(
+            membership=membership,
+            specialty=specialty,
+            name_de=f"M{minutes}",
+            name_en=f"M{minutes}",
+            duration_minutes=minutes,
+        )
+
+    def motive_rate(motive: VisitMotive, slots_each: int, offset: int) -> float:
+        slots = make_slots(offset, per_run * slots_each)
+        starts = slots[::slots_each]
+
+        def book(client: int):
+            for slot_pk in attempts(starts, client):
+                with contextlib.suppress(Conflict):
+                    appointment_book(
+                        patient=patients[client], slot_id=f"slot-{slot_pk:03d}", motive_id=motive.pk
+                    )
+
+        seconds = run_threads(arguments.clients, book)
+        active = AppointmentSlot.objects.filter(slot_id__in=slots, is_active=True)
+        if not active.count() == active.values("slot").distinct().count() == len(slots):
+            raise SystemExit(f"DOUBLE, HALF OR LOST BOOKING of the {motive.name_de} motive")
+        return per_run / seconds
+
+    one_slot_rate = motive_rate(motive_of(10), 1, 3 * per_run)
+    two_slot_rate = motive_rate(motive_of(20), 2, 4 * per_run)
+    print(f"\nMotives through appointment_book, {arguments.clients} clients, {per_run} each:")
+    print(f"{'':<34}{'bookings/s':>12}{'x one-slot':>12}")
+    print(f"{'one-slot motive (10 min)':<34}{one_slot_rate:>12.1f}{1:>12.2f}")
+    print(
+        f"{'two-slot motive (20 min)':<34}{two_slot_rate:>12.1f}"
+        f"{two_slot_rate / one_slot_rate:>12.2f}"
+    )
+    print("every slot occupied exactly once, pairs all or none (asserted)")
+    figures.append(
+        Figure(
+            name=f"motive booking, {arguments.clients} clients, two slots vs one",
+            unit="bookings/s",
+            patterm=two_slot_rate,
+            comparison=one_slot_rate,
+            comparison_name="one-slot motive",
+            note="zero double or half bookings asserted",
+        )
+    )
+
     # --- search latency ----------------------------------------------------------------------
     cities = ["Berlin", "München", "Hamburg", "Köln", "Leipzig"]
     slugs = ["allgemeinmedizin", "kardiologie", "dermatologie", "orthopaedie", "kinderheilkunde"]
@@ -244,6 +301,47 @@ def main() -> int:
         .values_list("pk", flat=True)
     )
     specialty_ids = list(Specialty.objects.order_by("slug").values_list("pk", flat=True))
+    # Ten paediatricians with memberships and a 40-minute motive, four weeks of a 20-minute grid
+    # (9-12 h, every fifth slot booked): what search by motive reads, fixed while the table grows.
+    from booking.models import PractitionerSpecialty
+
+    paediatrics = Specialty.objects.get(slug="kinderheilkunde")
+    motive_clinic = Clinic.objects.create(
+        name="Kinderpraxis", slug="kinderpraxis", city="Hamburg", address="x"
+    )
+    motive_ids = []
+    for n in range(10):
+        paediatrician = User.objects.create(
+            email=f"kinder{n}@bench.de", role=Role.PRACTITIONER, last_name=f"K{n}"
+        )
+        membership = Membership.objects.create(
+            user=paediatrician, clinic=motive_clinic, role=Role.PRACTITIONER
+        )
+        PractitionerSpecialty.objects.create(membership=membership, specialty=paediatrics)
+        motive_ids.append(
+            VisitMotive.objects.create(
+                membership=membership,
+                specialty=paediatrics,
+                name_de="U-Untersuchung",
+                name_en="U",
+                duration_minutes=40,
+            ).pk
+        )
+        Slot.objects.bulk_create(
+            Slot(
+                clinic=motive_clinic,
+                practitioner=paediatrician,
+                specialty=paediatrics,
+                starts_at=start + datetime.timedelta(days=day, hours=8, minutes=20 * k),
+                ends_at=start + datetime.timedelta(days=day, hours=8, minutes=20 * k + 20),
+                is_booked=(k % 5 == 4),
+            )
+            for day in range(28)
+            for k in range(9)
+        )
+    motive_query = f"/api/slots?motive={motive_ids[0]}&limit=50"
+    week_query = "/?specialty=kinderheilkunde"
+    motive_results, week_results = [], []
     client = Client()
     query = "/api/slots?specialty=kardiologie&city=Hamburg&limit=50"
     results = []
@@ -281,11 +379,37 @@ def main() -> int:
         if client.get(query).status_code != 200:
             raise SystemExit(f"{query} failed")
         results.append((size, median_ms(lambda: client.get(query), arguments.repeat)))
+        found = client.get(motive_query)
+        if found.status_code != 200 or not found.json()["items"]:
+            raise SystemExit(f"{motive_query} failed or found nothing")
+        motive_results.append((size, median_ms(lambda: client.get(motive_query), arguments.repeat)))
+        week = client.get(week_query)
+        if week.status_code != 200 or week.content.count(b'class="practitioner-card"') != 10:
+            raise SystemExit(f"{week_query} failed or showed not ten practitioners")
+        week_results.append((size, median_ms(lambda: client.get(week_query), arguments.repeat)))
 
     print(f"\nSearch {query}, median of {arguments.repeat} requests:")
     print(f"{'slots':>12}{'ms':>10}{'x smallest':>12}")
     for size, ms in results:
         print(f"{size:>12,}{ms:>10.2f}{ms / results[0][1]:>12.2f}")
+
+    for label, measured in ((motive_query, motive_results), (week_query, week_results)):
+        print(f"\nSearch by motive {label}, median of {arguments.repeat} requests:")
+        print(f"{'slots':>12}{'ms':>10}{'x smallest':>12}")
+        for size, ms in measured:
+            print(f"{size:>12,}{ms:>10.2f}{ms / measured[0][1]:>12.2f}")
+        figures.append(
+            Figure(
+                name=f"search by motive {label.split('?')[0]}, "
+                f"{measured[-1][0]:,} vs {measured[0][0]:,} slots",
+                unit="ms",
+                patterm=measured[-1][1],
+                comparison=measured[0][1],
+                comparison_name=f"at {measured[0][0]:,} slots",
+                goal="<= 1.5",
+                scaling=[{"label": label, "x": "slots", "points": [list(r) for r in measured]}],
+            )
+        )
 
     from booking.services import free_slots
 

@@ -19,6 +19,7 @@ from booking.models import (
     PractitionerSpecialty,
     Slot,
     Specialty,
+    VisitMotive,
 )
 
 
@@ -34,6 +35,11 @@ class AbsenceInline(ClinicScopedInline):
     model = Absence
 
 
+class VisitMotiveInline(ClinicScopedInline):
+    model = VisitMotive
+    fields = ["specialty", "name_de", "name_en", "duration_minutes", "bookable_online", "patients"]
+
+
 @admin.register(Membership)
 class MembershipAdmin(ClinicScopedAdmin):
     """Staff at the clinics, with a practitioner's specialties, opening hours and absences.
@@ -45,7 +51,7 @@ class MembershipAdmin(ClinicScopedAdmin):
     list_filter = ["role"]
     list_select_related = ["user", "clinic"]
     search_fields = ["user__email", "user__last_name", "clinic__name"]
-    inlines = [PractitionerSpecialtyInline, OpeningHoursInline, AbsenceInline]
+    inlines = [PractitionerSpecialtyInline, OpeningHoursInline, AbsenceInline, VisitMotiveInline]
 
     def get_readonly_fields(self, request, obj=None):
         # A clinic admin cannot move a membership to another account or clinic.
@@ -90,6 +96,41 @@ class OpeningHoursAdmin(ClinicScopedAdmin):
     list_select_related = ["membership__user", "membership__clinic", "specialty"]
 
 
+@admin.register(VisitMotive)
+class VisitMotiveAdmin(ClinicScopedAdmin):
+    """A practitioner's visit motives (Besuchsgrund): what patients pick before a time."""
+
+    clinic_lookup = "membership__clinic"
+    list_display = [
+        "name_de",
+        "membership",
+        "specialty",
+        "duration_minutes",
+        "bookable_online",
+        "patients",
+        "accepts_statutory",
+        "accepts_private",
+        "accepts_self_pay",
+    ]
+    list_filter = ["bookable_online", "patients", "specialty"]
+    list_select_related = ["membership__user", "membership__clinic", "specialty"]
+    search_fields = ["name_de", "name_en", "membership__user__last_name"]
+    fields = [
+        "membership",
+        "specialty",
+        "name_de",
+        "name_en",
+        "duration_minutes",
+        "bookable_online",
+        "patients",
+        "accepts_statutory",
+        "accepts_private",
+        "accepts_self_pay",
+        "note_de",
+        "note_en",
+    ]
+
+
 @admin.register(Absence)
 class AbsenceAdmin(ClinicScopedAdmin):
     clinic_lookup = "membership__clinic"
@@ -132,6 +173,8 @@ class AppointmentAdmin(ClinicScopedAdmin):
         "patient_first_name_encrypted",
         "patient_last_name_encrypted",
         "patient_date_of_birth_encrypted",
+        "patient_insurance_type_encrypted",
+        "motive",
         "reason_encrypted",
     ]
     readonly_fields = fields
@@ -144,6 +187,9 @@ class AppointmentAdmin(ClinicScopedAdmin):
     patient_last_name_encrypted = encrypted_display("patient_last_name", _("last name"))
     patient_date_of_birth_encrypted = encrypted_display("patient_date_of_birth", _("date of birth"))
     reason_encrypted = encrypted_display("reason", _("reason for the visit"))
+    patient_insurance_type_encrypted = encrypted_display(
+        "patient_insurance_type", _("insurance type")
+    )
 
     def has_add_permission(self, request, *args):
         return False

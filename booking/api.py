@@ -18,6 +18,8 @@ from booking.schemas import (
     AppointmentOut,
     BookIn,
     ClinicWithSpecialtiesOut,
+    InsuranceIn,
+    InsuranceOut,
     OfferConfirmIn,
     OfferOut,
     ScheduleFilters,
@@ -53,6 +55,9 @@ def appointment_out(
         "slot": appointment.slot,
         "booked_at": appointment.booked_at,
         "cancelled_at": appointment.cancelled_at,
+        # The motive's end (a motive may take several slots; `slot` is the first).
+        "ends_at": appointment.ends_at,
+        "motive": appointment.motive,
     }
     if is_owner or is_staff:
         body["reason"] = appointment.reason
@@ -64,6 +69,7 @@ def appointment_out(
             "first_name": appointment.patient_first_name,
             "last_name": appointment.patient_last_name,
             "date_of_birth": appointment.patient_date_of_birth,
+            "insurance_type": appointment.patient_insurance_type,
         }
     return body
 
@@ -115,9 +121,15 @@ def appointments_out(appointments: list, *, viewer) -> list[dict]:
 
 @router.post("/appointments", response={201: AppointmentOut}, exclude_unset=True)
 def book(request, payload: BookIn):
-    """Book a free slot. A slot someone else got first: `409 slot_taken`."""
+    """Book a free slot, or with `motive_id` the consecutive free slots the visit motive
+    needs. A slot someone else got first: `409 slot_taken`; a motive's rule broken: `422`
+    with the rule's code (API.md)."""
     appointment = services.appointment_book(
-        patient=request.user, slot_id=payload.slot_id, reason=payload.reason
+        patient=request.user,
+        slot_id=payload.slot_id,
+        reason=payload.reason,
+        motive_id=payload.motive_id,
+        insurance_type=payload.insurance_type,
     )
     return Status(201, appointment_out(appointment, viewer=request.user))
 
@@ -277,3 +289,41 @@ def waitlist_offer_confirm(request, offer_id, payload: OfferConfirmIn | None = N
 def waitlist_offer_decline(request, offer_id):
     """Pass the slot on to the next patient waiting; the entry keeps waiting."""
     return waitlist.offer_decline(patient=request.user, offer_id=offer_id)
+
+
+# --- Insurance on the patient's profile ---------------------------------------------------------
+
+
+def _insurance_out(profile) -> dict:
+    return {
+        "insurance_type": profile.insurance_type,
+        "insurer_name": profile.insurer_name,
+        "insurance_number": profile.insurance_number,
+    }
+
+
+@router.get("/patient/insurance", response=InsuranceOut)
+def insurance(request):
+    """The patient's insurance (decrypted for them alone)."""
+    if request.user.role != Role.PATIENT:
+        raise Forbidden(services.MESSAGE_ONLY_PATIENTS_BOOK, "not_a_patient")
+    profile = services.patient_profile_get(patient=request.user)
+    if profile is None:
+        raise NotFound()
+    return _insurance_out(profile)
+
+
+@router.put("/patient/insurance", response=InsuranceOut)
+def insurance_update(request, payload: InsuranceIn):
+    """Replace the insurance: a Krankenversichertennummer with a wrong check digit is a 422
+    naming `insurance_number`."""
+    if request.user.role != Role.PATIENT:
+        raise Forbidden(services.MESSAGE_ONLY_PATIENTS_BOOK, "not_a_patient")
+    number = "".join((payload.insurance_number or "").split()).upper()
+    profile = services.patient_insurance_update(
+        patient=request.user,
+        insurance_type=payload.insurance_type or None,
+        insurer_name=(payload.insurer_name or "").strip() or None,
+        insurance_number=number or None,
+    )
+    return _insurance_out(profile)

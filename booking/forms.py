@@ -1,25 +1,55 @@
 """The patient's forms of the booking pages: search, book, erasure confirmation."""
 
+import datetime
+
 from django import forms
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Clinic
 from booking.models import Specialty
 from patterm.web import DateInput
+from vault.models import InsuranceType
+
+SEARCH_MAX_DAYS_AHEAD = 730
+MESSAGE_SEARCH_TOO_FAR = _("Please choose a day within the next two years.")
 
 
 class SearchForm(forms.Form):
+    """Specialty, city, insurance type, been there before, first day. Whether the patient has
+    been at a clinic before is asked only of visitors: for a signed-in patient the portal
+    knows it (a care relationship), so the field is left out (`ask_known=False`)."""
+
     specialty = forms.ChoiceField(label=_("Specialty"), required=False)
     city = forms.ChoiceField(label=_("City"), required=False)
+    insurance_type = forms.ChoiceField(label=_("Insurance"), required=False)
+    patient_status = forms.ChoiceField(
+        label=_("Been there before?"),
+        required=False,
+        choices=[
+            ("", _("Not saying")),
+            ("new", _("No, I am a new patient")),
+            ("known", _("Yes, I have been there before")),
+        ],
+    )
     date = forms.DateField(
         label=_("From"),
         required=False,
         widget=DateInput(),
-        help_text=_("The first day to look at; empty: from today."),
+        help_text=_("The first day of the week shown; empty: from today."),
     )
 
-    def __init__(self, *args, **kwargs):
+    def clean_date(self):
+        day = self.cleaned_data["date"]
+        if day and day > timezone.localdate() + datetime.timedelta(days=SEARCH_MAX_DAYS_AHEAD):
+            raise forms.ValidationError(MESSAGE_SEARCH_TOO_FAR)
+        return day
+
+    def __init__(self, *args, ask_known: bool = True, **kwargs):
         super().__init__(*args, **kwargs)
+        if not ask_known:
+            del self.fields["patient_status"]
+        self.fields["insurance_type"].choices = [("", _("Any insurance")), *InsuranceType.choices]
         specialties = sorted(Specialty.objects.all(), key=lambda s: s.name)
         self.fields["specialty"].choices = [("", _("All specialties"))] + [
             (s.slug, s.name) for s in specialties
@@ -85,3 +115,18 @@ class WaitlistJoinForm(forms.Form):
         self.fields["clinic"].choices = [("", _("Any clinic"))] + [
             (pk, f"{name}, {city}") for pk, name, city in clinics
         ]
+
+
+class BookMotiveForm(BookForm):
+    """Booking a visit motive: the reason, and how the patient is insured when the motive is
+    not open to every insurance type (prefilled from the profile)."""
+
+    insurance_type = forms.ChoiceField(label=_("Insurance"), required=False)
+
+    def __init__(self, *args, ask_insurance: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        if ask_insurance:
+            self.fields["insurance_type"].choices = [("", _("Choose")), *InsuranceType.choices]
+            self.fields["insurance_type"].required = True
+        else:
+            del self.fields["insurance_type"]

@@ -8,6 +8,7 @@ from django.utils import timezone, translation
 from django.utils.translation import gettext_lazy as _
 
 from vault.fields import EncryptedDateField, EncryptedTextField
+from vault.models import InsuranceType
 
 SLOT_PUBLIC_ID = re.compile(r"^slot-(\d{1,18})$")
 
@@ -189,6 +190,104 @@ class Slot(models.Model):
         return int(match.group(1)) if match else None
 
 
+class MotivePatients(models.TextChoices):
+    """Who may book a visit motive: a patient is known at a clinic once a care relationship
+    with it exists (consent.CareRelationship), new otherwise."""
+
+    BOTH = "both", _("New and known patients")
+    NEW = "new", _("New patients only")
+    KNOWN = "known", _("Known patients only")
+
+
+class VisitMotive(models.Model):
+    """A reason to visit (Besuchsgrund) a practitioner offers at one clinic, with the time it
+    takes. Booking it claims as many consecutive free slots as its duration needs (decision
+    0013); who may book it online is the motive's rules."""
+
+    membership = models.ForeignKey(
+        "accounts.Membership", on_delete=models.CASCADE, related_name="motives"
+    )
+    specialty = models.ForeignKey(Specialty, on_delete=models.PROTECT, related_name="+")
+    name_de = models.CharField(_("name (German)"), max_length=100)
+    name_en = models.CharField(_("name (English)"), max_length=100)
+    duration_minutes = models.PositiveSmallIntegerField(_("duration (minutes)"), default=20)
+    bookable_online = models.BooleanField(_("bookable online"), default=True)
+    patients = models.CharField(
+        _("for"), max_length=8, choices=MotivePatients.choices, default=MotivePatients.BOTH
+    )
+    accepts_statutory = models.BooleanField(_("statutory insurance (gesetzlich)"), default=True)
+    accepts_private = models.BooleanField(_("private insurance (privat)"), default=True)
+    accepts_self_pay = models.BooleanField(_("self-paying (Selbstzahler)"), default=True)
+    note_de = models.CharField(_("note before booking (German)"), max_length=300, blank=True)
+    note_en = models.CharField(_("note before booking (English)"), max_length=300, blank=True)
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
+
+    class Meta:
+        ordering = ["membership", "name_de", "pk"]
+        verbose_name = _("visit motive")
+        verbose_name_plural = _("visit motives")
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(duration_minutes__gte=5, duration_minutes__lte=480),
+                name="motive_duration_5_to_480",
+            ),
+            models.CheckConstraint(
+                condition=Q(accepts_statutory=True)
+                | Q(accepts_private=True)
+                | Q(accepts_self_pay=True),
+                name="motive_accepts_some_insurance",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.name} ({self.duration_minutes} min)"
+
+    def clean(self):
+        from django.core.exceptions import ValidationError
+
+        if (
+            self.membership_id
+            and self.specialty_id
+            and not PractitionerSpecialty.objects.filter(
+                membership_id=self.membership_id, specialty_id=self.specialty_id
+            ).exists()
+        ):
+            raise ValidationError(
+                {"specialty": _("The practitioner does not offer this specialty at the clinic.")}
+            )
+
+    @property
+    def name(self) -> str:
+        return self.name_de if translation.get_language() == "de" else self.name_en
+
+    @property
+    def note(self) -> str:
+        if translation.get_language() == "de":
+            return self.note_de or self.note_en
+        return self.note_en or self.note_de
+
+    # The insurance type (vault.models.InsuranceType) each flag stands for.
+    INSURANCE_FLAGS = {
+        "gesetzlich": "accepts_statutory",
+        "privat": "accepts_private",
+        "selbstzahler": "accepts_self_pay",
+    }
+
+    def accepts(self, insurance_type: str) -> bool:
+        flag = self.INSURANCE_FLAGS.get(insurance_type)
+        return bool(flag and getattr(self, flag))
+
+    @property
+    def accepted_insurance_types(self) -> list[str]:
+        return [kind for kind, flag in self.INSURANCE_FLAGS.items() if getattr(self, flag)]
+
+    def admits(self, *, known: bool) -> bool:
+        """Whether a new (`known=False`) or known patient may book this motive."""
+        return self.patients == MotivePatients.BOTH or self.patients == (
+            MotivePatients.KNOWN if known else MotivePatients.NEW
+        )
+
+
 class AppointmentStatus(models.TextChoices):
     BOOKED = "booked", _("Booked")
     CANCELLED = "cancelled", _("Cancelled")
@@ -231,6 +330,19 @@ class Appointment(models.Model):
     patient_last_name = EncryptedTextField(_("last name"), patient_field="patient")
     patient_date_of_birth = EncryptedDateField(_("date of birth"), patient_field="patient")
     reason = EncryptedTextField(_("reason for the visit"), patient_field="patient", blank=True)
+    # What the patient booked (null: a plain slot, as before motives) and how they are insured
+    # (part of the snapshot: the staff schedule shows it; null: not given).
+    motive = models.ForeignKey(
+        VisitMotive,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="appointments",
+        verbose_name=_("visit motive"),
+    )
+    patient_insurance_type = EncryptedTextField(
+        _("insurance type"), patient_field="patient", null=True, blank=True
+    )
 
     class Meta:
         ordering = ["starts_at"]
@@ -250,6 +362,38 @@ class Appointment(models.Model):
 
     def __str__(self):
         return f"appointment {self.pk} ({self.status})"
+
+    @property
+    def insurance_type_label(self) -> str:
+        """The snapshot's insurance type in words (decrypts it: staff pages only)."""
+        value = self.patient_insurance_type
+        return InsuranceType(value).label if value in InsuranceType.values else ""
+
+
+class AppointmentSlot(models.Model):
+    """Every slot an appointment occupies (the first is also `Appointment.slot`): a motive
+    longer than one slot claims consecutive ones. While the appointment is booked its rows are
+    `is_active`, and a partial unique index allows one active row per slot: the database's
+    guarantee against double booking covers every slot, not only the first."""
+
+    appointment = models.ForeignKey(
+        Appointment, on_delete=models.CASCADE, related_name="occupied_slots"
+    )
+    slot = models.ForeignKey(Slot, on_delete=models.PROTECT, related_name="occupations")
+    is_active = models.BooleanField(default=True)
+
+    class Meta:
+        verbose_name = _("occupied slot")
+        verbose_name_plural = _("occupied slots")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["slot"], condition=Q(is_active=True), name="appointment_slot_one_active"
+            ),
+            models.UniqueConstraint(fields=["appointment", "slot"], name="appointment_slot_once"),
+        ]
+
+    def __str__(self):
+        return f"{self.slot_id} of {self.appointment_id}"
 
 
 class SentReminder(models.Model):

@@ -1,5 +1,6 @@
 import datetime
 import uuid
+from typing import Literal
 
 from django.conf import settings
 from ninja import Field, Schema
@@ -82,6 +83,26 @@ class SnapshotOut(Schema):
     first_name: str
     last_name: str
     date_of_birth: datetime.date | str
+    insurance_type: str | None = None
+
+
+class MotiveRef(Schema):
+    id: int
+    name: str
+    duration_minutes: int
+
+
+class MotiveOut(MotiveRef):
+    """A visit motive as patients see it before booking."""
+
+    specialty: SpecialtyOut
+    patients: str
+    insurance_types: list[str]
+    note: str
+
+    @staticmethod
+    def resolve_insurance_types(motive) -> list[str]:
+        return motive.accepted_insurance_types
 
 
 class AppointmentOut(Schema):
@@ -94,11 +115,21 @@ class AppointmentOut(Schema):
     # "holder": booked by the account holder of a relative; absent: by the patient.
     booked_by: str | None = None
     patient: SnapshotOut | None = None
+    motive: MotiveRef | None = None
+    ends_at: datetime.datetime | None = None
 
 
 class BookIn(Schema):
     slot_id: str = Field(..., max_length=40)
     reason: str = Field("", max_length=500)
+    motive_id: int | None = Field(
+        None, ge=1, le=2**62, description="A visit motive of the slot's practitioner."
+    )
+    insurance_type: str | None = Field(
+        None,
+        max_length=20,
+        description="gesetzlich, privat or selbstzahler; default: the profile's.",
+    )
 
 
 class SlotFilters(Schema):
@@ -108,6 +139,13 @@ class SlotFilters(Schema):
     practitioner: int | None = Field(None, ge=1, le=2**62)
     date_from: datetime.date | None = filter_date()
     date_to: datetime.date | None = filter_date()
+    motive: int | None = Field(
+        None, ge=1, le=2**62, description="Only start times where this visit motive fits."
+    )
+    insurance_type: Literal["gesetzlich", "privat", "selbstzahler"] | None = None
+    patient_status: Literal["new", "known"] | None = Field(
+        None, description="Whether the patient has been at the clinic before."
+    )
 
     _dates = field_validator("date_from", "date_to", mode="before")(
         lambda value: value if value in (None, "") else clean_iso_date(value)
@@ -243,3 +281,24 @@ class WaitlistEntryOut(Schema):
 
 class OfferConfirmIn(Schema):
     reason: str = Field("", max_length=500)
+
+
+# --- Insurance --------------------------------------------------------------------------------
+
+
+class InsuranceOut(Schema):
+    insurance_type: str | None
+    insurer_name: str | None
+    insurance_number: str | None
+
+
+class InsuranceIn(Schema):
+    """Replace the insurance on the profile: every key is required; null or "" clears it."""
+
+    insurance_type: str | None = Field(
+        ..., max_length=20, description="gesetzlich, privat or selbstzahler"
+    )
+    insurer_name: str | None = Field(..., max_length=100)
+    insurance_number: str | None = Field(
+        ..., max_length=20, description="The 10-character Krankenversichertennummer."
+    )

@@ -14,7 +14,7 @@ from django.conf import settings
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
-from django.db.models import Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone, translation
@@ -23,20 +23,24 @@ from django.utils.translation import gettext_lazy as _
 from accounts.models import Clinic, Membership, Role, User
 from audit.models import AuditAction
 from audit.signals import send_event
-from booking import waitlist
+from booking import search, waitlist
 from booking.models import (
     Absence,
     Appointment,
+    AppointmentSlot,
     AppointmentStatus,
+    MotivePatients,
     OpeningHours,
     Slot,
     Specialty,
+    VisitMotive,
 )
-from consent.models import CareSource
+from consent.models import CareRelationship, CareSource
 from consent.relatives import acting_for
 from consent.services import care_relationship_record
-from patterm.errors import Conflict, Forbidden, InvalidInput, NotFound
+from patterm.errors import Conflict, DomainError, Forbidden, InvalidInput, NotFound
 from vault.keys import request_key_cache
+from vault.models import InsuranceType, PatientProfile, validate_kvnr
 from vault.services import erasure_request_file, patient_profile_get
 
 MESSAGE_SLOT_TAKEN = _("This slot has just been booked by someone else. Please choose another.")
@@ -65,7 +69,7 @@ def _clinic_ids(user: User, *roles: str) -> list[int]:
 def appointments_visible_to(user: User) -> QuerySet[Appointment]:
     """Patients: their own. Practitioners and clinic admins: their clinics'. Others: none."""
     appointments = Appointment.objects.select_related(
-        "slot__clinic", "slot__practitioner", "slot__specialty"
+        "slot__clinic", "slot__practitioner", "slot__specialty", "motive"
     )
     if user.role == Role.PATIENT:
         return appointments.filter(patient=user)
@@ -144,16 +148,123 @@ def staff_clinic_ids(user: User) -> frozenset[int]:
 # --- Booking and cancelling -----------------------------------------------------------------
 
 
+class MotiveRefused(DomainError):
+    """A visit motive that this booking may not have: the motive's rules, or one that is not
+    the slot's. `errors` names the field (`motive_id` or `insurance_type`)."""
+
+    status = 422
+
+    def __init__(self, message, code: str, *, field: str = "motive_id"):
+        super().__init__(message, code, errors=[{"field": field, "message": str(message)}])
+
+
+MESSAGE_MOTIVE_NOT_OFFERED = _("This practitioner does not offer this visit motive here.")
+MESSAGE_MOTIVE_NOT_ONLINE = _("This visit motive cannot be booked online. Please call the clinic.")
+MESSAGE_MOTIVE_KNOWN_ONLY = _(
+    "This visit motive is for patients the practice knows already. Please choose another."
+)
+MESSAGE_MOTIVE_NEW_ONLY = _("This visit motive is for new patients only. Please choose another.")
+MESSAGE_INSURANCE_NOT_ACCEPTED = _(
+    "For this visit motive the practice does not accept this insurance type."
+)
+MESSAGE_INSURANCE_REQUIRED = _(
+    "Please say how you are insured: this visit motive is not open to every insurance type."
+)
+MESSAGE_INSURANCE_UNKNOWN = _("Choose gesetzlich, privat or selbstzahler.")
+MESSAGE_MOTIVE_DOES_NOT_FIT = _(
+    "From this time on the practitioner has too little free time for this visit motive. "
+    "Please choose another time."
+)
+
+
+def patient_is_known(*, patient: User, clinic_id: int) -> bool:
+    """Known at a clinic = a care relationship with it exists (booked or treated there)."""
+    return CareRelationship.objects.filter(patient=patient, clinic_id=clinic_id).exists()
+
+
+def motive_check(
+    *, motive: VisitMotive | None, slot: Slot, patient: User, insurance_type: str | None
+) -> None:
+    """The motive's rules for this patient on this slot (before anything is written)."""
+    if insurance_type and insurance_type not in InsuranceType.values:
+        raise MotiveRefused(
+            MESSAGE_INSURANCE_UNKNOWN, "insurance_type_unknown", field="insurance_type"
+        )
+    if motive is None:
+        return
+    membership = motive.membership
+    if (
+        membership.user_id != slot.practitioner_id
+        or membership.clinic_id != slot.clinic_id
+        or motive.specialty_id != slot.specialty_id
+    ):
+        raise MotiveRefused(MESSAGE_MOTIVE_NOT_OFFERED, "motive_not_offered")
+    if not motive.bookable_online:
+        raise MotiveRefused(MESSAGE_MOTIVE_NOT_ONLINE, "motive_not_online")
+    if not motive.admits(known=patient_is_known(patient=patient, clinic_id=slot.clinic_id)):
+        if motive.patients == MotivePatients.KNOWN:
+            raise MotiveRefused(MESSAGE_MOTIVE_KNOWN_ONLY, "motive_known_patients_only")
+        raise MotiveRefused(MESSAGE_MOTIVE_NEW_ONLY, "motive_new_patients_only")
+    if len(motive.accepted_insurance_types) < len(InsuranceType.values):
+        if not insurance_type:
+            raise MotiveRefused(
+                MESSAGE_INSURANCE_REQUIRED, "insurance_type_required", field="insurance_type"
+            )
+        if not motive.accepts(insurance_type):
+            raise MotiveRefused(
+                MESSAGE_INSURANCE_NOT_ACCEPTED, "insurance_not_accepted", field="insurance_type"
+            )
+
+
+def motive_slots(*, slot: Slot, motive: VisitMotive | None) -> list[Slot]:
+    """The slots a booking of `motive` from `slot` occupies: `slot` and the practitioner's
+    next ones at the clinic, each starting where the one before ends, until the motive's
+    duration is covered (decision 0013). Too little consecutive time: Conflict."""
+    if motive is None:
+        return [slot]
+    needed_until = slot.starts_at + datetime.timedelta(minutes=motive.duration_minutes)
+    if slot.ends_at >= needed_until:
+        return [slot]
+    following = Slot.objects.filter(
+        practitioner_id=slot.practitioner_id,
+        clinic_id=slot.clinic_id,
+        specialty_id=slot.specialty_id,
+        starts_at__gte=slot.ends_at,
+        starts_at__lt=needed_until,
+    ).order_by("starts_at")
+    chosen = [slot]
+    for candidate in following:
+        if candidate.starts_at != chosen[-1].ends_at:
+            break
+        chosen.append(candidate)
+        if candidate.ends_at >= needed_until:
+            return chosen
+    raise Conflict(MESSAGE_MOTIVE_DOES_NOT_FIT, "motive_does_not_fit")
+
+
 @request_key_cache()
 def appointment_book(
-    *, patient: User, slot_id: str, reason: str = "", actor: User | None = None
+    *,
+    patient: User,
+    slot_id: str,
+    reason: str = "",
+    motive_id: int | None = None,
+    insurance_type: str | None = None,
+    actor: User | None = None,
 ) -> Appointment:
-    """Book a free future slot for `patient`; sends the confirmation e-mail after commit.
+    """Book a free future slot (or, for a `motive_id` longer than one slot, the consecutive
+    free slots its duration needs, all or none) for `patient`; sends the confirmation e-mail
+    after commit.
 
-    `actor`: who books, when not the patient: the account holder of a relative (decision
-    0014), recorded as `booked_by` and audited as acting for them; anyone else is NotFound.
+    `actor` is who books (default: `patient` themself): the audit's actor and the e-mail's
+    recipient (a relative has no address of their own); `patient` is whom the appointment is
+    for. An actor other than the patient must be the patient's account holder (decision 0014):
+    recorded as `booked_by` and audited as acting for them; anyone else is NotFound.
+    `insurance_type` (an `InsuranceType`) overrides the profile's for this booking; either is
+    checked against the motive's rules.
     """
-    if patient.role != Role.PATIENT or (actor is not None and actor.role != Role.PATIENT):
+    actor = actor or patient
+    if actor.role != Role.PATIENT or patient.role != Role.PATIENT:
         raise Forbidden(MESSAGE_ONLY_PATIENTS_BOOK, "not_a_patient")
     actor, acting = acting_for(actor=actor, patient=patient)
     slot_pk = Slot.pk_from_public_id(slot_id)
@@ -169,47 +280,73 @@ def appointment_book(
         )
         if slot is None:
             raise NotFound(MESSAGE_SLOT_NOT_FOUND, "slot_not_found")
+        motive = None
+        if motive_id is not None:
+            motive = VisitMotive.objects.select_related("membership").filter(pk=motive_id).first()
+            if motive is None:
+                raise MotiveRefused(MESSAGE_MOTIVE_NOT_OFFERED, "motive_not_offered")
+        profile = patient_profile_get(patient=patient)
+        insurance = insurance_type or (profile.insurance_type if profile else None) or None
+        motive_check(motive=motive, slot=slot, patient=patient, insurance_type=insurance)
         if slot.starts_at <= timezone.now():
             raise Conflict(MESSAGE_SLOT_PAST, "slot_in_past")
         # One booking at a time per patient, so the overlap check below cannot race. NO KEY
         # UPDATE: it must not block other transactions' foreign key checks on the patient's row
         # (FOR KEY SHARE, deferred to their commit, when they hold the audit chain's lock).
         User.objects.select_for_update(no_key=True).filter(pk=patient.pk).exists()
+        occupied = motive_slots(slot=slot, motive=motive)
+        ends_at = (
+            slot.starts_at + datetime.timedelta(minutes=motive.duration_minutes)
+            if motive
+            else slot.ends_at
+        )
         overlapping = Appointment.objects.filter(
             patient=patient,
             status=AppointmentStatus.BOOKED,
-            starts_at__lt=slot.ends_at,
+            starts_at__lt=ends_at,
             ends_at__gt=slot.starts_at,
         )
         if overlapping.exists():
             raise Conflict(MESSAGE_OVERLAPPING, "overlapping_appointment")
-        # Free, and not held for someone else by the waitlist (a held slot looks taken).
+        # Free, and not held for someone else by the waitlist (a held slot looks taken). One
+        # conditional UPDATE per slot, earliest first: every booking locks a practitioner's
+        # slots in the order of time, so two overlapping multi-slot bookings cannot deadlock;
+        # a slot taken meanwhile rolls back the ones claimed before it.
         claimable = Q(held_for=None) | Q(held_for=patient, held_until__gt=timezone.now())
-        claimed = Slot.objects.filter(claimable, pk=slot.pk, is_booked=False).update(
-            is_booked=True, held_for=None, held_until=None
-        )
-        if not claimed:
-            raise Conflict(MESSAGE_SLOT_TAKEN, "slot_taken")
-        profile = patient_profile_get(patient=patient)
+        for part in occupied:
+            claimed = Slot.objects.filter(claimable, pk=part.pk, is_booked=False).update(
+                is_booked=True, held_for=None, held_until=None
+            )
+            if not claimed:
+                raise Conflict(MESSAGE_SLOT_TAKEN, "slot_taken")
         try:
             with transaction.atomic():
                 appointment = Appointment.objects.create(
                     slot=slot,
                     patient=patient,
+                    motive=motive,
                     starts_at=slot.starts_at,
-                    ends_at=slot.ends_at,
+                    ends_at=ends_at,
                     patient_first_name=profile.first_name,
                     patient_last_name=profile.last_name,
                     patient_date_of_birth=profile.date_of_birth,
+                    patient_insurance_type=insurance,
                     reason=reason,
                     booked_by=actor if actor.pk != patient.pk else None,
                 )
-        except IntegrityError as error:  # the partial unique index: someone else holds it
+                AppointmentSlot.objects.bulk_create(
+                    AppointmentSlot(appointment=appointment, slot=part) for part in occupied
+                )
+        except IntegrityError as error:  # the partial unique indexes: someone else holds it
             raise Conflict(MESSAGE_SLOT_TAKEN, "slot_taken") from error
         # A slot held for this patient: their waitlist offer is confirmed. Row changes come
         # before the first audit event, which takes the chain's lock until commit.
-        waitlist.offer_fulfil(slot=slot, patient=patient, appointment=appointment)
+        for part in occupied:
+            waitlist.offer_fulfil(slot=part, patient=patient, appointment=appointment)
         care_relationship_record(patient=patient, clinic=slot.clinic, source=CareSource.BOOKING)
+        details = {"slot": slot.public_id}
+        if motive:
+            details |= {"motive": motive.pk, "slots": len(occupied)}
         send_event(
             action=AuditAction.APPOINTMENT_BOOK,
             actor=actor,
@@ -217,7 +354,7 @@ def appointment_book(
             object_id=appointment.pk,
             subject_id=patient.pk,
             clinic_id=slot.clinic_id,
-            details={"slot": slot.public_id, **acting},
+            details=details | acting,
         )
         # To whoever booked: a relative has no address of their own.
         email, language = actor.email, translation.get_language()
@@ -303,7 +440,11 @@ def _cancel(appointment: Appointment, *, actor: User, by: str) -> None:
     appointment.status = AppointmentStatus.CANCELLED
     appointment.cancelled_at = timezone.now()
     appointment.save(update_fields=["status", "cancelled_at"])
-    Slot.objects.filter(pk=appointment.slot_id).update(is_booked=False)
+    # Every slot it occupied is free again (appointments from before motives: only `slot`).
+    occupations = AppointmentSlot.objects.filter(appointment=appointment, is_active=True)
+    freed_ids = {appointment.slot_id, *occupations.values_list("slot_id", flat=True)}
+    occupations.update(is_active=False)
+    Slot.objects.filter(pk__in=freed_ids).update(is_booked=False)
     send_event(
         action=AuditAction.APPOINTMENT_CANCEL,
         actor=actor,
@@ -314,8 +455,11 @@ def _cancel(appointment: Appointment, *, actor: User, by: str) -> None:
         # A holder cancelling for a relative: the relative's access log shows the basis.
         details={"by": by, "bases": ["holder"]} if by == "holder" else {"by": by},
     )
-    # The first matching waiting patient gets it (this transaction holds the slot's row).
+    # The first matching waiting patient gets each (this transaction holds the slots' rows).
     waitlist.slot_offer(slot=appointment.slot, cause="cancellation", not_to=appointment.patient_id)
+    freed_ids.discard(appointment.slot_id)
+    for freed in Slot.objects.filter(pk__in=freed_ids).select_related("clinic").order_by("pk"):
+        waitlist.slot_offer(slot=freed, cause="cancellation", not_to=appointment.patient_id)
 
 
 # --- Slots ----------------------------------------------------------------------------------
@@ -575,8 +719,16 @@ def free_slots(
     practitioner: int | None = None,
     date_from: datetime.date | None = None,
     date_to: datetime.date | None = None,
+    motive: int | None = None,
+    insurance_type: str | None = None,
+    patient_status: str | None = None,
 ) -> QuerySet[Slot]:
-    """Free future slots, ordered by start; dates are local calendar days, inclusive."""
+    """Free future slots, ordered by start; dates are local calendar days, inclusive.
+
+    `motive`: only the motive's practitioner's slots from which its whole duration is free
+    (none if the motive is not bookable online, or its rules exclude `insurance_type` or
+    `patient_status`, "new" or "known"). Without a motive those two keep practitioners with
+    a motive open to them, or with no motives at all."""
     zone = ZoneInfo(settings.TIME_ZONE)
     slots = Slot.objects.filter(is_booked=False, held_for=None, starts_at__gt=timezone.now())
     if specialty:
@@ -596,6 +748,18 @@ def free_slots(
         slots = slots.filter(
             starts_at__lt=_local_midnight(date_to + datetime.timedelta(days=1), zone)
         )
+    known = None if patient_status is None else patient_status == "known"
+    rules = search.motive_rule_filter(insurance_type=insurance_type, known=known)
+    if motive is not None:
+        found = VisitMotive.objects.select_related("membership").filter(rules, pk=motive).first()
+        slots = search.slots_where_motive_fits(slots, found) if found else slots.none()
+    elif insurance_type or known is not None:
+        motives = VisitMotive.objects.filter(
+            membership__user_id=OuterRef("practitioner_id"),
+            membership__clinic_id=OuterRef("clinic_id"),
+            specialty_id=OuterRef("specialty_id"),
+        )
+        slots = slots.filter(~Exists(motives) | Exists(motives.filter(rules)))
     return slots.select_related("clinic", "practitioner", "specialty").order_by("starts_at", "pk")
 
 
@@ -648,7 +812,7 @@ def schedule_read(
         appointments.filter(
             status=AppointmentStatus.BOOKED, starts_at__gte=date_from, starts_at__lt=date_to
         )
-        .select_related("slot__clinic", "slot__practitioner", "slot__specialty")
+        .select_related("slot__clinic", "slot__practitioner", "slot__specialty", "motive")
         .order_by("starts_at", "pk")
     )
     with transaction.atomic():
@@ -793,6 +957,106 @@ def absence_remove(*, actor: User, absence_id: int) -> None:
     if found is None:
         raise NotFound()
     found.delete()
+
+
+# --- Insurance on the patient's profile ------------------------------------------------------
+
+
+@transaction.atomic
+def patient_insurance_update(
+    *,
+    patient: User,
+    insurance_type: str | None,
+    insurer_name: str | None,
+    insurance_number: str | None,
+) -> PatientProfile:
+    """Store a patient's insurance on their profile, encrypted with their data key. The
+    number must be a Krankenversichertennummer with the right check digit (a field error);
+    the type one of InsuranceType (a field error). `patient` is whose profile it is (the
+    account holder, or a relative they act for)."""
+    errors = []
+    if insurance_type and insurance_type not in InsuranceType.values:
+        errors.append({"field": "insurance_type", "message": str(MESSAGE_INSURANCE_UNKNOWN)})
+    if insurance_number:
+        try:
+            validate_kvnr(insurance_number)
+        except ValidationError as error:
+            errors += [{"field": "insurance_number", "message": str(m)} for m in error.messages]
+    if errors:
+        raise InvalidInput(errors)
+    profile = PatientProfile.objects.select_for_update().filter(patient=patient).first()
+    if profile is None:
+        raise NotFound()
+    profile.insurance_type = insurance_type or None
+    profile.insurer_name = insurer_name or None
+    profile.insurance_number = insurance_number or None
+    profile.save(update_fields=["insurance_type", "insurer_name", "insurance_number", "updated_at"])
+    return profile
+
+
+# --- Visit motives -------------------------------------------------------------------------
+
+MESSAGE_MOTIVE_IN_USE = _(
+    "Appointments were booked with this visit motive, so it stays. Make it not bookable "
+    "online instead (Django admin)."
+)
+
+MOTIVE_FIELDS = (
+    "name_de",
+    "name_en",
+    "duration_minutes",
+    "bookable_online",
+    "patients",
+    "accepts_statutory",
+    "accepts_private",
+    "accepts_self_pay",
+    "note_de",
+    "note_en",
+)
+
+
+def motives_administered(*, actor: User) -> QuerySet[VisitMotive]:
+    """The visit motives of the practitioners at the clinics `actor` administers."""
+    return (
+        VisitMotive.objects.filter(membership__in=practitioners_administered(actor=actor))
+        .select_related("membership__user", "membership__clinic", "specialty")
+        .order_by("membership__clinic__name", "membership__user__last_name", "name_de", "pk")
+    )
+
+
+@transaction.atomic
+def motive_add(*, actor: User, membership_id: int, specialty: Specialty, **fields) -> VisitMotive:
+    """A clinic admin adds a visit motive for a practitioner of their clinic. `fields` are
+    those of MOTIVE_FIELDS; the model's rules (duration, some insurance type accepted, a
+    specialty the practitioner offers) are field errors."""
+    membership = _administered_membership(actor=actor, membership_id=membership_id)
+    unknown = set(fields) - set(MOTIVE_FIELDS)
+    if unknown:
+        raise TypeError(f"unknown motive fields: {sorted(unknown)}")
+    motive = VisitMotive(membership=membership, specialty=specialty, **fields)
+    _validated(motive)
+    motive.save()
+    return motive
+
+
+@transaction.atomic
+def motive_remove(*, actor: User, motive_id: int) -> None:
+    """Remove a motive nobody booked; one that was booked stays (Conflict `motive_in_use`)."""
+    found = motives_administered(actor=actor).filter(pk=motive_id).first()
+    if found is None:
+        raise NotFound()
+    if found.appointments.exists():
+        raise Conflict(MESSAGE_MOTIVE_IN_USE, "motive_in_use")
+    found.delete()
+
+
+def motives_bookable(*, practitioner_id: int, clinic_id: int) -> QuerySet[VisitMotive]:
+    """The motives patients can book online with one practitioner at one clinic."""
+    return VisitMotive.objects.filter(
+        membership__user_id=practitioner_id,
+        membership__clinic_id=clinic_id,
+        bookable_online=True,
+    ).order_by("duration_minutes", "name_de", "pk")
 
 
 # --- Erasure requests (they span accounts, vault and booking, so they start here) ------------

@@ -7,7 +7,7 @@ from django import forms
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from booking.models import Specialty, Weekday
+from booking.models import MotivePatients, Specialty, Weekday
 
 
 class DateInput(forms.DateInput):
@@ -102,3 +102,53 @@ class SlotSeriesForm(_ForPractitioner):
         initial=[0, 1, 2, 3, 4],
         widget=forms.CheckboxSelectMultiple,
     )
+
+
+class VisitMotiveForm(_ForPractitioner):
+    """A visit motive (Besuchsgrund). Which insurance types it takes are three ticks; the
+    service (booking.services.motive_add) checks the model's rules."""
+
+    specialty = forms.ModelChoiceField(
+        label=_("Specialty"), queryset=Specialty.objects.order_by("slug")
+    )
+    name_de = forms.CharField(label=_("Name (German)"), max_length=100)
+    name_en = forms.CharField(label=_("Name (English)"), max_length=100)
+    duration_minutes = forms.IntegerField(
+        label=_("Duration (minutes)"),
+        initial=20,
+        min_value=5,
+        max_value=480,
+        help_text=_("Longer than one slot: the booking takes the consecutive slots it needs."),
+    )
+    bookable_online = forms.BooleanField(label=_("Bookable online"), required=False, initial=True)
+    patients = forms.ChoiceField(
+        label=_("For"), choices=MotivePatients.choices, initial=MotivePatients.BOTH
+    )
+    accepts_statutory = forms.BooleanField(
+        label=_("Statutory insurance (gesetzlich)"), required=False, initial=True
+    )
+    accepts_private = forms.BooleanField(
+        label=_("Private insurance (privat)"), required=False, initial=True
+    )
+    accepts_self_pay = forms.BooleanField(
+        label=_("Self-paying (Selbstzahler)"), required=False, initial=True
+    )
+    note_de = forms.CharField(
+        label=_("Note before booking (German)"),
+        max_length=300,
+        required=False,
+        help_text=_("Shown to the patient before they book, e.g. „Bitte Überweisung mitbringen“."),
+    )
+    note_en = forms.CharField(
+        label=_("Note before booking (English)"), max_length=300, required=False
+    )
+
+    def clean(self):
+        data = super().clean()
+        if not any(
+            data.get(f) for f in ("accepts_statutory", "accepts_private", "accepts_self_pay")
+        ):
+            self.add_error(
+                "accepts_statutory", _("Tick at least one insurance type the motive accepts.")
+            )
+        return data

@@ -20,4 +20,10 @@ urlpatterns = [
         name="absence_remove",
     ),
     path("clinic/slots/", staff_views.slots, name="slots"),
+    path("clinic/motives/", staff_views.motives, name="motives"),
+    path(
+        "clinic/motives/<int:motive_id>/remove/",
+        staff_views.motive_remove,
+        name="motive_remove",
+    ),
 ]

@@ -15,7 +15,13 @@ from django.views.decorators.http import require_POST
 
 from accounts.models import Role
 from booking import services
-from booking.staff_forms import AbsenceForm, OpeningHoursForm, ScheduleForm, SlotSeriesForm
+from booking.staff_forms import (
+    AbsenceForm,
+    OpeningHoursForm,
+    ScheduleForm,
+    SlotSeriesForm,
+    VisitMotiveForm,
+)
 from patterm.errors import DomainError
 from patterm.staff import form_errors_add
 from patterm.web import role_required
@@ -171,3 +177,38 @@ def slots(request):
             )
             return redirect("booking_staff:slots")
     return render(request, "booking/staff/slots.html", {"form": form})
+
+
+@role_required(Role.CLINIC_ADMIN)
+def motives(request):
+    """The visit motives of the clinics' practitioners, and a form to add one."""
+    practitioners = services.practitioners_administered(actor=request.user)
+    form = VisitMotiveForm(request.POST or None, practitioners=practitioners)
+    if request.method == "POST" and form.is_valid():
+        data = dict(form.cleaned_data)
+        membership, specialty = data.pop("practitioner"), data.pop("specialty")
+        try:
+            services.motive_add(
+                actor=request.user, membership_id=membership.pk, specialty=specialty, **data
+            )
+        except DomainError as error:
+            form_errors_add(form, error)
+        else:
+            messages.success(request, _("The visit motive was added."))
+            return redirect("booking_staff:motives")
+    page_obj = _page(request, services.motives_administered(actor=request.user))
+    return render(request, "booking/staff/motives.html", {"form": form, "page_obj": page_obj})
+
+
+@require_POST
+@role_required(Role.CLINIC_ADMIN)
+def motive_remove(request, motive_id: int):
+    try:
+        services.motive_remove(actor=request.user, motive_id=motive_id)
+    except DomainError as error:
+        if error.status == 404:
+            raise
+        messages.error(request, error.message)
+    else:
+        messages.success(request, _("The visit motive was removed."))
+    return redirect("booking_staff:motives")

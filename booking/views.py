@@ -3,7 +3,7 @@ e-mail links to (confirmed or declined with a POST form); and the record's expor
 request (their services live here and above: booking.services.erasure_request,
 vault.api.export_response)."""
 
-import itertools
+import datetime
 
 from django.conf import settings
 from django.contrib import messages
@@ -17,17 +17,20 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from accounts.models import Role
 from accounts.services import session_logout
+from booking import search as practitioner_search
 from booking import services, waitlist
 from booking.api import ics_response
-from booking.forms import BookForm, ErasureForm, SearchForm, WaitlistJoinForm
+from booking.forms import BookMotiveForm, ErasureForm, SearchForm, WaitlistJoinForm
 from booking.models import OfferStatus
 from patterm.errors import Conflict, DomainError, InvalidInput
+from patterm.staff import form_errors_add
 from patterm.web import role_required, safe_next_url
 from vault import relatives
 from vault.api import export_response
+from vault.forms import InsuranceForm
 from vault.services import erasure_retention_date
 
-SLOTS_PER_PAGE = 40
+PRACTITIONERS_PER_PAGE = 10
 APPOINTMENTS_PER_PAGE = 20
 WAITLIST_PER_PAGE = 20
 
@@ -45,45 +48,121 @@ MESSAGE_ERASURE_FILED = _(
 )
 
 
-def _days(slots) -> list[dict]:
-    """The slots of one page grouped by their local calendar day."""
-    return [
-        {"day": day, "slots": list(group)}
-        for day, group in itertools.groupby(
-            slots, key=lambda slot: timezone.localtime(slot.starts_at).date()
-        )
-    ]
+def _week_start(form) -> datetime.date:
+    day = form.cleaned_data.get("date") if form.is_bound and form.is_valid() else None
+    return max(day or timezone.localdate(), timezone.localdate())
+
+
+def _profile_insurance(user) -> str | None:
+    if user.is_authenticated and user.role == Role.PATIENT:
+        profile = services.patient_profile_get(patient=user)
+        return profile.insurance_type if profile else None
+    return None
 
 
 @require_GET
 def search(request):
-    """The start page: free slots by specialty, city and first day, day by day."""
-    form = SearchForm(request.GET or None)
-    page_obj = days = None
+    """The start page: practitioners offering the specialty as cards, each with a week of
+    start times where its visit motive fits, paged by practitioner (booking/search.py)."""
+    signed_in_patient = request.user.is_authenticated and request.user.role == Role.PATIENT
+    form = SearchForm(request.GET or None, ask_known=not signed_in_patient)
+    page_obj = cards = None
+    first_day = _week_start(form)
     if not form.is_bound or form.is_valid():
         filters = form.cleaned_data if form.is_bound else {}
-        slots = services.free_slots(
+        insurance = filters.get("insurance_type") or _profile_insurance(request.user)
+        status = filters.get("patient_status")
+        known = None if not status else status == "known"
+        found = practitioner_search.practitioners_found(
             specialty=filters.get("specialty") or None,
             city=filters.get("city") or None,
-            date_from=filters.get("date"),
+            insurance_type=insurance,
+            known=known,
         )
-        page_obj = Paginator(slots, SLOTS_PER_PAGE).get_page(request.GET.get("page"))
-        days = _days(page_obj.object_list)
+        page_obj = Paginator(found, PRACTITIONERS_PER_PAGE).get_page(request.GET.get("page"))
+        cards = practitioner_search.cards_build(
+            list(page_obj.object_list),
+            specialty=filters.get("specialty") or None,
+            insurance_type=insurance,
+            known=known,
+            patient=request.user,
+            first_day=first_day,
+        )
     return render(
-        request, "booking/search.html", {"form": form, "page_obj": page_obj, "days": days}
+        request,
+        "booking/search.html",
+        {
+            "form": form,
+            "page_obj": page_obj,
+            "cards": cards,
+            **_week_links(request, first_day),
+        },
+    )
+
+
+def _week_links(request, first_day: datetime.date) -> dict:
+    """The query strings of the week before and after (the other filters kept; page 1)."""
+    links = {}
+    for name, day in (
+        ("previous_week", first_day - datetime.timedelta(days=7)),
+        ("next_week", first_day + datetime.timedelta(days=7)),
+    ):
+        query = request.GET.copy()
+        query.pop("page", None)
+        query["date"] = day.isoformat()
+        links[name] = query.urlencode() if day >= timezone.localdate() else None
+    kept = request.GET.copy()
+    for name in ("page", "date"):
+        kept.pop(name, None)
+    kept_query = kept.urlencode()
+    return {
+        "first_day": first_day,
+        "next_free_query": kept_query + "&" if kept_query else "",
+        **links,
+    }
+
+
+@require_GET
+def practitioner(request, membership_id: int):
+    """A practitioner's page: clinic, address, specialties, visit motives (with their notes)
+    and a week of free times for the chosen motive (`?motive=`)."""
+    membership = practitioner_search.practitioner_get(membership_id=membership_id)
+    form = SearchForm(request.GET or None, ask_known=False)
+    first_day = _week_start(form)
+    chosen = request.GET.get("motive")
+    (card,) = practitioner_search.cards_build(
+        [membership],
+        specialty=None,
+        insurance_type=None,
+        known=None,
+        patient=request.user,
+        first_day=first_day,
+        chosen_motive=int(chosen) if chosen and chosen.isdigit() and len(chosen) < 19 else None,
+    )
+    return render(
+        request,
+        "booking/practitioner.html",
+        {"membership": membership, "card": card, **_week_links(request, first_day)},
     )
 
 
 @role_required(Role.PATIENT)
 @require_http_methods(["GET", "POST"])
 def book(request, slot_id: str):
-    """Book one slot, with an optional reason. A slot gone in the meantime is a clear message
-    with the way back to the search, not an error page."""
+    """Book one slot, or with `?motive=` the consecutive slots the visit motive needs, with
+    an optional reason (and the insurance type when the motive is not open to all). A slot
+    gone in the meantime is a clear message with the way back to the search, not an error
+    page; a motive's rule broken is an error next to its field."""
     slot = services.slot_for_booking(slot_id=slot_id)
+    motive = _motive_of(request, slot)
+    insurance = _profile_insurance(request.user)
+    ask_insurance = motive is not None and len(motive.accepted_insurance_types) < 3
     held = relatives.relatives_of(holder=request.user)
-    initial = {"for_whom": request.GET.get("for", "")}
-    form = BookForm(
-        request.POST if request.method == "POST" else None, initial=initial, relatives=held
+    form = BookMotiveForm(
+        request.POST if request.method == "POST" else None,
+        ask_insurance=ask_insurance,
+        initial={"insurance_type": insurance or "", "for_whom": request.GET.get("for", "")},
+        relatives=held,
     )
     status = 200
     if request.method == "POST" and form.is_valid():
@@ -99,10 +178,17 @@ def book(request, slot_id: str):
                 actor=request.user,
                 slot_id=slot_id,
                 reason=form.cleaned_data["reason"],
+                motive_id=motive.pk if motive else None,
+                insurance_type=form.cleaned_data.get("insurance_type") or None,
             )
         except Conflict as error:
             form.add_error(None, error.message)
             status = 409
+        except services.MotiveRefused as error:
+            for item in error.errors:
+                field = item["field"] if item["field"] in form.fields else None
+                form.add_error(field, item["message"])
+            status = 422
         else:
             messages.success(request, MESSAGE_BOOKED)
             return redirect("booking:appointment", appointment_id=appointment.pk)
@@ -111,10 +197,23 @@ def book(request, slot_id: str):
         "booking/book.html",
         {
             "slot": slot,
+            "motive": motive,
             "form": form,
             "bookable": services.slot_is_bookable(slot, patient=request.user),
         },
         status=status,
+    )
+
+
+def _motive_of(request, slot):
+    """The motive of `?motive=` if it is one of the slot's practitioner's there, else None."""
+    raw = request.GET.get("motive", "")
+    if not raw.isdigit() or len(raw) > 18:
+        return None
+    return (
+        services.motives_bookable(practitioner_id=slot.practitioner_id, clinic_id=slot.clinic_id)
+        .filter(pk=int(raw))
+        .first()
     )
 
 
@@ -273,6 +372,39 @@ def waitlist_leave(request, entry_id):
     waitlist.waitlist_leave(patient=request.user, entry_id=entry_id)
     messages.success(request, MESSAGE_WAITLIST_LEFT)
     return redirect("booking:waitlist")
+
+
+# --- My insurance --------------------------------------------------------------------------
+
+MESSAGE_INSURANCE_SAVED = _("Your insurance details are saved (encrypted).")
+
+
+@role_required(Role.PATIENT)
+@require_http_methods(["GET", "POST"])
+def insurance(request):
+    """My insurance: type, insurer, Krankenversichertennummer (the same service as
+    PUT /api/patient/insurance); a wrong check digit is an error at the number."""
+    profile = services.patient_profile_get(patient=request.user)
+    initial = {
+        "insurance_type": profile.insurance_type or "",
+        "insurer_name": profile.insurer_name or "",
+        "insurance_number": profile.insurance_number or "",
+    }
+    form = InsuranceForm(request.POST if request.method == "POST" else None, initial=initial)
+    status = 200
+    if request.method == "POST":
+        if form.is_valid():
+            try:
+                services.patient_insurance_update(patient=request.user, **form.insurance_values())
+            except InvalidInput as error:
+                form_errors_add(form, error)
+                status = 422
+            else:
+                messages.success(request, MESSAGE_INSURANCE_SAVED)
+                return redirect(safe_next_url(request, reverse("booking:insurance")))
+        else:
+            status = 422
+    return render(request, "booking/insurance.html", {"form": form}, status=status)
 
 
 # --- The record's export and erasure (GDPR Art. 15, 17, 20) ----------------------------------

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from accounts.models import Clinic, Membership, Role, User
 from accounts.services import ClientInfo, user_create
-from booking.models import OpeningHours, PractitionerSpecialty, Specialty
+from booking.models import OpeningHours, PractitionerSpecialty, Specialty, VisitMotive
 from booking.services import slots_generate
 from consent.models import Relationship as RelativeRelationship
 from consent.models import RelativeLink
@@ -133,6 +133,89 @@ PRACTITIONERS = [
 
 SLOT_HORIZON_DAYS = 28
 
+
+@dataclass(frozen=True)
+class DemoMotive:
+    specialty: str
+    name_de: str
+    name_en: str
+    minutes: int
+    patients: str = "both"  # booking.models.MotivePatients
+    insurance: tuple[str, ...] = ("gesetzlich", "privat", "selbstzahler")
+    online: bool = True
+    note_de: str = ""
+    note_en: str = ""
+
+
+# Visit motives per practitioner (by e-mail): different durations and rules, so that search and
+# booking show what a real practice configures (README, "What a practice sets up first").
+MOTIVES = {
+    "aerztin@demo.patterm.de": [
+        DemoMotive("allgemeinmedizin", "Erstuntersuchung", "First examination", 40, patients="new"),
+        DemoMotive("allgemeinmedizin", "Kontrolle", "Follow-up", 10, patients="known"),
+        DemoMotive(
+            "kardiologie",
+            "Kardiologische Abklärung",
+            "Cardiac assessment",
+            60,
+            note_de="Bitte Überweisung mitbringen.",
+            note_en="Please bring your referral.",
+        ),
+        DemoMotive("kardiologie", "EKG-Kontrolle", "ECG check", 20, patients="known"),
+    ],
+    "dermatologe@demo.patterm.de": [
+        DemoMotive(
+            "dermatologie",
+            "Hautkrebs-Screening",
+            "Skin cancer screening",
+            20,
+            insurance=("gesetzlich", "privat"),
+        ),
+        DemoMotive(
+            "dermatologie",
+            "Ästhetische Beratung",
+            "Aesthetic consultation",
+            40,
+            insurance=("selbstzahler",),
+        ),
+        DemoMotive(
+            "dermatologie",
+            "Hautoperation (Vorgespräch)",
+            "Skin surgery (briefing)",
+            20,
+            online=False,
+        ),
+    ],
+    "hausarzt@demo.patterm.de": [
+        DemoMotive("allgemeinmedizin", "Akutsprechstunde", "Acute consultation", 20),
+        DemoMotive(
+            "allgemeinmedizin",
+            "Check-up 35",
+            "Health check-up (35+)",
+            40,
+            insurance=("gesetzlich",),
+            note_de="Bitte nüchtern kommen.",
+            note_en="Please come fasting.",
+        ),
+        DemoMotive("orthopaedie", "Rückenschmerzen", "Back pain", 20),
+    ],
+    "kinderaerztin@demo.patterm.de": [
+        DemoMotive(
+            "kinderheilkunde",
+            "U-Untersuchung",
+            "Child check-up (U examination)",
+            40,
+            insurance=("gesetzlich", "privat"),
+            note_de="Bitte das gelbe Kinder-Untersuchungsheft und den Impfpass mitbringen.",
+            note_en="Please bring the yellow check-up booklet and the vaccination card.",
+        ),
+        DemoMotive("kinderheilkunde", "Impfung", "Vaccination", 10, insurance=("gesetzlich",)),
+        DemoMotive(
+            "kinderheilkunde", "Akutsprechstunde", "Acute consultation", 20, patients="known"
+        ),
+    ],
+}
+
 SUPERUSER = DemoAccount(
     Role.CLINIC_ADMIN, "ops@demo.patterm.de", "Betrieb-Demo-2026", "Olaf", "Ops"
 )
@@ -145,6 +228,7 @@ def seed_demo() -> dict[str, int]:
         "clinics": 0,
         "accounts": 0,
         "memberships": 0,
+        "motives": 0,
         "record entries": 0,
         "relatives": 0,
         "slots": 0,
@@ -171,6 +255,7 @@ def seed_demo() -> dict[str, int]:
             )
             created["memberships"] += was_created
             _seed_hours(membership, account, specialties)
+            created["motives"] += _seed_motives(membership, account, specialties)
     created["record entries"] = _seed_record(clinics["praxis-prenzlauer-berg"])
     created["relatives"] = _seed_child()
     created["slots"] = slots_generate(days=SLOT_HORIZON_DAYS, start=_tomorrow())
@@ -198,6 +283,29 @@ def _seed_hours(membership: Membership, account: DemoAccount, specialties: dict)
                     "specialty": specialties[slug],
                 },
             )
+
+
+def _seed_motives(membership: Membership, account: DemoAccount, specialties: dict) -> int:
+    created = 0
+    for motive in MOTIVES.get(account.email, []):
+        _, was_created = VisitMotive.objects.get_or_create(
+            membership=membership,
+            name_de=motive.name_de,
+            defaults={
+                "specialty": specialties[motive.specialty],
+                "name_en": motive.name_en,
+                "duration_minutes": motive.minutes,
+                "patients": motive.patients,
+                "bookable_online": motive.online,
+                "accepts_statutory": "gesetzlich" in motive.insurance,
+                "accepts_private": "privat" in motive.insurance,
+                "accepts_self_pay": "selbstzahler" in motive.insurance,
+                "note_de": motive.note_de,
+                "note_en": motive.note_en,
+            },
+        )
+        created += was_created
+    return created
 
 
 def _seed_record(clinic: Clinic) -> int:

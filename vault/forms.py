@@ -9,6 +9,7 @@ from django.utils.translation import gettext_lazy as _
 
 from consent.models import Relationship
 from patterm.web import DateInput
+from vault.models import InsuranceType, validate_kvnr
 
 MESSAGE_CONTROL_CHARACTERS = _("Control characters are not allowed.")
 no_control_characters = RegexValidator(
@@ -119,3 +120,46 @@ class InvitationForm(forms.Form):
         max_length=254,
         help_text=_("The invitation link goes there; it becomes their login."),
     )
+
+
+class InsuranceFieldsMixin(forms.Form):
+    """The insurance fields of a patient's profile (issue 16): type, insurer, and the
+    Krankenversichertennummer, checked with its check digit. A form for any patient (the
+    account holder, a relative) mixes this in; `insurance_values()` gives what the service
+    stores (encrypted on vault.models.PatientProfile)."""
+
+    insurance_type = forms.ChoiceField(label=_("Insurance type"), required=False, choices=[])
+    insurer_name = forms.CharField(
+        label=_("Insurer"),
+        max_length=100,
+        required=False,
+        validators=[no_control_characters],
+        help_text=_("e.g. AOK Nordost, Techniker Krankenkasse"),
+    )
+    insurance_number = forms.CharField(
+        label=_("Health insurance number (Krankenversichertennummer)"),
+        max_length=20,
+        required=False,
+        help_text=_("10 characters, on the insurance card: a capital letter and nine digits."),
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["insurance_type"].choices = [("", _("Not given")), *InsuranceType.choices]
+
+    def clean_insurance_number(self):
+        number = "".join(self.cleaned_data["insurance_number"].split()).upper()
+        if number:
+            validate_kvnr(number)
+        return number
+
+    def insurance_values(self) -> dict:
+        return {
+            "insurance_type": self.cleaned_data["insurance_type"] or None,
+            "insurer_name": self.cleaned_data["insurer_name"] or None,
+            "insurance_number": self.cleaned_data["insurance_number"] or None,
+        }
+
+
+class InsuranceForm(InsuranceFieldsMixin):
+    """The patient's own insurance page."""

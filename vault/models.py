@@ -1,6 +1,7 @@
 import uuid
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -42,6 +43,46 @@ class PatientKey(models.Model):
         )
 
 
+class InsuranceType(models.TextChoices):
+    """How a patient's care is paid: what a practice's visit motives accept or not."""
+
+    STATUTORY = "gesetzlich", _("Statutory (gesetzlich)")
+    PRIVATE = "privat", _("Private (privat)")
+    SELF_PAY = "selbstzahler", _("Self-paying (Selbstzahler)")
+
+
+MESSAGE_KVNR_FORMAT = _(
+    "A health insurance number (Krankenversichertennummer) is one capital letter and nine digits."
+)
+MESSAGE_KVNR_CHECK_DIGIT = _(
+    "This health insurance number is not valid (its check digit does not match). "
+    "Please copy it from the insurance card."
+)
+
+
+def kvnr_check_digit(first_nine: str) -> int:
+    """The check digit of a Krankenversichertennummer's first nine characters (a letter and
+    eight digits): the letter as its two-digit position in the alphabet (A=01), then the
+    digits, weighted 1, 2, 1, 2, ...; products above 9 count as their digit sum; the sum's
+    last digit (GKV-Spitzenverband, "Richtlinien zur Vergabe der Krankenversichertennummer")."""
+    digits = f"{ord(first_nine[0]) - ord('A') + 1:02d}" + first_nine[1:]
+    total = 0
+    for index, digit in enumerate(digits):
+        product = int(digit) * (1 if index % 2 == 0 else 2)
+        total += product // 10 + product % 10
+    return total % 10
+
+
+def validate_kvnr(value: str) -> None:
+    """A 10-character Krankenversichertennummer with the right check digit."""
+    if len(value) != 10 or not ("A" <= value[0] <= "Z") or not value[1:].isascii():
+        raise ValidationError(MESSAGE_KVNR_FORMAT, code="kvnr_format")
+    if not value[1:].isdigit():
+        raise ValidationError(MESSAGE_KVNR_FORMAT, code="kvnr_format")
+    if kvnr_check_digit(value[:9]) != int(value[9]):
+        raise ValidationError(MESSAGE_KVNR_CHECK_DIGIT, code="kvnr_check_digit")
+
+
 class PatientProfile(models.Model):
     """What a patient tells at sign-up, encrypted with their data key."""
 
@@ -54,6 +95,15 @@ class PatientProfile(models.Model):
     first_name = EncryptedTextField(_("first name"), patient_field="patient")
     last_name = EncryptedTextField(_("last name"), patient_field="patient")
     date_of_birth = EncryptedDateField(_("date of birth"), patient_field="patient")
+    # Insurance (issue 16): encrypted like the rest; empty until the patient gives it.
+    # Null (not given yet) rather than "", so that rows from before need no envelope.
+    insurance_type = EncryptedTextField(
+        _("insurance type"), patient_field="patient", null=True, blank=True
+    )
+    insurer_name = EncryptedTextField(_("insurer"), patient_field="patient", null=True, blank=True)
+    insurance_number = EncryptedTextField(
+        _("health insurance number"), patient_field="patient", null=True, blank=True
+    )
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
 

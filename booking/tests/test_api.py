@@ -246,6 +246,7 @@ def test_the_clinics_staff_see_the_booking_snapshot_and_reason(api_client, booke
             "first_name": "Erika",
             "last_name": "Mustermann",
             "date_of_birth": "1984-08-12",
+            "insurance_type": None,  # the profile has none yet
         }
         assert body["reason"] == REASON
 

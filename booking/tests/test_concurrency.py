@@ -406,3 +406,86 @@ def test_booking_while_the_practitioner_writes_the_patients_record_never_fails(
         ("cancel", "cancelled"): PAIRS * REPEATS,
         ("write", "written"): PAIRS * REPEATS,
     }
+
+
+# --- Issue 16: a two-slot motive racing two one-slot bookings over the same time -------------
+
+MOTIVE_ROUNDS = {"postgresql": 10, "sqlite": 4}
+
+
+@pytest.mark.django_db(transaction=True)
+@BOTH_DATABASES
+def test_a_40_minute_motive_racing_two_20_minute_bookings_exactly_one_side_wins(
+    vendor, make_patient, clinic
+):
+    """Each round: one patient books a 40-minute motive over slots A+B while two others book
+    A and B alone, all at once. Either the motive gets both slots and the others nothing, or
+    the two short bookings get theirs and the motive nothing: never a slot twice, never half."""
+    from booking.models import AppointmentSlot, VisitMotive
+    from booking.tests.factories import membership_of, specialty_get
+
+    assert connection.vendor == vendor
+    doctor = practitioner_create(clinic=clinic)
+    motive = VisitMotive.objects.create(
+        membership=membership_of(doctor),
+        specialty=specialty_get(),
+        name_de="Erstuntersuchung",
+        name_en="First examination",
+        duration_minutes=40,
+    )
+    rounds = []
+    for _ in range(MOTIVE_ROUNDS[vendor]):
+        first = slot_create(practitioner=doctor)
+        second = slot_create(
+            practitioner=doctor, starts_at=first.ends_at
+        )  # factories' next hour: no overlap with the next round's first
+        rounds.append((first, second))
+    long_patient, *short_patients = [make_patient().user for _ in range(3)]
+    barrier = threading.Barrier(3)
+    outcomes: dict[int, dict[str, str]] = defaultdict(dict)
+
+    def racer(name, patient, pick_slot, motive_id=None):
+        def target():
+            connection.ensure_connection()
+            for number, pair in enumerate(rounds):
+                try:
+                    barrier.wait(timeout=60)
+                except threading.BrokenBarrierError:
+                    return
+                try:
+                    appointment_book(
+                        patient=patient, slot_id=pick_slot(pair).public_id, motive_id=motive_id
+                    )
+                    outcome = "booked"
+                except Conflict as conflict:
+                    outcome = conflict.code
+                except Exception as error:
+                    outcome = f"{type(error).__name__}: {error}"
+                outcomes[number][name] = outcome
+
+        return target
+
+    errors = run_together(
+        [
+            racer("motive", long_patient, lambda pair: pair[0], motive.pk),
+            racer("first", short_patients[0], lambda pair: pair[0]),
+            racer("second", short_patients[1], lambda pair: pair[1]),
+        ]
+    )
+
+    assert errors == []
+    winners = Counter()
+    for number, (first, second) in enumerate(rounds):
+        got = outcomes[number]
+        assert got in (
+            {"motive": "booked", "first": "slot_taken", "second": "slot_taken"},
+            {"motive": "slot_taken", "first": "booked", "second": "booked"},
+        ), f"round {number}: {got}"
+        winners["motive" if got["motive"] == "booked" else "short"] += 1
+        active = AppointmentSlot.objects.filter(slot__in=[first, second], is_active=True)
+        assert sorted(active.values_list("slot_id", flat=True)) == [first.pk, second.pk]
+        assert set(
+            Slot.objects.filter(pk__in=[first.pk, second.pk]).values_list("is_booked", flat=True)
+        ) == {True}
+    booked = Appointment.objects.filter(status=AppointmentStatus.BOOKED)
+    assert booked.count() == winners["motive"] + 2 * winners["short"]

@@ -49,6 +49,7 @@ def _url(world, page: str) -> str:
             "opening_hours": ADMIN_ONLY,
             "absences": ADMIN_ONLY,
             "slots": ADMIN_ONLY,
+            "motives": ADMIN_ONLY,
         }
     ),
 )
@@ -327,3 +328,51 @@ def test_the_set_up_lists_queries_do_not_grow_with_their_rows(staff_world):
         )
 
     assert {page: _list_queries(client, page) for page in before} == before
+
+
+# --- Visit motives (issue 16) ----------------------------------------------------------------
+
+
+def test_a_clinic_admin_adds_a_motive_on_the_page_and_removes_only_their_clinics(staff_world):
+    from booking.models import VisitMotive
+
+    client = staff_world.client_for("clinic_admin")
+    membership = staff_world.hours_north.membership
+    page = client.get(reverse("booking_staff:motives"))
+    body = {
+        "practitioner": membership.pk,
+        "specialty": specialty_get("allgemeinmedizin").pk,
+        "name_de": "Impfung",
+        "name_en": "Vaccination",
+        "duration_minutes": 10,
+        "bookable_online": "on",
+        "patients": "both",
+        "accepts_statutory": "on",
+        "note_de": "Bitte Impfpass mitbringen",
+    }
+
+    added = client.post(reverse("booking_staff:motives"), body)
+    none_accepted = client.post(reverse("booking_staff:motives"), {**body, "accepts_statutory": ""})
+    wrong_specialty = client.post(
+        reverse("booking_staff:motives"),
+        {**body, "specialty": specialty_get("kardiologie").pk},
+    )
+    other_clinics = VisitMotive.objects.get(membership=staff_world.hours_south.membership)
+    foreign = client.post(reverse("booking_staff:motive_remove", args=[other_clinics.pk]))
+
+    assert "Erstuntersuchung Nordarzt" in page.text
+    assert "Erstuntersuchung Suedarzt" not in page.text
+    assert added.status_code == 302
+    motive = VisitMotive.objects.get(name_de="Impfung")
+    assert (motive.membership, motive.duration_minutes, motive.accepted_insurance_types) == (
+        membership,
+        10,
+        ["gesetzlich"],
+    )
+    assert "accepts_statutory" in none_accepted.context["form"].errors
+    assert "specialty" in wrong_specialty.context["form"].errors
+    assert foreign.status_code == 404
+    assert VisitMotive.objects.filter(pk=other_clinics.pk).exists()
+    removed = client.post(reverse("booking_staff:motive_remove", args=[motive.pk]))
+    assert removed.status_code == 302
+    assert not VisitMotive.objects.filter(pk=motive.pk).exists()

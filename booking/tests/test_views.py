@@ -98,21 +98,35 @@ def test_nobody_else_cancels_the_patients_appointment(world, role):
     assert world.appointment.status == AppointmentStatus.BOOKED
 
 
-def test_the_start_page_is_the_search_and_lists_the_apis_free_slots_day_by_day(world, client):
+def card_times(response, membership_pk=None) -> list[str]:
+    """The public ids of the start times on the cards (of one practitioner)."""
+    return [
+        slot.public_id
+        for card in response.context["cards"]
+        if membership_pk is None or card.membership.pk == membership_pk
+        for day in card.days
+        for slot in day["slots"]
+    ]
+
+
+def test_the_start_page_shows_practitioners_with_a_week_of_free_times(world, client):
     page = client.get(reverse("home"))
-    api = client.get("/api/slots?limit=100").json()
 
     assert page.status_code == 200
-    listed = [s for s in page.context["days"] for s in s["slots"]]
-    assert [s.public_id for s in listed] == [item["id"] for item in api["items"]]
-    # The booked slots (the two appointments) are not offered.
+    (card,) = page.context["cards"]
+    assert card.membership.user == world.doctor
+    assert [day["day"] for day in card.days] == [
+        timezone.localdate() + datetime.timedelta(days=n) for n in range(7)
+    ]
+    # The booked slots (the two appointments) are not offered; the free one is, on its day.
+    assert card_times(page) == [world.free_slot.public_id]
     assert world.appointment.slot.public_id not in page.text
-    assert world.free_slot.public_id in page.text
     day = timezone.localtime(world.free_slot.starts_at).date()
-    assert any(group["day"] == day for group in page.context["days"])
+    assert [d["slots"] for d in card.days if d["day"] == day] == [[world.free_slot]]
+    assert world.clinic.address in page.text
 
 
-def test_the_search_filters_by_specialty_city_and_day(world, client):
+def test_the_search_filters_by_specialty_city_and_week(world, client):
     hamburg = ClinicFactory(name="Hautarzt Hamburg", city="Hamburg")
     skin = practitioner_create(clinic=hamburg, specialties=("dermatologie",))
     later = slot_create(
@@ -124,23 +138,35 @@ def test_the_search_filters_by_specialty_city_and_day(world, client):
 
     by_city = client.get(reverse("home"), {"city": "Hamburg"})
     by_specialty = client.get(reverse("home"), {"specialty": "dermatologie"})
-    by_day = client.get(
+    next_week = client.get(
         reverse("home"), {"specialty": "dermatologie", "date": days_ahead(7, 0).date().isoformat()}
     )
 
-    def ids(response):
-        return [s.public_id for group in response.context["days"] for s in group["slots"]]
-
-    assert ids(by_city) == [sooner.public_id, later.public_id]
-    assert ids(by_specialty) == [sooner.public_id, later.public_id]
-    assert ids(by_day) == [later.public_id]
+    assert [c.membership.user for c in by_city.context["cards"]] == [skin]
+    assert card_times(by_city) == [sooner.public_id]
+    assert card_times(by_specialty) == [sooner.public_id]
+    assert card_times(next_week) == [later.public_id]
     assert 'value="Hamburg" selected' in by_city.text
+
+
+def test_a_week_without_times_says_when_the_next_free_appointment_is(world, client):
+    from booking.models import Slot
+
+    Slot.objects.filter(pk=world.free_slot.pk).delete()
+    far = slot_create(practitioner=world.doctor, starts_at=days_ahead(20, 11))
+
+    page = client.get(reverse("home"))
+
+    (card,) = page.context["cards"]
+    assert card_times(page) == []
+    assert card.next_free == far.starts_at
+    assert "Nächster freier Termin am" in page.text
 
 
 def test_a_search_without_results_says_so(world, client):
     response = client.get(reverse("home"), {"city": "Hamburg"})
 
-    assert response.context["days"] == []
+    assert response.context["cards"] == []
     assert "Keine freien Termine" in response.text
 
 
@@ -153,22 +179,49 @@ def test_an_unknown_choice_is_shown_next_to_the_field(world, client):
     assert 'value="morgen"' in response.text
 
 
-def test_the_search_pages_and_its_queries_do_not_grow_with_the_slots(
+def test_the_search_pages_by_practitioner_and_its_queries_do_not_grow_with_them(
     world, client, django_assert_max_num_queries
 ):
-    doctor = world.doctor
-    with django_assert_max_num_queries(8) as few:
-        client.get(reverse("home"))
-    for hour in range(60):
-        slot_create(practitioner=doctor, starts_at=days_ahead(20 + hour // 8, 8 + hour % 8))
+    from booking.views import PRACTITIONERS_PER_PAGE
+
+    def add_practitioner(number):
+        doctor = practitioner_create(clinic=world.clinic, last_name=f"Zeller{number:02d}")
+        day = 20 if number % 3 == 2 else 2  # every third: nothing this week, "next free on"
+        for step in range(3):
+            slot_create(practitioner=doctor, starts_at=days_ahead(day, 8, 20 * step))
+        if number % 2:  # half have a 40-minute motive: their times come from the chain
+            from booking.models import VisitMotive
+            from booking.tests.factories import membership_of, specialty_get
+
+            VisitMotive.objects.create(
+                membership=membership_of(doctor),
+                specialty=specialty_get(),
+                name_de="Erst",
+                name_en="First",
+                duration_minutes=40,
+            )
+
+    for number in range(3):
+        add_practitioner(number)
+    with django_assert_max_num_queries(12) as few:
+        small = client.get(reverse("home"))
+    assert len(small.context["cards"]) == 4
+    for number in range(3, PRACTITIONERS_PER_PAGE + 4):
+        add_practitioner(number)
     with django_assert_max_num_queries(len(few.captured_queries)):
         first = client.get(reverse("home"))
     second = client.get(reverse("home"), {"page": 2})
 
+    assert len(first.context["cards"]) == PRACTITIONERS_PER_PAGE
     assert first.context["page_obj"].paginator.num_pages == 2
-    assert sum(len(g["slots"]) for g in first.context["days"]) == 40
     assert 'rel="next"' in first.text
-    assert sum(len(g["slots"]) for g in second.context["days"]) == 61 - 40
+    assert len(second.context["cards"]) == 5  # the world's doctor and 14 more, 10 a page
+    with_motive = [c for c in first.context["cards"] if c.motive and c.has_times]
+    # 40 minutes fit from the first and second of three 20-minute slots in a row.
+    assert with_motive and all(
+        len([s for d in c.days for s in d["slots"]]) == 2 for c in with_motive
+    )
+    assert all(c.next_free for c in first.context["cards"] if not c.has_times)
 
 
 def test_an_anonymous_booker_logs_in_and_comes_back_to_the_slot(world):

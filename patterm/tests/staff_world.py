@@ -14,7 +14,14 @@ from django.utils import timezone
 
 from accounts.models import Clinic, Membership, Role, User
 from accounts.tests.factories import ClinicFactory, StaffFactory
-from booking.models import Absence, Appointment, OpeningHours, PractitionerSpecialty, Slot
+from booking.models import (
+    Absence,
+    Appointment,
+    OpeningHours,
+    PractitionerSpecialty,
+    Slot,
+    VisitMotive,
+)
 from booking.services import appointment_book
 from booking.tests.factories import specialty_get
 from consent.models import EmergencyAccess
@@ -115,6 +122,14 @@ def world_build(make_patient, *, emergency: bool = True) -> StaffWorld:
     south = ClinicFactory(name="Praxis Süd", slug="praxis-sued")
     doctor = _practitioner(north, first_name="Nora", last_name="Nordarzt")
     other_doctor = _practitioner(south, first_name="Sven", last_name="Suedarzt")
+    for practitioner in (doctor, other_doctor):  # one visit motive each (issue 16)
+        VisitMotive.objects.create(
+            membership=Membership.objects.get(user=practitioner),
+            specialty=specialty_get("allgemeinmedizin"),
+            name_de=f"Erstuntersuchung {practitioner.last_name}",
+            name_en="First examination",
+            duration_minutes=40,
+        )
     patient = make_patient(email="p@example.com", first_name=P_FIRST, last_name=P_LAST).user
     patient_q = make_patient(email="q@example.com", first_name=Q_FIRST, last_name=Q_LAST).user
     appointment = appointment_book(

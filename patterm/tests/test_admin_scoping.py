@@ -23,6 +23,7 @@ SCOPED = [
     "booking/practitionerspecialty",
     "booking/openinghours",
     "booking/absence",
+    "booking/visitmotive",
     "booking/slot",
     "booking/appointment",
 ]
@@ -54,6 +55,10 @@ def test_a_clinic_admins_lists_show_only_their_clinic_and_no_personal_text(staff
         ("accounts/clinic", lambda w: w.south.pk),
         ("booking/openinghours", lambda w: w.hours_south.pk),
         ("booking/absence", lambda w: w.absence_south.pk),
+        (
+            "booking/visitmotive",
+            lambda w: w.hours_south.membership.motives.get().pk,
+        ),
         ("booking/appointment", lambda w: w.users["patient"].appointments.get().pk),
     ],
 )

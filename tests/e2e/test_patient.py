@@ -72,7 +72,7 @@ def test_a_patient_signs_up_books_cancels_and_manages_consents(page, clinics):
     page.get_by_label("Ort").select_option("Berlin")
     page.get_by_label("Von").fill(days_ahead(4, 0).date().isoformat())
     page.get_by_role("button", name="Suchen").click()
-    expect(page.get_by_text("2 freie Termine gefunden.")).to_be_visible()
+    expect(page.get_by_text("1 Ärztin oder Arzt gefunden.")).to_be_visible()
     expect(page.get_by_text("Kardiologie Potsdam")).to_have_count(0)
     shot(page, "patient-search-results")
 
@@ -228,7 +228,7 @@ def test_an_anonymous_booker_logs_in_and_a_slot_taken_meanwhile_is_explained(
     expect(page.get_by_role("alert")).to_contain_text("gerade von jemand anderem gebucht")
     shot(page, "patient-book-taken")
     page.get_by_role("link", name="Zurück zur Suche").first.click()
-    expect(page.get_by_text("2 freie Termine gefunden.")).to_be_visible()
+    expect(page.get_by_text("2 Ärztinnen und Ärzte gefunden.")).to_be_visible()
 
 
 def test_erasure_needs_the_tick_then_closes_the_account(page, clinics, make_patient):
@@ -259,7 +259,7 @@ def test_the_search_and_my_appointments_fit_a_phone(new_page, clinics, make_pati
     page = new_page()
     page.set_viewport_size({"width": 390, "height": 844})
     page.goto("/")
-    expect(page.get_by_text("3 freie Termine gefunden.")).to_be_visible()
+    expect(page.get_by_text("2 Ärztinnen und Ärzte gefunden.")).to_be_visible()
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= 390, width
     shot(page, "patient-search-phone")
