@@ -32,6 +32,7 @@ from booking.schemas import (
 )
 from patterm.errors import Forbidden, InvalidInput, NotFound
 from patterm.pagination import CappedCountPagination, Pagination, RenderedPage
+from vault.insurance import patient_insurance_update
 from vault.keys import data_keys_preload
 
 router = Router(tags=["booking"])
@@ -320,7 +321,7 @@ def insurance_update(request, payload: InsuranceIn):
     if request.user.role != Role.PATIENT:
         raise Forbidden(services.MESSAGE_ONLY_PATIENTS_BOOK, "not_a_patient")
     number = "".join((payload.insurance_number or "").split()).upper()
-    profile = services.patient_insurance_update(
+    profile = patient_insurance_update(
         patient=request.user,
         insurance_type=payload.insurance_type or None,
         insurer_name=(payload.insurer_name or "").strip() or None,

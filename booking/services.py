@@ -39,8 +39,9 @@ from consent.models import CareRelationship, CareSource
 from consent.relatives import acting_for
 from consent.services import care_relationship_record
 from patterm.errors import Conflict, DomainError, Forbidden, InvalidInput, NotFound
+from vault.insurance import MESSAGE_INSURANCE_UNKNOWN
 from vault.keys import request_key_cache
-from vault.models import InsuranceType, PatientProfile, validate_kvnr
+from vault.models import InsuranceType
 from vault.services import erasure_request_file, patient_profile_get
 
 MESSAGE_SLOT_TAKEN = _("This slot has just been booked by someone else. Please choose another.")
@@ -170,7 +171,6 @@ MESSAGE_INSURANCE_NOT_ACCEPTED = _(
 MESSAGE_INSURANCE_REQUIRED = _(
     "Please say how you are insured: this visit motive is not open to every insurance type."
 )
-MESSAGE_INSURANCE_UNKNOWN = _("Choose gesetzlich, privat or selbstzahler.")
 MESSAGE_MOTIVE_DOES_NOT_FIT = _(
     "From this time on the practitioner has too little free time for this visit motive. "
     "Please choose another time."
@@ -957,41 +957,6 @@ def absence_remove(*, actor: User, absence_id: int) -> None:
     if found is None:
         raise NotFound()
     found.delete()
-
-
-# --- Insurance on the patient's profile ------------------------------------------------------
-
-
-@transaction.atomic
-def patient_insurance_update(
-    *,
-    patient: User,
-    insurance_type: str | None,
-    insurer_name: str | None,
-    insurance_number: str | None,
-) -> PatientProfile:
-    """Store a patient's insurance on their profile, encrypted with their data key. The
-    number must be a Krankenversichertennummer with the right check digit (a field error);
-    the type one of InsuranceType (a field error). `patient` is whose profile it is (the
-    account holder, or a relative they act for)."""
-    errors = []
-    if insurance_type and insurance_type not in InsuranceType.values:
-        errors.append({"field": "insurance_type", "message": str(MESSAGE_INSURANCE_UNKNOWN)})
-    if insurance_number:
-        try:
-            validate_kvnr(insurance_number)
-        except ValidationError as error:
-            errors += [{"field": "insurance_number", "message": str(m)} for m in error.messages]
-    if errors:
-        raise InvalidInput(errors)
-    profile = PatientProfile.objects.select_for_update().filter(patient=patient).first()
-    if profile is None:
-        raise NotFound()
-    profile.insurance_type = insurance_type or None
-    profile.insurer_name = insurer_name or None
-    profile.insurance_number = insurance_number or None
-    profile.save(update_fields=["insurance_type", "insurer_name", "insurance_number", "updated_at"])
-    return profile
 
 
 # --- Visit motives -------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from patterm.web import role_required, safe_next_url
 from vault import relatives
 from vault.api import export_response
 from vault.forms import InsuranceForm
+from vault.insurance import patient_insurance_update
 from vault.services import erasure_retention_date
 
 PRACTITIONERS_PER_PAGE = 10
@@ -395,7 +396,7 @@ def insurance(request):
     if request.method == "POST":
         if form.is_valid():
             try:
-                services.patient_insurance_update(patient=request.user, **form.insurance_values())
+                patient_insurance_update(patient=request.user, **form.insurance_values())
             except InvalidInput as error:
                 form_errors_add(form, error)
                 status = 422

@@ -93,27 +93,6 @@ class TakeoverForm(forms.Form):
         return data
 
 
-class RelativeForm(forms.Form):
-    """Add a relative: name, date of birth, relationship (the service checks the rules too)."""
-
-    first_name = forms.CharField(
-        label=_("First name"), max_length=100, validators=[no_control_characters]
-    )
-    last_name = forms.CharField(
-        label=_("Last name"), max_length=100, validators=[no_control_characters]
-    )
-    date_of_birth = forms.DateField(label=_("Date of birth"), widget=DateInput())
-    relationship = forms.ChoiceField(label=_("Relationship"), choices=Relationship.choices)
-
-    def clean_date_of_birth(self):
-        born = self.cleaned_data["date_of_birth"]
-        if born > timezone.localdate():
-            raise forms.ValidationError(MESSAGE_BIRTH_IN_FUTURE)
-        if born < datetime.date(1900, 1, 1):
-            raise forms.ValidationError(MESSAGE_BIRTH_TOO_EARLY)
-        return born
-
-
 class InvitationForm(forms.Form):
     email = forms.EmailField(
         label=_("Your relative's own e-mail address"),
@@ -163,3 +142,27 @@ class InsuranceFieldsMixin(forms.Form):
 
 class InsuranceForm(InsuranceFieldsMixin):
     """The patient's own insurance page."""
+
+
+class RelativeForm(InsuranceFieldsMixin):
+    """Add a relative: name, date of birth, relationship and, optionally, their insurance (the
+    service checks the rules too)."""
+
+    first_name = forms.CharField(
+        label=_("First name"), max_length=100, validators=[no_control_characters]
+    )
+    last_name = forms.CharField(
+        label=_("Last name"), max_length=100, validators=[no_control_characters]
+    )
+    date_of_birth = forms.DateField(label=_("Date of birth"), widget=DateInput())
+    relationship = forms.ChoiceField(label=_("Relationship"), choices=Relationship.choices)
+
+    field_order = ["first_name", "last_name", "date_of_birth", "relationship"]
+
+    def clean_date_of_birth(self):
+        born = self.cleaned_data["date_of_birth"]
+        if born > timezone.localdate():
+            raise forms.ValidationError(MESSAGE_BIRTH_IN_FUTURE)
+        if born < datetime.date(1900, 1, 1):
+            raise forms.ValidationError(MESSAGE_BIRTH_TOO_EARLY)
+        return born

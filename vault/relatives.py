@@ -31,6 +31,7 @@ from consent.models import Relationship, RelativeLink
 from consent.relatives import active_links, relative_link_get
 from patterm.errors import Conflict, Forbidden, InvalidInput, NotFound
 from vault import keys
+from vault.insurance import insurance_values_check
 from vault.models import PatientProfile
 from vault.services import RecordRead, record_read
 
@@ -136,15 +137,22 @@ def relative_add(
     last_name: str,
     date_of_birth: datetime.date,
     relationship: str = Relationship.CHILD,
+    insurance_type: str | None = None,
+    insurer_name: str | None = None,
+    insurance_number: str | None = None,
 ) -> Relative:
-    """Add a relative: a patient account without login, their data key and encrypted profile,
-    and the holder's link. Audited as a registration by the holder."""
+    """Add a relative: a patient account without login, their data key and encrypted profile
+    (with their insurance, if given), and the holder's link. Audited as a registration by the
+    holder."""
     _holder_check(holder)
     names = _validated(
         first_name=first_name,
         last_name=last_name,
         date_of_birth=date_of_birth,
         relationship=relationship,
+    )
+    insured = insurance_values_check(
+        insurance_type=insurance_type, insurer_name=insurer_name, insurance_number=insurance_number
     )
     # One addition at a time per holder, so the limit below cannot be raced past.
     User.objects.select_for_update(no_key=True).filter(pk=holder.pk).exists()
@@ -154,7 +162,9 @@ def relative_add(
         )
     relative = user_create_without_login(role=Role.PATIENT, language=holder.language)
     keys.data_key_create(patient_id=relative.pk)
-    profile = PatientProfile.objects.create(patient=relative, date_of_birth=date_of_birth, **names)
+    profile = PatientProfile.objects.create(
+        patient=relative, date_of_birth=date_of_birth, **names, **insured
+    )
     link = RelativeLink.objects.create(holder=holder, relative=relative, relationship=relationship)
     send_event(
         action=AuditAction.AUTH_REGISTER,

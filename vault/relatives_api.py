@@ -83,6 +83,9 @@ def relative_add(request, payload: RelativeIn):
         last_name=payload.last_name,
         date_of_birth=payload.date_of_birth,
         relationship=payload.relationship,
+        insurance_type=payload.insurance_type,
+        insurer_name=payload.insurer_name,
+        insurance_number=payload.insurance_number,
     )
     return Status(201, relative_out(added))
 

@@ -93,6 +93,13 @@ class RelativeIn(Schema):
     last_name: str = Field(..., max_length=100)
     date_of_birth: datetime.date
     relationship: Relationship = Relationship.CHILD
+    insurance_type: str | None = Field(
+        None, max_length=20, description="gesetzlich, privat or selbstzahler"
+    )
+    insurer_name: str | None = Field(None, max_length=100)
+    insurance_number: str | None = Field(
+        None, max_length=20, description="The 10-character Krankenversichertennummer."
+    )
 
     _date = field_validator("date_of_birth", mode="before")(clean_iso_date)
 

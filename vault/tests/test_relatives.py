@@ -347,3 +347,41 @@ def test_listing_relatives_takes_three_queries_whatever_their_number(
         listed = relatives.relatives_of(holder=holder)
         names = [r.profile.first_name for r in listed]
     assert names == [f"Kind{n}" for n in range(5)]
+
+
+def test_a_relative_is_added_with_their_own_insurance_encrypted(holder):
+    added = relatives.relative_add(
+        holder=holder,
+        first_name="Paul",
+        last_name="Mustermann",
+        date_of_birth=years_ago(3),
+        insurance_type="gesetzlich",
+        insurer_name="AOK Nordost",
+        insurance_number="A123456780",
+    )
+
+    profile = PatientProfile.objects.get(patient=added.user)
+    assert (profile.insurance_type, profile.insurer_name, profile.insurance_number) == (
+        "gesetzlich",
+        "AOK Nordost",
+        "A123456780",
+    )
+    for column in ("insurance_type", "insurer_name", "insurance_number"):
+        stored = stored_value(PatientProfile, added.user.pk, column)
+        assert stored.startswith("pt1$")
+        assert "AOK" not in stored and "A123456780" not in stored
+
+
+def test_a_wrong_insurance_number_for_a_relative_is_a_field_error_and_adds_nobody(holder):
+    with pytest.raises(InvalidInput) as refused:
+        relatives.relative_add(
+            holder=holder,
+            first_name="Paul",
+            last_name="Mustermann",
+            date_of_birth=years_ago(3),
+            insurance_type="privat",
+            insurance_number="A123456781",
+        )
+
+    assert [error["field"] for error in refused.value.errors] == ["insurance_number"]
+    assert not RelativeLink.objects.filter(holder=holder).exists()

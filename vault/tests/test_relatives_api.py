@@ -283,6 +283,24 @@ def test_bad_input_is_a_field_error(world):
             },
             "relationship",
         ),
+        (
+            {
+                "first_name": "A",
+                "last_name": "B",
+                "date_of_birth": "2020-01-01",
+                "insurance_number": "A123456781",
+            },
+            "insurance_number",
+        ),
+        (
+            {
+                "first_name": "A",
+                "last_name": "B",
+                "date_of_birth": "2020-01-01",
+                "insurance_type": "gkv",
+            },
+            "insurance_type",
+        ),
     ]
     for body, field in cases:
         before = _state()

@@ -239,3 +239,24 @@ def test_invitation_and_takeover_through_the_pages(
     assert teen_browser.get(reverse("vault:record")).status_code == 200
     # The used link is gone.
     assert Client().get(url).status_code == 404
+
+
+def test_the_add_form_names_a_wrong_insurance_number_and_keeps_nobody(client, make_patient):
+    holder = make_patient(email="vater@example.com")
+    client.force_login(holder.user)
+
+    response = client.post(
+        "/relatives/",
+        {
+            "first_name": "Paul",
+            "last_name": "Mustermann",
+            "date_of_birth": "2022-05-01",
+            "relationship": "child",
+            "insurance_type": "gesetzlich",
+            "insurance_number": "A123456781",
+        },
+    )
+
+    assert response.status_code == 422
+    assert "insurance_number" in response.context["form"].errors
+    assert not RelativeLink.objects.filter(holder=holder.user).exists()
