@@ -35,6 +35,7 @@ from booking.models import (
 from consent.models import CareSource
 from consent.services import care_relationship_record
 from patterm.errors import Conflict, Forbidden, InvalidInput, NotFound
+from patterm.numbers import ascii_int
 from vault.keys import request_key_cache
 from vault.services import erasure_request_file, patient_profile_get
 
@@ -552,8 +553,8 @@ def free_slots(
         slots = slots.filter(clinic__city__iexact=city)
     if clinic:  # a slug, or an id
         condition = Q(clinic__slug=clinic)
-        if clinic.isdigit():
-            condition |= Q(clinic__pk=int(clinic))
+        if (clinic_id := ascii_int(clinic)) is not None:
+            condition |= Q(clinic__pk=clinic_id)
         slots = slots.filter(condition)
     if practitioner:
         slots = slots.filter(practitioner_id=practitioner)
