@@ -70,8 +70,17 @@ class Command(BaseCommand):
     help = "Serve the portal (gunicorn, or runserver with --dev) with its helper processes."
 
     def add_arguments(self, parser):
-        parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
-        parser.add_argument("--dev", action="store_true", help="runserver with autoreload")
+        parser.add_argument(
+            "--port",
+            type=int,
+            default=int(os.environ.get("PORT", "8000")),
+            help="loopback port to serve on (default: $PORT, else 8000)",
+        )
+        parser.add_argument(
+            "--dev",
+            action="store_true",
+            help="serve with runserver and autoreload instead of gunicorn (make dev)",
+        )
 
     def handle(self, *args, port, dev, **options):
         # The children use the same settings (development unless DJANGO_SETTINGS_MODULE says).
