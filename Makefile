@@ -9,10 +9,11 @@ PORT ?= 8000
 PATTERM_TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
 export PATTERM_TEST_DATABASE_URL
 
-.PHONY: run test lint format messages browser migrate seed clean help bench bench-quick fuzz
+.PHONY: run dev test lint format messages browser migrate seed clean help bench bench-quick fuzz
 
 help:
 	@echo "make run    set up and serve the portal on http://127.0.0.1:$(PORT) (SQLite)"
+	@echo "make dev    the same with runserver and autoreload, for changing code"
 	@echo "make test   set up, lint, and run the suite on SQLite and on PostgreSQL"
 	@echo "make format format the code with ruff"
 	@echo "make messages collect and compile the German translations (needs gettext)"
@@ -51,8 +52,14 @@ migrate: $(VENV)/.runtime-installed
 seed: migrate
 	$(BIN)/python manage.py seed_demo
 
+# gunicorn (threads, a worker per core, WhiteNoise) and the helper processes, with the
+# development settings and SQLite by default; Ctrl-C ends them all (manage.py serve).
 run: seed
-	$(BIN)/python manage.py runserver 127.0.0.1:$(PORT)
+	$(BIN)/python manage.py serve --port $(PORT)
+
+# runserver with autoreload, for whoever changes code; the same helpers.
+dev: seed
+	$(BIN)/python manage.py serve --dev --port $(PORT)
 
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check .

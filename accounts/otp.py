@@ -29,6 +29,7 @@ from accounts.sessions import EndReason, sessions_end_all
 from audit.models import AuditAction
 from audit.signals import send_event
 from patterm.errors import Forbidden, InvalidInput, NotAuthenticated
+from patterm.numbers import ASCII_DIGITS
 
 MESSAGE_OTP_REQUIRED = _(
     "Set up and use your second factor (authenticator app) to reach medical data and the audit log."
@@ -109,7 +110,7 @@ def otp_enrolment_pending(*, user: User) -> Enrolment | None:
 def _verify_totp(device: TOTPDevice, code: str) -> bool:
     """Check a code against the locked device row: once per time step, never older ones."""
     code = code.strip().replace(" ", "")
-    if not (code.isdigit() and len(code) == device.digits):
+    if not (ASCII_DIGITS.fullmatch(code) and len(code) == device.digits):
         return False
     locked = TOTPDevice.objects.select_for_update().get(pk=device.pk)
     return locked.verify_token(code)

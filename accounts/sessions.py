@@ -23,6 +23,7 @@ from accounts.services import ClientInfo
 from audit.models import AuditAction
 from audit.signals import send_event
 from patterm.errors import NotFound
+from patterm.numbers import ascii_int
 
 BROWSER = "browser"
 API_TOKEN = "api_token"  # noqa: S105  (a kind, not a secret)
@@ -63,9 +64,9 @@ def session_public_id(kind: str, pk: int) -> str:
 
 def _parse_public_id(public_id: str) -> tuple[str, int]:
     for kind, prefix in _ID_PREFIXES.items():
-        number = public_id.removeprefix(prefix)
-        if public_id.startswith(prefix) and number.isdigit() and len(number) < 19:
-            return kind, int(number)
+        number = ascii_int(public_id.removeprefix(prefix))
+        if public_id.startswith(prefix) and number is not None:
+            return kind, number
     raise NotFound(MESSAGE_SESSION_NOT_FOUND)
 
 

@@ -6,9 +6,11 @@ from zoneinfo import ZoneInfo
 from django.conf import settings
 from django.db.models import Prefetch
 from django.http import HttpResponse
+from django.utils.translation import gettext_lazy as _
 from ninja import Query, Router, Status
 from ninja.pagination import paginate
 
+from accounts.auth import BearerTokenAuth
 from accounts.models import Clinic, Membership, Role
 from booking import services, waitlist
 from booking.calendar import appointment_ics
@@ -30,12 +32,22 @@ from booking.schemas import (
     WaitlistEntryOut,
     WaitlistIn,
 )
-from patterm.errors import Forbidden, InvalidInput, NotFound
+from patterm.errors import InvalidInput, NotFound
 from patterm.pagination import CappedCountPagination, Pagination, RenderedPage
 from vault.insurance import patient_insurance_update
 from vault.keys import data_keys_preload
 
 router = Router(tags=["booking"])
+
+# Who may call what, checked before the path, query or body is read (accounts/auth.py).
+MESSAGE_PATIENTS_ONLY = _("Only patients book appointments and join waitlists.")
+MESSAGE_CLINIC_ADMINS_ONLY = _("Only clinic admins create slots.")
+MESSAGE_SCHEDULE_STAFF_ONLY = _("Only practitioners and clinic admins read the schedule.")
+PATIENTS = BearerTokenAuth(Role.PATIENT, message=MESSAGE_PATIENTS_ONLY, code="not_a_patient")
+CLINIC_ADMINS = BearerTokenAuth(Role.CLINIC_ADMIN, message=MESSAGE_CLINIC_ADMINS_ONLY)
+SCHEDULE_STAFF = BearerTokenAuth(
+    Role.PRACTITIONER, Role.CLINIC_ADMIN, message=MESSAGE_SCHEDULE_STAFF_ONLY
+)
 
 
 def appointment_out(
@@ -120,7 +132,7 @@ def appointments_out(appointments: list, *, viewer) -> list[dict]:
 # --- Appointments ---------------------------------------------------------------------------
 
 
-@router.post("/appointments", response={201: AppointmentOut}, exclude_unset=True)
+@router.post("/appointments", response={201: AppointmentOut}, exclude_unset=True, auth=PATIENTS)
 def book(request, payload: BookIn):
     """Book a free slot, or with `motive_id` the consecutive free slots the visit motive
     needs. A slot someone else got first: `409 slot_taken`; a motive's rule broken: `422`
@@ -189,7 +201,9 @@ def ics_response(appointment: Appointment) -> HttpResponse:
 # --- Staff ----------------------------------------------------------------------------------
 
 
-@router.get("/medical/schedule", response=list[AppointmentOut], exclude_unset=True)
+@router.get(
+    "/medical/schedule", response=list[AppointmentOut], exclude_unset=True, auth=SCHEDULE_STAFF
+)
 def schedule(request, filters: Query[ScheduleFilters]):
     """Booked appointments with booking snapshots: from `date_from` (default today) for up to
     31 days (default 7). Practitioners see their own, clinic admins their clinics'."""
@@ -199,13 +213,11 @@ def schedule(request, filters: Query[ScheduleFilters]):
     return appointments_out(listed, viewer=request.user)
 
 
-@router.post("/medical/slots", response={201: list[SlotOut]})
+@router.post("/medical/slots", response={201: list[SlotOut]}, auth=CLINIC_ADMINS)
 def create_slots(request, payload: SlotsIn):
     """A clinic admin creates one slot, or a series from daily hours over a date range."""
     clinic = Clinic.objects.filter(pk=payload.clinic).first()
     specialty = Specialty.objects.filter(slug=payload.specialty).first()
-    if request.user.role != Role.CLINIC_ADMIN:
-        raise Forbidden("Only clinic admins create slots.", "forbidden")
     if clinic is None:
         raise NotFound()
     if specialty is None:
@@ -237,7 +249,7 @@ def create_slots(request, payload: SlotsIn):
 # --- Waitlist -------------------------------------------------------------------------------
 
 
-@router.post("/waitlist", response={201: WaitlistEntryOut})
+@router.post("/waitlist", response={201: WaitlistEntryOut}, auth=PATIENTS)
 def waitlist_join(request, payload: WaitlistIn):
     """Wait for a slot of a specialty (optionally a city, clinic, practitioner, days). When a
     matching slot becomes free, the first patient waiting is offered it by e-mail."""
@@ -277,6 +289,7 @@ def waitlist_offer(request, offer_id):
     "/waitlist/offers/{uuid:offer_id}/confirm",
     response={201: AppointmentOut},
     exclude_unset=True,
+    auth=PATIENTS,
 )
 def waitlist_offer_confirm(request, offer_id, payload: OfferConfirmIn | None = None):
     """Book the offered slot. An offer whose hold has ended: `409 offer_expired`."""
@@ -303,23 +316,19 @@ def _insurance_out(profile) -> dict:
     }
 
 
-@router.get("/patient/insurance", response=InsuranceOut)
+@router.get("/patient/insurance", response=InsuranceOut, auth=PATIENTS)
 def insurance(request):
     """The patient's insurance (decrypted for them alone)."""
-    if request.user.role != Role.PATIENT:
-        raise Forbidden(services.MESSAGE_ONLY_PATIENTS_BOOK, "not_a_patient")
     profile = services.patient_profile_get(patient=request.user)
     if profile is None:
         raise NotFound()
     return _insurance_out(profile)
 
 
-@router.put("/patient/insurance", response=InsuranceOut)
+@router.put("/patient/insurance", response=InsuranceOut, auth=PATIENTS)
 def insurance_update(request, payload: InsuranceIn):
     """Replace the insurance: a Krankenversichertennummer with a wrong check digit is a 422
     naming `insurance_number`."""
-    if request.user.role != Role.PATIENT:
-        raise Forbidden(services.MESSAGE_ONLY_PATIENTS_BOOK, "not_a_patient")
     number = "".join((payload.insurance_number or "").split()).upper()
     profile = patient_insurance_update(
         patient=request.user,

@@ -1,4 +1,5 @@
 import datetime
+import re
 import uuid
 from typing import Literal
 
@@ -8,11 +9,13 @@ from pydantic import field_validator, model_validator
 
 from accounts.schemas import ClinicOut, clean_iso_date
 from booking.models import AppointmentStatus
+from patterm.numbers import AsciiInt, Digits, ascii_int
 
 # Days become local midnights and slot times (a day or a month on, for an end); near datetime's
 # limits that overflows, so filter days and slot dates lie in this range.
 DATE_MIN = datetime.date(1900, 1, 1)
 DATE_MAX = datetime.date(2999, 12, 31)
+CLINIC_SLUG = re.compile(r"[-a-zA-Z0-9_]+")
 
 
 def filter_date():
@@ -135,12 +138,12 @@ class BookIn(Schema):
 class SlotFilters(Schema):
     specialty: str | None = Field(None, max_length=60)
     city: str | None = Field(None, max_length=100)
-    clinic: str | None = Field(None, max_length=80)
-    practitioner: int | None = Field(None, ge=1, le=2**62)
+    clinic: str | None = Field(None, max_length=80, description="A clinic's slug or id.")
+    practitioner: Digits | None = AsciiInt(None, ge=1)
     date_from: datetime.date | None = filter_date()
     date_to: datetime.date | None = filter_date()
-    motive: int | None = Field(
-        None, ge=1, le=2**62, description="Only start times where this visit motive fits."
+    motive: Digits | None = AsciiInt(
+        None, ge=1, description="Only start times where this visit motive fits."
     )
     insurance_type: Literal["gesetzlich", "privat", "selbstzahler"] | None = None
     patient_status: Literal["new", "known"] | None = Field(
@@ -150,6 +153,14 @@ class SlotFilters(Schema):
     _dates = field_validator("date_from", "date_to", mode="before")(
         lambda value: value if value in (None, "") else clean_iso_date(value)
     )
+
+    @field_validator("clinic")
+    @classmethod
+    def _slug_or_id(cls, value: str | None) -> str | None:
+        # A slug (ASCII letters, digits, hyphens) or an id in ASCII digits: "73¹" is neither.
+        if value and not (CLINIC_SLUG.fullmatch(value) or ascii_int(value)):
+            raise ValueError("Give a clinic's slug or its id (digits 0-9).")
+        return value
 
 
 class AppointmentFilters(Schema):
@@ -165,8 +176,8 @@ class AppointmentFilters(Schema):
 class SlotsIn(Schema):
     """One slot (`starts_at` + `ends_at`) or a series (`date_from`..`date_to`, daily hours)."""
 
-    clinic: int = Field(..., ge=1, le=2**62)
-    practitioner: int = Field(..., ge=1, le=2**62)
+    clinic: Digits = AsciiInt(ge=1)
+    practitioner: Digits = AsciiInt(ge=1)
     specialty: str = Field(..., max_length=60)
     starts_at: datetime.datetime | None = None
     ends_at: datetime.datetime | None = None
@@ -174,8 +185,8 @@ class SlotsIn(Schema):
     date_to: datetime.date | None = None
     start_time: datetime.time | None = None
     end_time: datetime.time | None = None
-    slot_minutes: int = Field(20, ge=5, le=240)
-    weekdays: list[int] = Field(default_factory=lambda: [0, 1, 2, 3, 4], max_length=7)
+    slot_minutes: Digits = AsciiInt(20, ge=5, le=240)
+    weekdays: list[Digits] = Field(default_factory=lambda: [0, 1, 2, 3, 4], max_length=7)
 
     @model_validator(mode="after")
     def _one_slot_or_a_series(self):
@@ -227,8 +238,8 @@ class WaitlistIn(Schema):
 
     specialty: str = Field(..., max_length=60)
     city: str = Field("", max_length=100)
-    clinic: int | None = Field(None, ge=1, le=2**62)
-    practitioner: int | None = Field(None, ge=1, le=2**62)
+    clinic: Digits | None = AsciiInt(None, ge=1)
+    practitioner: Digits | None = AsciiInt(None, ge=1)
     date_from: datetime.date | None = filter_date()
     date_to: datetime.date | None = filter_date()
 

@@ -39,6 +39,7 @@ from consent.models import CareRelationship, CareSource
 from consent.relatives import acting_for
 from consent.services import care_relationship_record
 from patterm.errors import Conflict, DomainError, Forbidden, InvalidInput, NotFound
+from patterm.numbers import ascii_int
 from vault.insurance import MESSAGE_INSURANCE_UNKNOWN
 from vault.keys import request_key_cache
 from vault.models import InsuranceType
@@ -737,8 +738,8 @@ def free_slots(
         slots = slots.filter(clinic__city__iexact=city)
     if clinic:  # a slug, or an id
         condition = Q(clinic__slug=clinic)
-        if clinic.isdigit():
-            condition |= Q(clinic__pk=int(clinic))
+        if (clinic_id := ascii_int(clinic)) is not None:
+            condition |= Q(clinic__pk=clinic_id)
         slots = slots.filter(condition)
     if practitioner:
         slots = slots.filter(practitioner_id=practitioner)

@@ -23,6 +23,7 @@ from booking.api import ics_response
 from booking.forms import BookMotiveForm, ErasureForm, SearchForm, WaitlistJoinForm
 from booking.models import OfferStatus
 from patterm.errors import Conflict, DomainError, InvalidInput
+from patterm.numbers import ascii_int
 from patterm.staff import form_errors_add
 from patterm.web import role_required, safe_next_url
 from vault import relatives
@@ -138,7 +139,7 @@ def practitioner(request, membership_id: int):
         known=None,
         patient=request.user,
         first_day=first_day,
-        chosen_motive=int(chosen) if chosen and chosen.isdigit() and len(chosen) < 19 else None,
+        chosen_motive=ascii_int(chosen) if chosen else None,
     )
     return render(
         request,
@@ -209,11 +210,12 @@ def book(request, slot_id: str):
 def _motive_of(request, slot):
     """The motive of `?motive=` if it is one of the slot's practitioner's there, else None."""
     raw = request.GET.get("motive", "")
-    if not raw.isdigit() or len(raw) > 18:
+    motive_id = ascii_int(raw)
+    if motive_id is None:
         return None
     return (
         services.motives_bookable(practitioner_id=slot.practitioner_id, clinic_id=slot.clinic_id)
-        .filter(pk=int(raw))
+        .filter(pk=motive_id)
         .first()
     )
 

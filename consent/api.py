@@ -4,6 +4,7 @@ from django.utils.translation import gettext_lazy as _
 from ninja import Router, Status
 from ninja.pagination import paginate
 
+from accounts.auth import BearerTokenAuth
 from accounts.models import Clinic, Role
 from audit.selectors import events_about
 from consent import services
@@ -11,9 +12,13 @@ from consent.schemas import AccessLogRow, ConsentIn, ConsentOut
 from patterm.errors import Forbidden
 from patterm.pagination import Pagination, RenderedPage
 
-router = Router(tags=["consent"])
-
 MESSAGE_PATIENTS_ONLY = _("Only patients manage consents and read their access log.")
+
+# Every operation here is the patient's: other roles get 403 before the body is read.
+router = Router(
+    tags=["consent"],
+    auth=BearerTokenAuth(Role.PATIENT, message=MESSAGE_PATIENTS_ONLY, code="not_a_patient"),
+)
 
 
 def _patient_only(request) -> None:

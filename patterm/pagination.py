@@ -4,8 +4,10 @@ stops at a ceiling for searches over very large tables."""
 from typing import Any
 
 from django.conf import settings
-from ninja import Field, Schema
+from ninja import Schema
 from ninja.pagination import LimitOffsetPagination
+
+from patterm.numbers import AsciiInt, Digits
 
 # Databases take 64-bit integers: a larger offset would fail in the driver (a 500), not a 422.
 MAX_OFFSET = 2**62
@@ -15,10 +17,10 @@ class Pagination(LimitOffsetPagination):
     """`limit` 1-200 (default 50) and `offset` from 0: anything else is a 422 (API.md)."""
 
     class Input(Schema):
-        limit: int = Field(
+        limit: Digits = AsciiInt(
             settings.NINJA_PAGINATION_PER_PAGE, ge=1, le=settings.NINJA_PAGINATION_MAX_LIMIT
         )
-        offset: int = Field(0, ge=0, le=MAX_OFFSET)
+        offset: Digits = AsciiInt(0, ge=0, le=MAX_OFFSET)
 
 
 class CappedCountPagination(Pagination):

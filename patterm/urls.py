@@ -1,5 +1,6 @@
 from django.contrib import admin
 from django.urls import include, path
+from django.views.generic import RedirectView
 
 from patterm import views
 from patterm.api import api
@@ -16,6 +17,9 @@ urlpatterns = [
     path("staff/", include("audit.staff_urls")),
     path("i18n/", include("django.conf.urls.i18n")),
     path("api/", api.urls),
+    # The seed backend's README sent people to /docs and /openapi.json: they lead to the API's.
+    path("docs", RedirectView.as_view(url="/api/docs", permanent=True)),
+    path("openapi.json", RedirectView.as_view(url="/api/openapi.json", permanent=True)),
     path("admin/", admin.site.urls),
 ]
 

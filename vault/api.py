@@ -9,6 +9,7 @@ from django.utils.translation import gettext_lazy as _
 from ninja import Router, Status
 from ninja.pagination import paginate
 
+from accounts.auth import BearerTokenAuth
 from accounts.models import Role
 from accounts.services import user_has_login
 from audit.selectors import events_about
@@ -18,7 +19,7 @@ from booking.services import appointments_visible_to, erasure_request
 from consent.api import access_log_rows
 from consent.schemas import ConsentOut
 from consent.services import consents_of
-from patterm.errors import Forbidden
+from patterm.numbers import Id, ascii_int
 from patterm.pagination import Pagination, RenderedPage
 from vault import services
 from vault.fhir import export_bundle
@@ -38,6 +39,28 @@ router = Router(tags=["record"])
 
 MESSAGE_PRACTITIONERS_ONLY = services.MESSAGE_PRACTITIONERS_ONLY
 MESSAGE_CLINIC_ADMINS_ONLY = _("Only clinic admins review emergency accesses.")
+MESSAGE_PATIENTS_ONLY = _("Only patients read their own record.")
+
+
+def _record_read_refused(request) -> None:
+    patient_id = ascii_int(request.resolver_match.kwargs.get("patient_id", ""))
+    services.record_read_refusal_audit(actor=request.user, patient_id=patient_id)
+
+
+# Who may call what, checked before the path, query or body is read (accounts/auth.py).
+PATIENTS = BearerTokenAuth(Role.PATIENT, message=MESSAGE_PATIENTS_ONLY, code="not_a_patient")
+PRACTITIONERS = BearerTokenAuth(
+    Role.PRACTITIONER, message=MESSAGE_PRACTITIONERS_ONLY, code="not_a_practitioner"
+)
+PRACTITIONERS_AUDITED = BearerTokenAuth(
+    Role.PRACTITIONER,
+    message=MESSAGE_PRACTITIONERS_ONLY,
+    code="not_a_practitioner",
+    on_refused=_record_read_refused,
+)
+CLINIC_ADMINS = BearerTokenAuth(
+    Role.CLINIC_ADMIN, message=MESSAGE_CLINIC_ADMINS_ONLY, code="not_a_clinic_admin"
+)
 MESSAGE_ERASURE_FILED = _(
     "Your account is closed. Your medical records are kept until the legal retention period "
     "ends, then erased; appointments, consents and the access log go with them."
@@ -68,7 +91,7 @@ def _profile_out(user, profile) -> dict:
     }
 
 
-@router.get("/patient/record", response=PatientRecordOut, exclude_unset=True)
+@router.get("/patient/record", response=PatientRecordOut, exclude_unset=True, auth=PATIENTS)
 def patient_record(request):
     """The patient's own profile, appointments and every entry of their record, decrypted
     (`basis: self`)."""
@@ -87,13 +110,12 @@ def patient_record(request):
 # --- Practitioners --------------------------------------------------------------------------
 
 
-def _practitioner_only(request) -> None:
-    if request.user.role != Role.PRACTITIONER:
-        raise Forbidden(MESSAGE_PRACTITIONERS_ONLY, "not_a_practitioner")
-
-
-@router.get("/medical/patients/{int:patient_id}/record", response=PractitionerRecordOut)
-def practitioner_record(request, patient_id: int):
+@router.get(
+    "/medical/patients/{patient_id}/record",
+    response=PractitionerRecordOut,
+    auth=PRACTITIONERS_AUDITED,
+)
+def practitioner_record(request, patient_id: Id):
     """The entries the practitioner's clinic may see, each with its legal basis, and how many
     stayed hidden. A patient without any basis for this practitioner answers 404."""
     patient, record = services.practitioner_record_read(actor=request.user, patient_id=patient_id)
@@ -104,11 +126,12 @@ def practitioner_record(request, patient_id: int):
     }
 
 
-@router.post("/medical/patients/{int:patient_id}/entries", response={201: RecordEntryOut})
-def write_entry(request, patient_id: int, payload: EntryIn):
+@router.post(
+    "/medical/patients/{patient_id}/entries", response={201: RecordEntryOut}, auth=PRACTITIONERS
+)
+def write_entry(request, patient_id: Id, payload: EntryIn):
     """Add an entry authored by the practitioner's clinic (patient in care there, or under
     emergency access)."""
-    _practitioner_only(request)
     entry = services.practitioner_entry_write(
         actor=request.user,
         patient_id=patient_id,
@@ -119,23 +142,24 @@ def write_entry(request, patient_id: int, payload: EntryIn):
     return Status(201, record_entry_out(entry))
 
 
-@router.post("/medical/patients/{int:patient_id}/emergency-access", response={201: EmergencyOut})
-def emergency_access(request, patient_id: int, payload: EmergencyIn):
+@router.post(
+    "/medical/patients/{patient_id}/emergency-access",
+    response={201: EmergencyOut},
+    auth=PRACTITIONERS,
+)
+def emergency_access(request, patient_id: Id, payload: EmergencyIn):
     """Break-glass access to the whole record for a few hours; audited, reviewed, and the
     patient is told at once."""
-    _practitioner_only(request)
     access = services.emergency_access_declare(
         actor=request.user, patient_id=patient_id, justification=payload.justification
     )
     return Status(201, {"id": access.pk, "expires_at": access.expires_at})
 
 
-@router.get("/medical/emergency-accesses", response=list[EmergencyReviewOut])
+@router.get("/medical/emergency-accesses", response=list[EmergencyReviewOut], auth=CLINIC_ADMINS)
 @paginate(Pagination)
 def emergency_review(request):
     """Clinic admins review every emergency access declared at their clinics."""
-    if request.user.role != Role.CLINIC_ADMIN:
-        raise Forbidden(MESSAGE_CLINIC_ADMINS_ONLY, "not_a_clinic_admin")
     return RenderedPage(services.emergency_accesses_for_review(actor=request.user), _emergency_rows)
 
 
@@ -163,7 +187,7 @@ def _emergency_rows(accesses: list) -> list[dict]:
 # --- GDPR -----------------------------------------------------------------------------------
 
 
-@router.get("/patient/record/export")
+@router.get("/patient/record/export", auth=PATIENTS)
 def export(request, format: Literal["json", "fhir"] = "json"):
     """Everything Patterm holds about the patient (GDPR Art. 15 and 20): profile, appointments,
     record entries, consents and the access log; `format=fhir` gives a FHIR R4(B) Bundle."""
@@ -206,7 +230,7 @@ def export_response(*, patient, format: str, actor=None) -> JsonResponse:
     return response
 
 
-@router.post("/patient/erasure-request", response={202: dict})
+@router.post("/patient/erasure-request", response={202: dict}, auth=PATIENTS)
 def erasure(request):
     """Ask for erasure: the account closes and every token ends now, future appointments are
     cancelled; the data is erased by an operator once the retention duty has passed."""

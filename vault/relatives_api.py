@@ -12,6 +12,7 @@ from django.utils.translation import gettext_lazy as _
 from ninja import Router, Status
 from ninja.pagination import paginate
 
+from accounts.auth import BearerTokenAuth
 from accounts.models import Role
 from audit.selectors import events_about
 from booking.api import appointment_out, appointments_out
@@ -33,7 +34,14 @@ from vault.schemas import (
     RelativeRecordOut,
 )
 
-router = Router(tags=["relatives"])
+# Relatives are the holder's business alone: the role is checked before any body or query is
+# read (issue 18), with the same answer as the handlers' own check gave before.
+router = Router(
+    tags=["relatives"],
+    auth=BearerTokenAuth(
+        Role.PATIENT, message=relatives.MESSAGE_ONLY_PATIENTS, code="not_a_patient"
+    ),
+)
 
 MESSAGE_INVITED = _(
     "The invitation is on its way. Once your relative has chosen a password, their record is "

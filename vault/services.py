@@ -496,6 +496,22 @@ def _patient(patient_id: int) -> User:
     return patient
 
 
+def record_read_refusal_audit(*, actor: User, patient_id: int | None) -> None:
+    """A record read refused for the actor's role is audited as denied, like every read."""
+    patient = User.objects.filter(pk=patient_id, role=Role.PATIENT).first() if patient_id else None
+    with transaction.atomic():
+        send_event(
+            action=AuditAction.RECORD_READ,
+            actor=actor,
+            outcome=Outcome.DENIED,
+            object_type="patient_record",
+            subject_id=patient.pk if patient else None,
+            clinic_id=policy.acting_clinic_id(actor),
+            purpose=policy.Purpose.TREATMENT,
+            details={"bases": [], "reason": "role"},
+        )
+
+
 def practitioner_record_read(*, actor: User, patient_id: int) -> tuple[User, RecordRead]:
     """A practitioner reads a patient's record as consent allows (audited, allowed or denied).
 
@@ -503,18 +519,7 @@ def practitioner_record_read(*, actor: User, patient_id: int) -> tuple[User, Rec
     other role is refused before the policy is asked, and that refusal is audited too.
     """
     if actor.role != Role.PRACTITIONER:
-        patient = User.objects.filter(pk=patient_id, role=Role.PATIENT).first()
-        with transaction.atomic():
-            send_event(
-                action=AuditAction.RECORD_READ,
-                actor=actor,
-                outcome=Outcome.DENIED,
-                object_type="patient_record",
-                subject_id=patient.pk if patient else None,
-                clinic_id=policy.acting_clinic_id(actor),
-                purpose=policy.Purpose.TREATMENT,
-                details={"bases": [], "reason": "role"},
-            )
+        record_read_refusal_audit(actor=actor, patient_id=patient_id)
         raise Forbidden(MESSAGE_PRACTITIONERS_ONLY, "not_a_practitioner")
     patient = _patient(patient_id)
     record = record_read(actor=actor, patient=patient)

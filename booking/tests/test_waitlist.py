@@ -316,7 +316,8 @@ def test_a_patient_cannot_see_confirm_or_decline_someone_elses_offer(
     assert error(confirm(api_client, other, offer.pk)) == (404, "not_found")
     assert error(post_json(api_client, f"{base}/decline", {}, other)) == (404, "not_found")
     staff = token_for(staff_create(clinic=slot.clinic, role=Role.CLINIC_ADMIN))
-    assert error(confirm(api_client, staff, offer.pk)) == (404, "not_found")
+    # Staff may never confirm an offer: 403 by role, the same for every id (issue 18).
+    assert error(confirm(api_client, staff, offer.pk)) == (403, "not_a_patient")
 
     offer.refresh_from_db()
     assert offer.status == OfferStatus.OPEN
