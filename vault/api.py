@@ -21,7 +21,7 @@ from consent.services import consents_of
 from patterm.errors import Forbidden
 from patterm.pagination import Pagination, RenderedPage
 from vault import services
-from vault.fhir import export_bundle
+from vault.fhir import FHIR_JSON, export_bundle
 from vault.keys import data_keys_preload
 from vault.models import RecordEntry
 from vault.schemas import (
@@ -194,14 +194,19 @@ def export_response(*, patient, format: str, actor=None) -> JsonResponse:
         "access_log": access_log_rows(list(events_about(patient_id=patient.pk))),
     }
     if format == "fhir":
-        body, filename = export_bundle(data), "patterm-export.fhir.json"
+        body, filename, content_type = export_bundle(data), "patterm-export.fhir.json", FHIR_JSON
     else:
         data["appointments"] = [
             AppointmentOut.model_validate(item).model_dump(mode="json", exclude_none=True)
             for item in data["appointments"]
         ]
-        body, filename = data, "patterm-export.json"
-    response = JsonResponse(body, encoder=DjangoJSONEncoder, json_dumps_params={"indent": 2})
+        body, filename, content_type = data, "patterm-export.json", "application/json"
+    response = JsonResponse(
+        body,
+        encoder=DjangoJSONEncoder,
+        json_dumps_params={"indent": 2},
+        content_type=content_type,
+    )
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response
 
