@@ -51,6 +51,7 @@ def record_entry_out(entry: RecordEntry) -> dict:
         "category": entry.category,
         "title": entry.title,
         "body": entry.body,
+        "code": entry.code,
         "clinic": {"id": entry.clinic_id, "name": entry.clinic.name},
         "author": {"id": author.pk, "name": f"{author.first_name} {author.last_name}".strip()},
         "created_at": entry.created_at,
@@ -115,6 +116,7 @@ def write_entry(request, patient_id: int, payload: EntryIn):
         category=payload.category,
         title=payload.title,
         body=payload.body,
+        code=payload.code,
     )
     return Status(201, record_entry_out(entry))
 

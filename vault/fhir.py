@@ -22,6 +22,7 @@ from fhir.resources.R4B.organization import Organization
 from fhir.resources.R4B.patient import Patient
 from fhir.resources.R4B.practitioner import Practitioner
 
+from vault import coding
 from vault.fields import is_erased
 
 FHIR_JSON = "application/fhir+json"
@@ -65,8 +66,20 @@ def _ref(resource_type: str, key, display: str | None = None) -> dict:
     return reference
 
 
+def _concept(entry: dict, title: str) -> dict:
+    """The entry's text, with the practitioner's code in its system where they gave one."""
+    concept = {"text": title}
+    code = entry.get("code")
+    if code and not is_erased(code):
+        system = coding.code_system(entry["category"], str(code))
+        if system is not None:
+            concept["coding"] = [{"system": system.url, "code": str(code)}]
+    return concept
+
+
 def _entry_resource(entry, patient_ref: dict):
     title, body = str(entry["title"]), str(entry["body"])
+    concept = _concept(entry, title)
     recorded = entry["created_at"].isoformat()
     note = [{"text": body}]
     category = entry["category"]
@@ -75,7 +88,7 @@ def _entry_resource(entry, patient_ref: dict):
         return Condition(
             id=str(entry["id"]),
             subject=patient_ref,
-            code={"text": title},
+            code=concept,
             note=note,
             recordedDate=recorded,
             recorder=author,
@@ -85,7 +98,7 @@ def _entry_resource(entry, patient_ref: dict):
             id=str(entry["id"]),
             status="active",  # R4 has no "recorded" (an R5 code)
             subject=patient_ref,
-            medicationCodeableConcept={"text": title},
+            medicationCodeableConcept=concept,
             note=note,
             dateAsserted=recorded,
             informationSource=author,
@@ -94,7 +107,7 @@ def _entry_resource(entry, patient_ref: dict):
         return AllergyIntolerance(
             id=str(entry["id"]),
             patient=patient_ref,
-            code={"text": title},
+            code=concept,
             note=note,
             recordedDate=recorded,
             recorder=author,
@@ -104,7 +117,7 @@ def _entry_resource(entry, patient_ref: dict):
             id=str(entry["id"]),
             status="final",
             subject=patient_ref,
-            code={"text": title},
+            code=concept,
             valueString=body,
             issued=recorded,
             performer=[

@@ -42,13 +42,13 @@ def patient_with_data(api_client, make_patient):
     issued = make_patient(first_name="Ida", last_name="Pfeiffer")
     clinic = ClinicFactory(name="Praxis Mitte")
     doctor = StaffFactory(clinic=clinic)
-    for category, title in [
-        ("diagnosis", "MARKERDIAGNOSE"),
-        ("medication", "Ramipril"),
-        ("allergy", "Penicillin"),
-        ("lab_result", "HbA1c 6,1 %"),
-        ("note", "Verlauf"),
-        ("document", "Arztbrief"),
+    for category, title, code in [
+        ("diagnosis", "MARKERDIAGNOSE", "I10.90"),
+        ("medication", "Ramipril", "C09AA05"),
+        ("allergy", "Penicillin", "91936005"),
+        ("lab_result", "HbA1c 6,1 %", "4548-4"),
+        ("note", "Verlauf", None),
+        ("document", "Arztbrief", None),
     ]:
         record_entry_write(
             author=doctor,
@@ -57,6 +57,7 @@ def patient_with_data(api_client, make_patient):
             category=category,
             title=title,
             body=f"{title} Befund",
+            code=code,
         )
     api_client.post(
         "/api/appointments",
@@ -244,3 +245,37 @@ def test_the_fhir_audit_events_carry_the_standard_codings(api_client, patient_wi
         assert event["outcome"] in {"0", "4", "8", "12"}
     writes = [e for e in events if e["subtype"][0]["code"] == "record.write"]
     assert writes and all(e["action"] == "C" and e["outcome"] == "0" for e in writes)
+
+
+@pytest.mark.parametrize(
+    ("resource_type", "field", "system", "code", "text"),
+    [
+        (
+            "Condition",
+            "code",
+            "http://fhir.de/CodeSystem/bfarm/icd-10-gm",
+            "I10.90",
+            "MARKERDIAGNOSE",
+        ),
+        (
+            "MedicationStatement",
+            "medicationCodeableConcept",
+            "http://fhir.de/CodeSystem/bfarm/atc",
+            "C09AA05",
+            "Ramipril",
+        ),
+        ("AllergyIntolerance", "code", "http://snomed.info/sct", "91936005", "Penicillin"),
+        ("Observation", "code", "http://loinc.org", "4548-4", "HbA1c 6,1 %"),
+    ],
+)
+def test_the_fhir_export_codes_entries_in_their_system_and_keeps_the_text(
+    api_client, patient_with_data, resource_type, field, system, code, text
+):
+    issued, _, _ = patient_with_data
+
+    body = api_client.get(EXPORT_URL, {"format": "fhir"}, **bearer(issued.raw)).json()
+
+    (resource,) = [
+        e["resource"] for e in body["entry"] if e["resource"]["resourceType"] == resource_type
+    ]
+    assert resource[field] == {"text": text, "coding": [{"system": system, "code": code}]}
