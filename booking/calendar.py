@@ -1,25 +1,85 @@
-"""iCalendar files for appointments (RFC 5545), built with `icalendar`."""
+"""iCalendar files for appointments (RFC 5545, iTIP methods of RFC 5546), built with `icalendar`.
 
-from django.utils import timezone
-from icalendar import Calendar, Event, vText
+One appointment is one event with one UID for its whole life. The file of a booked appointment
+is `METHOD:PUBLISH` with `SEQUENCE:0`; once cancelled it is `METHOD:CANCEL`, `STATUS:CANCELLED`
+with a higher `SEQUENCE`, so a calendar that imported the first file removes the event. The
+sequence follows from the state, so a file downloaded twice is the same revision.
+"""
 
-from booking.models import Appointment
+from email.utils import parseaddr
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.urls import reverse
+from django.utils import timezone, translation
+from django.utils.translation import gettext as _
+from icalendar import Calendar, Event, vCalAddress, vText
+
+from booking.models import Appointment, AppointmentStatus
+
+ICS_CONTENT_TYPE = "text/calendar; charset=utf-8"
+# One revision per change of the appointment's state; a moved appointment would add one more.
+SEQUENCE = {AppointmentStatus.BOOKED: 0, AppointmentStatus.COMPLETED: 0}
+SEQUENCE_CANCELLED = 1
+
+
+def appointment_uid(appointment: Appointment) -> str:
+    """`<id>@<host of PATTERM_PUBLIC_URL>`: globally unique, the same in every file."""
+    host = urlsplit(settings.PATTERM_PUBLIC_URL).hostname or "localhost"
+    return f"{appointment.pk}@{host}"
+
+
+def appointment_sequence(appointment: Appointment) -> int:
+    if appointment.status == AppointmentStatus.CANCELLED:
+        return SEQUENCE_CANCELLED
+    return SEQUENCE.get(appointment.status, 0)
+
+
+def _description(appointment: Appointment) -> str:
+    """Practitioner, specialty and the portal link; never the reason or anything medical."""
+    slot = appointment.slot
+    doctor = f"{slot.practitioner.first_name} {slot.practitioner.last_name}".strip()
+    link = settings.PATTERM_PUBLIC_URL.rstrip("/") + reverse(
+        "booking:appointment", kwargs={"appointment_id": appointment.pk}
+    )
+    lines = [(_("Practitioner"), doctor)] if doctor else []
+    lines += [(_("Specialty"), slot.specialty.name), (_("Details and cancellation"), link)]
+    return "\n".join(f"{label}: {value}" for label, value in lines)
 
 
 def appointment_ics(appointment: Appointment) -> bytes:
-    """One VEVENT with the time, the clinic and its address; no medical content, no reason."""
+    """One VEVENT with the time, the clinic and its address, the practitioner and specialty."""
     slot = appointment.slot
+    cancelled = appointment.status == AppointmentStatus.CANCELLED
     calendar = Calendar()
     calendar.add("prodid", "-//Patterm//Termin//DE")
     calendar.add("version", "2.0")
-    calendar.add("method", "PUBLISH")
+    calendar.add("method", "CANCEL" if cancelled else "PUBLISH")
     event = Event()
-    event.add("uid", f"{appointment.pk}@patterm")
+    event.add("uid", appointment_uid(appointment))
+    event.add("sequence", appointment_sequence(appointment))
     event.add("dtstamp", timezone.now())
     event.add("dtstart", slot.starts_at)
     event.add("dtend", slot.ends_at)
-    event.add("summary", f"Termin: {slot.clinic.name}")
+    # iTIP wants an organizer: the clinic, reached through the portal's sender address.
+    organizer = vCalAddress(f"mailto:{parseaddr(settings.DEFAULT_FROM_EMAIL)[1]}")
+    organizer.params["cn"] = vText(slot.clinic.name)
+    event["organizer"] = organizer
+    with translation.override(translation.get_language() or settings.LANGUAGE_CODE):
+        summary = _("Appointment: %(clinic)s") % {"clinic": slot.clinic.name}
+        event.add("summary", summary)
+        event.add("description", _description(appointment))
     event["location"] = vText(f"{slot.clinic.name}, {slot.clinic.address}")
-    event.add("status", "CANCELLED" if appointment.status == "cancelled" else "CONFIRMED")
+    event.add("status", "CANCELLED" if cancelled else "CONFIRMED")
     calendar.add_component(event)
     return calendar.to_ical()
+
+
+def ics_attachment(appointment: Appointment) -> tuple[str, bytes, str]:
+    """The file as an e-mail attachment (filename, content, MIME type with the iTIP method)."""
+    method = "CANCEL" if appointment.status == AppointmentStatus.CANCELLED else "PUBLISH"
+    return (
+        f"termin-{appointment.pk}.ics",
+        appointment_ics(appointment),
+        f"text/calendar; method={method}; charset=utf-8",
+    )

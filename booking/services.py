@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
-from django.core.mail import send_mail
+from django.core.mail import EmailMessage
 from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.template.loader import render_to_string
@@ -21,9 +21,11 @@ from django.utils import timezone, translation
 from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Clinic, Membership, Role, User
+from accounts.services import user_has_login
 from audit.models import AuditAction
 from audit.signals import send_event
 from booking import search, waitlist
+from booking.calendar import ics_attachment
 from booking.models import (
     Absence,
     Appointment,
@@ -391,11 +393,39 @@ def _send_confirmation(*, appointment: Appointment, to: str, language: str | Non
             **appointment_links(appointment),
             "cutoff_hours": slot.clinic.cancellation_cutoff_hours,
         }
-        send_mail(
+        _send_with_calendar_file(
+            appointment,
+            to=to,
             subject=str(_("Your appointment on %(date)s") % {"date": f"{local_start:%d.%m.%Y}"}),
-            message=render_to_string("booking/confirmation_email.txt", context),
-            from_email=None,
-            recipient_list=[to],
+            body=render_to_string("booking/confirmation_email.txt", context),
+        )
+
+
+def _send_with_calendar_file(appointment: Appointment, *, to: str, subject: str, body: str):
+    """An e-mail with the appointment's iCalendar file attached (booking/calendar.py)."""
+    message = EmailMessage(subject=subject, body=body, to=[to])
+    message.attach(*ics_attachment(appointment))
+    message.send()
+
+
+def _send_cancellation(*, appointment: Appointment, to: str, language: str | None) -> None:
+    """The cancellation e-mail with the METHOD:CANCEL file: calendars remove the event."""
+    slot = appointment.slot
+    local_start = timezone.localtime(slot.starts_at)
+    with translation.override(language):
+        context = {
+            "starts_at": local_start,
+            "clinic": slot.clinic,
+            "specialty": slot.specialty.name,
+            **appointment_links(appointment),
+        }
+        _send_with_calendar_file(
+            appointment,
+            to=to,
+            subject=str(
+                _("Your appointment on %(date)s is cancelled") % {"date": f"{local_start:%d.%m.%Y}"}
+            ),
+            body=render_to_string("booking/cancellation_email.txt", context),
         )
 
 
@@ -432,6 +462,13 @@ def appointment_cancel(*, actor: User, appointment_id) -> Appointment:
         else:
             by = "patient" if appointment.patient_id == actor.pk else "holder"
         _cancel(appointment, actor=actor, by=by)
+        # To whoever booked (a relative has no address), or the patient: their calendar updates.
+        recipient = appointment.booked_by or appointment.patient
+        if user_has_login(recipient):
+            email, language = recipient.email, translation.get_language()
+            transaction.on_commit(
+                lambda: _send_cancellation(appointment=appointment, to=email, language=language)
+            )
     return appointment
 
 

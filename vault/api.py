@@ -22,7 +22,7 @@ from consent.services import consents_of
 from patterm.numbers import Id, ascii_int
 from patterm.pagination import Pagination, RenderedPage
 from vault import services
-from vault.fhir import export_bundle
+from vault.fhir import FHIR_JSON, export_bundle
 from vault.keys import data_keys_preload
 from vault.models import RecordEntry
 from vault.schemas import (
@@ -74,6 +74,7 @@ def record_entry_out(entry: RecordEntry) -> dict:
         "category": entry.category,
         "title": entry.title,
         "body": entry.body,
+        "code": entry.code,
         "clinic": {"id": entry.clinic_id, "name": entry.clinic.name},
         "author": {"id": author.pk, "name": f"{author.first_name} {author.last_name}".strip()},
         "created_at": entry.created_at,
@@ -138,6 +139,7 @@ def write_entry(request, patient_id: Id, payload: EntryIn):
         category=payload.category,
         title=payload.title,
         body=payload.body,
+        code=payload.code,
     )
     return Status(201, record_entry_out(entry))
 
@@ -218,14 +220,19 @@ def export_response(*, patient, format: str, actor=None) -> JsonResponse:
         "access_log": access_log_rows(list(events_about(patient_id=patient.pk))),
     }
     if format == "fhir":
-        body, filename = export_bundle(data), "patterm-export.fhir.json"
+        body, filename, content_type = export_bundle(data), "patterm-export.fhir.json", FHIR_JSON
     else:
         data["appointments"] = [
             AppointmentOut.model_validate(item).model_dump(mode="json", exclude_none=True)
             for item in data["appointments"]
         ]
-        body, filename = data, "patterm-export.json"
-    response = JsonResponse(body, encoder=DjangoJSONEncoder, json_dumps_params={"indent": 2})
+        body, filename, content_type = data, "patterm-export.json", "application/json"
+    response = JsonResponse(
+        body,
+        encoder=DjangoJSONEncoder,
+        json_dumps_params={"indent": 2},
+        content_type=content_type,
+    )
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response
 

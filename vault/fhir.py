@@ -15,53 +15,115 @@ from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.condition import Condition
 from fhir.resources.R4B.consent import Consent
 from fhir.resources.R4B.documentreference import DocumentReference
+from fhir.resources.R4B.location import Location
 from fhir.resources.R4B.medicationstatement import MedicationStatement
 from fhir.resources.R4B.observation import Observation
+from fhir.resources.R4B.organization import Organization
 from fhir.resources.R4B.patient import Patient
+from fhir.resources.R4B.practitioner import Practitioner
 
+from vault import coding
 from vault.fields import is_erased
 
+FHIR_JSON = "application/fhir+json"
+
+# AuditEvent codings (R4: http://hl7.org/fhir/R4/auditevent.html). Every Patterm event is a REST
+# interaction of the portal or API; its action code says whether data was read, created,
+# updated or deleted, and its outcome is 0 (success) or 4 (minor failure: refused).
+AUDIT_TYPE = {
+    "system": "http://terminology.hl7.org/CodeSystem/audit-event-type",
+    "code": "rest",
+    "display": "RESTful Operation",
+}
+AUDIT_SUBTYPE_SYSTEM = "https://patterm.de/fhir/CodeSystem/audit-action"
 AUDIT_OUTCOME = {"success": "0", "failure": "4", "denied": "4"}
+
+
+def audit_action_code(action: str) -> str:
+    """C, R, U, D or E (execute) for a Patterm audit action such as `record.read`."""
+    verb = action.rsplit(".", 1)[-1]
+    if verb in {"read", "export", "view", "list"}:
+        return "R"
+    if verb in {"write", "create", "book", "grant", "declare", "add", "register", "signup"}:
+        return "C"
+    if verb in {"revoke", "cancel", "update", "change", "rotate", "confirm"}:
+        return "U"
+    if verb in {"erase", "delete", "remove", "destroy"}:
+        return "D"
+    return "E"
+
+
+def full_url(resource_type: str, key) -> str:
+    """A stable urn:uuid for each resource of the bundle: references point to it, so that they
+    resolve inside the Bundle by FHIR's rules (the export has no FHIR server behind it)."""
+    return f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, f'patterm:{resource_type}/{key}')}"
+
+
+def _ref(resource_type: str, key, display: str | None = None) -> dict:
+    reference = {"reference": full_url(resource_type, key)}
+    if display:
+        reference["display"] = display
+    return reference
+
+
+def _concept(entry: dict, title: str) -> dict:
+    """The entry's text, with the practitioner's code in its system where they gave one."""
+    concept = {"text": title}
+    code = entry.get("code")
+    if code and not is_erased(code):
+        system = coding.code_system(entry["category"], str(code))
+        if system is not None:
+            concept["coding"] = [{"system": system.url, "code": str(code)}]
+    return concept
 
 
 def _entry_resource(entry, patient_ref: dict):
     title, body = str(entry["title"]), str(entry["body"])
+    concept = _concept(entry, title)
     recorded = entry["created_at"].isoformat()
     note = [{"text": body}]
     category = entry["category"]
+    author = _ref("Practitioner", entry["author"]["id"], entry["author"]["name"])
     if category == "diagnosis":
         return Condition(
             id=str(entry["id"]),
             subject=patient_ref,
-            code={"text": title},
+            code=concept,
             note=note,
             recordedDate=recorded,
+            recorder=author,
         )
     if category == "medication":
         return MedicationStatement(
             id=str(entry["id"]),
-            status="recorded",
+            status="active",  # R4 has no "recorded" (an R5 code)
             subject=patient_ref,
-            medicationCodeableConcept={"text": title},
+            medicationCodeableConcept=concept,
             note=note,
             dateAsserted=recorded,
+            informationSource=author,
         )
     if category == "allergy":
         return AllergyIntolerance(
             id=str(entry["id"]),
             patient=patient_ref,
-            code={"text": title},
+            code=concept,
             note=note,
             recordedDate=recorded,
+            recorder=author,
         )
     if category == "lab_result":
         return Observation(
             id=str(entry["id"]),
             status="final",
             subject=patient_ref,
-            code={"text": title},
+            code=concept,
             valueString=body,
             issued=recorded,
+            performer=[
+                author,
+                _ref("Organization", entry["clinic"]["id"], entry["clinic"]["name"]),
+            ],
         )
     return DocumentReference(  # notes and documents
         id=str(entry["id"]),
@@ -69,6 +131,8 @@ def _entry_resource(entry, patient_ref: dict):
         subject=patient_ref,
         description=title,
         date=recorded,
+        author=[author],
+        custodian=_ref("Organization", entry["clinic"]["id"], entry["clinic"]["name"]),
         content=[
             {
                 "attachment": {
@@ -81,39 +145,109 @@ def _entry_resource(entry, patient_ref: dict):
     )
 
 
-def _full_url(resource) -> str:
-    """A stable URN for each resource of the bundle (the export has no FHIR server behind it)."""
-    name = f"patterm:{resource.get_resource_type()}/{resource.id}"
-    return f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, name)}"
+class _Directory:
+    """The Practitioners, Organizations and Locations the export's resources point to, each
+    added once."""
+
+    def __init__(self):
+        self.resources: dict[tuple[str, object], object] = {}
+
+    def organization(self, clinic_id: int, name: str) -> dict:
+        key = ("Organization", clinic_id)
+        if key not in self.resources:
+            self.resources[key] = Organization(id=f"clinic-{clinic_id}", name=name, active=True)
+        return _ref("Organization", clinic_id, name)
+
+    def location(self, clinic) -> dict:
+        key = ("Location", clinic.pk)
+        if key not in self.resources:
+            self.resources[key] = Location(
+                id=f"location-{clinic.pk}",
+                status="active",
+                name=clinic.name,
+                address={"text": clinic.address, "city": clinic.city, "country": "DE"},
+                managingOrganization=self.organization(clinic.pk, clinic.name),
+            )
+        return _ref("Location", clinic.pk, clinic.name)
+
+    def practitioner(self, user_id: int, name: str) -> dict:
+        key = ("Practitioner", user_id)
+        if key not in self.resources:
+            practitioner = {"id": f"practitioner-{user_id}", "active": True}
+            if name:
+                practitioner["name"] = [{"text": name}]
+            self.resources[key] = Practitioner(**practitioner)
+        return _ref("Practitioner", user_id, name)
+
+
+def _appointment(item: dict, patient_ref: dict, directory: _Directory) -> Appointment:
+    slot = item["slot"]
+    doctor = slot.practitioner
+    name = f"{doctor.first_name} {doctor.last_name}".strip()
+    appointment = {
+        "id": str(item["id"]),
+        "status": "cancelled" if item["status"] == "cancelled" else "booked",
+        "start": slot.starts_at.isoformat(),
+        "end": slot.ends_at.isoformat(),
+        "created": item["booked_at"].isoformat(),
+        "specialty": [{"text": slot.specialty.name}],
+        "participant": [
+            {"actor": patient_ref, "status": "accepted"},
+            {"actor": directory.practitioner(doctor.pk, name), "status": "accepted"},
+            {"actor": directory.location(slot.clinic), "status": "accepted"},
+        ],
+    }
+    directory.organization(slot.clinic.pk, slot.clinic.name)
+    if item.get("reason"):
+        appointment["reasonCode"] = [{"text": item["reason"]}]
+    return Appointment(**appointment)
+
+
+def _audit_event(number: int, row: dict, patient_ref: dict, directory: _Directory) -> AuditEvent:
+    clinic = row["actor"]["clinic"]
+    return AuditEvent(
+        id=f"access-{number}",
+        type=AUDIT_TYPE,
+        subtype=[{"system": AUDIT_SUBTYPE_SYSTEM, "code": row["action"]}],
+        action=audit_action_code(row["action"]),
+        recorded=row["at"].isoformat(),
+        outcome=AUDIT_OUTCOME.get(row["outcome"], "4"),
+        outcomeDesc=row["outcome"],
+        purposeOfEvent=[{"text": row["purpose"]}] if row["purpose"] else None,
+        agent=[
+            {
+                "requestor": True,
+                "role": [{"text": row["actor"]["role"] or "system"}],
+                "who": directory.organization(clinic["id"], clinic["name"]) if clinic else None,
+            }
+        ],
+        source={"observer": {"display": "Patterm"}},
+        entity=[{"what": patient_ref, "description": f"basis: {row['basis'] or '-'}"}],
+    )
 
 
 def export_bundle(export: dict) -> dict:
     """A `collection` Bundle of the JSON export (vault/api.py): Patient, Appointments, record
-    entries by category, Consents and the access log as AuditEvents."""
+    entries by category, Consents, the access log as AuditEvents, and the Practitioners,
+    Organizations and Locations they point to. Every reference is the urn:uuid fullUrl of a
+    resource in the Bundle."""
     profile = export["profile"]
-    patient_id = f"patient-{profile['id']}"
-    patient_ref = {"reference": f"Patient/{patient_id}"}
-    patient = {"id": patient_id}
+    patient_ref = _ref("Patient", profile["id"])
+    patient = {"id": f"patient-{profile['id']}"}
     if profile["email"]:  # a relative without login has none (decision 0014)
         patient["telecom"] = [{"system": "email", "value": profile["email"]}]
     if not is_erased(profile["first_name"]):
         patient["name"] = [{"family": profile["last_name"], "given": [profile["first_name"]]}]
     if hasattr(profile["date_of_birth"], "isoformat"):
         patient["birthDate"] = profile["date_of_birth"].isoformat()
-    resources = [Patient(**patient)]
+    directory = _Directory()
+    resources = [(("Patient", profile["id"]), Patient(**patient))]
     for item in export["appointments"]:
-        slot = item["slot"]
-        resources.append(
-            Appointment(
-                id=str(item["id"]),
-                status="cancelled" if item["status"] == "cancelled" else "booked",
-                start=slot.starts_at.isoformat(),
-                end=slot.ends_at.isoformat(),
-                description=f"{slot.clinic.name}, {slot.clinic.address}",
-                participant=[{"actor": patient_ref, "status": "accepted"}],
-            )
-        )
-    resources += [_entry_resource(entry, patient_ref) for entry in export["entries"]]
+        resources.append((("Appointment", item["id"]), _appointment(item, patient_ref, directory)))
+    for entry in export["entries"]:
+        directory.organization(entry["clinic"]["id"], entry["clinic"]["name"])
+        resource = _entry_resource(entry, patient_ref)
+        resources.append(((resource.get_resource_type(), entry["id"]), resource))
     for consent in export["consents"]:
         provision = {
             "type": "permit",
@@ -123,48 +257,36 @@ def export_bundle(export: dict) -> dict:
         }
         if consent["valid_until"]:
             provision["period"] = {"end": consent["valid_until"].isoformat()}
+        grantee = consent["grantee_clinic"]
         resources.append(
-            Consent(
-                id=str(consent["id"]),
-                status="active" if consent["status"] == "active" else "inactive",
-                scope={
-                    "coding": [
-                        {
-                            "system": "http://terminology.hl7.org/CodeSystem/consentscope",
-                            "code": "patient-privacy",
-                        }
-                    ]
-                },
-                category=[{"text": ", ".join(consent["categories"])}],
-                patient=patient_ref,
-                dateTime=consent["granted_at"].isoformat(),
-                organization=[{"display": consent["grantee_clinic"]["name"]}],
-                provision=provision,
+            (
+                ("Consent", consent["id"]),
+                Consent(
+                    id=str(consent["id"]),
+                    status="active" if consent["status"] == "active" else "inactive",
+                    scope={
+                        "coding": [
+                            {
+                                "system": "http://terminology.hl7.org/CodeSystem/consentscope",
+                                "code": "patient-privacy",
+                            }
+                        ]
+                    },
+                    category=[{"text": ", ".join(consent["categories"])}],
+                    patient=patient_ref,
+                    dateTime=consent["granted_at"].isoformat(),
+                    organization=[directory.organization(grantee["id"], grantee["name"])],
+                    provision=provision,
+                ),
             )
         )
     for number, row in enumerate(export["access_log"], 1):
-        clinic = row["actor"]["clinic"]
-        resources.append(
-            AuditEvent(
-                id=f"access-{number}",
-                type={"system": "https://patterm.example/audit-action", "code": row["action"]},
-                recorded=row["at"].isoformat(),
-                outcome=AUDIT_OUTCOME.get(row["outcome"], "4"),
-                purposeOfEvent=[{"text": row["purpose"]}] if row["purpose"] else None,
-                agent=[
-                    {
-                        "requestor": True,
-                        "role": [{"text": row["actor"]["role"] or "system"}],
-                        "who": {"display": clinic["name"]} if clinic else None,
-                    }
-                ],
-                source={"observer": {"display": "Patterm"}},
-                entity=[{"what": patient_ref, "description": f"basis: {row['basis'] or '-'}"}],
-            )
-        )
+        event = _audit_event(number, row, patient_ref, directory)
+        resources.append((("AuditEvent", f"access-{number}"), event))
+    resources += list(directory.resources.items())
     bundle = Bundle(
         type="collection",
         timestamp=export["exported_at"].isoformat(),
-        entry=[{"fullUrl": _full_url(resource), "resource": resource} for resource in resources],
+        entry=[{"fullUrl": full_url(*key), "resource": resource} for key, resource in resources],
     )
     return bundle.model_dump(mode="json", exclude_none=True)

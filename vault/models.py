@@ -128,6 +128,10 @@ class RecordEntry(models.Model):
     category = models.CharField(_("category"), max_length=20, choices=RecordCategory.choices)
     title = EncryptedTextField(_("title"), patient_field="patient")
     body = EncryptedTextField(_("text"), patient_field="patient")
+    # The practitioner's optional code (ICD-10-GM, ATC or PZN, SNOMED CT, LOINC by category,
+    # vault/coding.py). Encrypted like the title: a code such as I10.90 names the diagnosis.
+    # None when no code was given.
+    code = EncryptedTextField(_("code"), patient_field="patient", null=True, blank=True)
     clinic = models.ForeignKey(
         "accounts.Clinic", on_delete=models.PROTECT, related_name="record_entries"
     )

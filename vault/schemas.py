@@ -28,6 +28,7 @@ class RecordEntryOut(Schema):
     category: str
     title: str
     body: str
+    code: str | None = None
     clinic: ClinicRef
     author: AuthorRef
     created_at: datetime.datetime
@@ -59,6 +60,9 @@ class EntryIn(Schema):
     category: RecordCategory
     title: str = Field(..., min_length=1, max_length=200)
     body: str = Field(..., min_length=1, max_length=20_000)
+    # ICD-10-GM, ATC or PZN, SNOMED CT or LOINC by category (vault/coding.py); a code of the
+    # wrong shape is a 422 naming `code`.
+    code: str | None = Field(None, max_length=20)
 
 
 class EmergencyIn(Schema):

@@ -28,7 +28,7 @@ from consent.models import CareRelationship, CareSource, EmergencyAccess
 from consent.relatives import contact_for
 from consent.services import care_relationship_record
 from patterm.errors import Forbidden, InvalidInput, NotFound
-from vault import keys
+from vault import coding, keys
 from vault.fields import EncryptedTextField
 from vault.models import (
     EmergencyNote,
@@ -145,6 +145,7 @@ def record_entry_create(
     category: str,
     title: str,
     body: str,
+    code: str | None = None,
     puts_in_care: bool = True,
 ) -> RecordEntry:
     """A practitioner writes an entry for a patient, authored by one of their clinics.
@@ -156,8 +157,17 @@ def record_entry_create(
         raise Forbidden(MESSAGE_NOT_YOUR_CLINIC, "not_your_clinic")
     if patient.role != Role.PATIENT or not patient.is_active:
         raise NotFound()
+    code = (code or "").strip().upper() or None
+    if code is not None and (message := coding.code_error(category, code)):
+        raise InvalidInput([{"field": "code", "message": message}])
     entry = RecordEntry.objects.create(
-        patient=patient, clinic=clinic, author=actor, category=category, title=title, body=body
+        patient=patient,
+        clinic=clinic,
+        author=actor,
+        category=category,
+        title=title,
+        body=body,
+        code=code,
     )
     if puts_in_care:
         care_relationship_record(patient=patient, clinic=clinic, source=CareSource.RECORD_ENTRY)
@@ -529,7 +539,7 @@ def practitioner_record_read(*, actor: User, patient_id: int) -> tuple[User, Rec
 
 
 def practitioner_entry_write(
-    *, actor: User, patient_id: int, category: str, title: str, body: str
+    *, actor: User, patient_id: int, category: str, title: str, body: str, code: str | None = None
 ) -> RecordEntry:
     """Write an entry authored by the practitioner's clinic where the patient is in care, or
     by the clinic of an active emergency access."""
@@ -552,6 +562,7 @@ def practitioner_entry_write(
         category=category,
         title=title,
         body=body,
+        code=code,
         puts_in_care=basis == policy.Basis.OWN_CLINIC,
     )
     entry.basis = basis

@@ -22,6 +22,16 @@ class EntryForm(forms.Form):
     body = forms.CharField(
         label=_("Text"), max_length=20_000, widget=forms.Textarea(attrs={"rows": 5})
     )
+    # Checked against the category's code systems by the service (vault/coding.py).
+    code = forms.CharField(
+        label=_("Code"),
+        required=False,
+        max_length=20,
+        help_text=_(
+            "Optional. Diagnosis: ICD-10-GM (I10.90); medication: ATC (C09AA05) or PZN; "
+            "allergy: SNOMED CT; lab result: LOINC (4548-4)."
+        ),
+    )
 
 
 class EmergencyForm(forms.Form):

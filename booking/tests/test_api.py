@@ -419,6 +419,84 @@ def test_a_cancelled_appointments_file_says_so(api_client, booked, patient):
     assert str(event["STATUS"]) == "CANCELLED"
 
 
+def _ics(api_client, appointment_id, patient) -> Calendar:
+    response = api_client.get(f"/api/appointments/{appointment_id}/ics", **bearer(patient))
+    assert response.status_code == 200
+    return Calendar.from_ical(response.content)
+
+
+@pytest.mark.parametrize("cancelled_by", ["patient", "clinic"])
+def test_book_then_cancel_updates_the_imported_event(
+    api_client,
+    settings,
+    booked,
+    patient,
+    doctor,
+    mailoutbox,
+    cancelled_by,
+    django_capture_on_commit_callbacks,
+):
+    settings.PATTERM_PUBLIC_URL = "https://portal.praxis.example:8443/"
+    first = _ics(api_client, booked["id"], patient)
+    canceller = patient if cancelled_by == "patient" else token_for(doctor)
+    mailoutbox.clear()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        api_client.post(f"/api/appointments/{booked['id']}/cancel", **bearer(canceller))
+    second = _ics(api_client, booked["id"], patient)
+
+    (booked_event,) = first.walk("VEVENT")
+    (cancelled_event,) = second.walk("VEVENT")
+    assert str(first["METHOD"]) == "PUBLISH"
+    assert str(second["METHOD"]) == "CANCEL"
+    assert str(cancelled_event["UID"]) == str(booked_event["UID"])
+    assert str(booked_event["UID"]) == f"{booked['id']}@portal.praxis.example"
+    assert int(cancelled_event["SEQUENCE"]) > int(booked_event["SEQUENCE"])
+    assert str(cancelled_event["STATUS"]) == "CANCELLED"
+    assert str(cancelled_event["ORGANIZER"]).startswith("mailto:")
+    # The patient hears of it with the file that removes the event from their calendar.
+    (mail,) = mailoutbox
+    assert mail.to == [patient.user.email]
+    ((filename, content, mimetype),) = mail.attachments
+    assert filename == f"termin-{booked['id']}.ics"
+    assert mimetype.startswith("text/calendar; method=CANCEL")
+    (attached,) = Calendar.from_ical(content).walk("VEVENT")
+    assert str(attached["UID"]) == str(booked_event["UID"])
+    assert int(attached["SEQUENCE"]) == int(cancelled_event["SEQUENCE"])
+
+
+def test_the_event_description_names_practitioner_specialty_and_link_never_the_reason(
+    api_client, settings, booked, patient
+):
+    settings.PATTERM_PUBLIC_URL = "https://portal.praxis.example"
+
+    (event,) = _ics(api_client, booked["id"], patient).walk("VEVENT")
+
+    description = str(event["DESCRIPTION"])
+    assert "Anna Berger" in description
+    assert f"https://portal.praxis.example/appointments/{booked['id']}/" in description
+    assert str(Appointment.objects.get(pk=booked["id"]).slot.specialty.name) in description
+    assert REASON not in description
+    assert "Ausschlag" not in str(event.to_ical())
+
+
+def test_the_confirmation_email_attaches_the_calendar_file(
+    api_client, slot, patient, mailoutbox, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        response = book(api_client, patient, slot, reason=REASON)
+
+    (mail,) = mailoutbox
+    ((filename, content, mimetype),) = mail.attachments
+    assert filename == f"termin-{response.json()['id']}.ics"
+    assert mimetype.startswith("text/calendar; method=PUBLISH")
+    calendar = Calendar.from_ical(content)
+    assert str(calendar["METHOD"]) == "PUBLISH"
+    (event,) = calendar.walk("VEVENT")
+    assert int(event["SEQUENCE"]) == 0
+    assert "Ausschlag" not in content
+
+
 def test_the_clinics_staff_get_no_icalendar_file(api_client, booked, doctor):
     response = api_client.get(f"/api/appointments/{booked['id']}/ics", **bearer(token_for(doctor)))
 

@@ -379,16 +379,19 @@ def test_the_calendar_download_is_the_apis_ics(world):
 
 
 @pytest.mark.parametrize(
-    ("format", "filename"),
-    [("json", "patterm-export.json"), ("fhir", "patterm-export.fhir.json")],
+    ("format", "filename", "content_type"),
+    [
+        ("json", "patterm-export.json", "application/json"),
+        ("fhir", "patterm-export.fhir.json", "application/fhir+json"),
+    ],
 )
-def test_the_export_downloads_are_the_apis(world, format, filename):
+def test_the_export_downloads_are_the_apis(world, format, filename, content_type):
     client = world.client_for("patient")
     before = AuditEvent.objects.filter(action=AuditAction.RECORD_READ).count()
 
     response = client.get(reverse("booking:export", kwargs={"format": format}))
 
-    assert response["Content-Type"] == "application/json"
+    assert response["Content-Type"] == content_type
     assert response["Content-Disposition"] == f'attachment; filename="{filename}"'
     body = json.loads(response.content)
     if format == "json":

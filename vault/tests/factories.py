@@ -16,10 +16,17 @@ def record_entry_write(
     category: str = RecordCategory.DIAGNOSIS,
     title: str = "Hypertonie",
     body: str = "Blutdruck 150/95, Kontrolle in vier Wochen.",
+    code: str | None = None,
 ) -> RecordEntry:
     """An entry as a practitioner writes it (encrypted, audited)."""
     return record_entry_create(
-        actor=author, patient=patient, clinic=clinic, category=category, title=title, body=body
+        actor=author,
+        patient=patient,
+        clinic=clinic,
+        category=category,
+        title=title,
+        body=body,
+        code=code,
     )
 
 

@@ -64,6 +64,7 @@ def test_the_patient_gets_their_profile_and_every_entry_decrypted(api_client, ma
         "category": "diagnosis",
         "title": "Asthma bronchiale",
         "body": "Leichtes, gut kontrolliertes Asthma.",
+        "code": None,
         "clinic": {"id": home.pk, "name": "Hausarztpraxis Mitte"},
         "author": {"id": doctor.pk, "name": "Anna Berger"},
         "created_at": None,

@@ -42,13 +42,13 @@ def patient_with_data(api_client, make_patient):
     issued = make_patient(first_name="Ida", last_name="Pfeiffer")
     clinic = ClinicFactory(name="Praxis Mitte")
     doctor = StaffFactory(clinic=clinic)
-    for category, title in [
-        ("diagnosis", "MARKERDIAGNOSE"),
-        ("medication", "Ramipril"),
-        ("allergy", "Penicillin"),
-        ("lab_result", "HbA1c 6,1 %"),
-        ("note", "Verlauf"),
-        ("document", "Arztbrief"),
+    for category, title, code in [
+        ("diagnosis", "MARKERDIAGNOSE", "I10.90"),
+        ("medication", "Ramipril", "C09AA05"),
+        ("allergy", "Penicillin", "91936005"),
+        ("lab_result", "HbA1c 6,1 %", "4548-4"),
+        ("note", "Verlauf", None),
+        ("document", "Arztbrief", None),
     ]:
         record_entry_write(
             author=doctor,
@@ -57,6 +57,7 @@ def patient_with_data(api_client, make_patient):
             category=category,
             title=title,
             body=f"{title} Befund",
+            code=code,
         )
     api_client.post(
         "/api/appointments",
@@ -180,3 +181,101 @@ def test_an_operator_may_override_the_retention_period(api_client, patient_with_
     call_command("erase_patient", str(issued.user.pk), "--yes", "--ignore-retention")
 
     assert ErasureRequest.objects.get(patient=issued.user).completed_at is not None
+
+
+def _references(node):
+    """Every `reference` value anywhere in a JSON document."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "reference" and isinstance(value, str):
+                yield value
+            else:
+                yield from _references(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _references(value)
+
+
+def test_every_reference_of_the_fhir_export_resolves_inside_the_bundle(
+    api_client, patient_with_data
+):
+    issued, clinic, _ = patient_with_data
+
+    response = api_client.get(EXPORT_URL, {"format": "fhir"}, **bearer(issued.raw))
+
+    assert response["Content-Type"] == "application/fhir+json"
+    body = json.loads(response.content)
+    Bundle.model_validate(body)
+    full_urls = {entry["fullUrl"] for entry in body["entry"]}
+    references = list(_references(body))
+    assert references, "the export has references"
+    assert all(ref.startswith("urn:uuid:") for ref in references)
+    assert set(references) <= full_urls, set(references) - full_urls
+    by_type = {}
+    for entry in body["entry"]:
+        by_type.setdefault(entry["resource"]["resourceType"], []).append(entry["resource"])
+    # The clinic is an Organization, its address a Location, the doctor a Practitioner.
+    assert clinic.name in {o["name"] for o in by_type["Organization"]}
+    assert [loc["address"]["text"] for loc in by_type["Location"]] == [clinic.address]
+    assert len(by_type["Practitioner"]) == 1
+    (appointment,) = by_type["Appointment"]
+    assert "description" not in appointment
+    assert appointment["reasonCode"] == [{"text": "Kontrolle"}]
+    assert appointment["specialty"][0]["text"] in {"A", "G"}  # the specialty, in either language
+    actors = {p["actor"]["reference"] for p in appointment["participant"]}
+    located = {e["fullUrl"]: e["resource"]["resourceType"] for e in body["entry"]}
+    assert {located[a] for a in actors} == {"Patient", "Practitioner", "Location"}
+    (medication,) = by_type["MedicationStatement"]
+    assert medication["status"] == "active"  # R4 has no "recorded"
+    (condition,) = by_type["Condition"]
+    assert located[condition["recorder"]["reference"]] == "Practitioner"
+
+
+def test_the_fhir_audit_events_carry_the_standard_codings(api_client, patient_with_data):
+    issued, _, _ = patient_with_data
+
+    body = api_client.get(EXPORT_URL, {"format": "fhir"}, **bearer(issued.raw)).json()
+
+    events = [e["resource"] for e in body["entry"] if e["resource"]["resourceType"] == "AuditEvent"]
+    assert events
+    for event in events:
+        assert event["type"]["system"] == "http://terminology.hl7.org/CodeSystem/audit-event-type"
+        assert event["type"]["code"] == "rest"
+        assert event["action"] in {"C", "R", "U", "D", "E"}
+        assert event["outcome"] in {"0", "4", "8", "12"}
+    writes = [e for e in events if e["subtype"][0]["code"] == "record.write"]
+    assert writes and all(e["action"] == "C" and e["outcome"] == "0" for e in writes)
+
+
+@pytest.mark.parametrize(
+    ("resource_type", "field", "system", "code", "text"),
+    [
+        (
+            "Condition",
+            "code",
+            "http://fhir.de/CodeSystem/bfarm/icd-10-gm",
+            "I10.90",
+            "MARKERDIAGNOSE",
+        ),
+        (
+            "MedicationStatement",
+            "medicationCodeableConcept",
+            "http://fhir.de/CodeSystem/bfarm/atc",
+            "C09AA05",
+            "Ramipril",
+        ),
+        ("AllergyIntolerance", "code", "http://snomed.info/sct", "91936005", "Penicillin"),
+        ("Observation", "code", "http://loinc.org", "4548-4", "HbA1c 6,1 %"),
+    ],
+)
+def test_the_fhir_export_codes_entries_in_their_system_and_keeps_the_text(
+    api_client, patient_with_data, resource_type, field, system, code, text
+):
+    issued, _, _ = patient_with_data
+
+    body = api_client.get(EXPORT_URL, {"format": "fhir"}, **bearer(issued.raw)).json()
+
+    (resource,) = [
+        e["resource"] for e in body["entry"] if e["resource"]["resourceType"] == resource_type
+    ]
+    assert resource[field] == {"text": text, "coding": [{"system": system, "code": code}]}

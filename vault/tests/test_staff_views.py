@@ -267,3 +267,23 @@ def test_no_audit_row_holds_the_justification_or_entry(staff_world):
 
     stored = " ".join(str(row) for row in AuditEvent.objects.values_list())
     assert JUSTIFICATION not in stored and ENTRY_TITLE not in stored
+
+
+def test_a_wrong_icd_code_is_refused_next_to_the_field_and_a_right_one_shown(staff_world):
+    client = staff_world.client_for("practitioner")
+    url = reverse("vault_staff:entry_write", args=[staff_world.patient.pk])
+    entry = {"category": "diagnosis", "title": "Zqxhypertonie", "body": "RR 150/95"}
+    written = RecordEntry.objects.filter(category="diagnosis")
+    before = written.count()
+
+    wrong = client.post(url, {**entry, "code": "I1090"})
+
+    assert wrong.status_code == 422
+    assert "code" in wrong.context["form"].errors
+    assert 'id="id_code_error"' in wrong.text
+    assert written.count() == before
+
+    right = client.post(url, {**entry, "code": "I10.90"})
+
+    assert [e.code for e in written if e.title == "Zqxhypertonie"] == ["I10.90"]
+    assert "I10.90" in client.get(right.url).text
