@@ -3,7 +3,6 @@ offline in one pass.
 
 Line 1 is a header (format, time, the log's origin and verifier keys, the old chain's public
 keys), then one line per leaf in leaf order (the leaf's bytes as text), each checkpoint right
-after the leaf that completes its tree (and each checkpoint of the old hash chain right after the event it signed).
 `audit/verify_export.py` (stdlib and `cryptography`) and `audit/tlogcheck` (Go's sumdb/note and
 sumdb/tlog) check such a file.
 """

@@ -49,7 +49,7 @@ _POSTGRESQL_INTEGRATE_ONLY = """
             IF NEW.leaf_index IS NULL THEN
                 RETURN NEW;
             END IF;
-            RAISE EXCEPTION 'audit log: an event is staged without a leaf index, not with one'
+            RAISE EXCEPTION 'audit log is append-only: an event is staged without a leaf index'
                 USING ERRCODE = 'insufficient_privilege';
         END IF;
         IF TG_OP = 'UPDATE' AND OLD.leaf_index IS NULL AND NEW.leaf_index IS NOT NULL
@@ -86,7 +86,7 @@ def _sqlite_install(table: str) -> list[str]:
             f"""
             CREATE TRIGGER IF NOT EXISTS {table}_staged_only BEFORE INSERT ON {table}
             WHEN NEW.leaf_index IS NOT NULL
-            BEGIN SELECT RAISE(ABORT, 'audit log: an event is staged without a leaf index'); END
+            BEGIN SELECT RAISE(ABORT, 'audit log is append-only: staged without a leaf index'); END
             """
         ]
     return [
