@@ -164,7 +164,7 @@ def key_hash(name: str, public_raw: bytes) -> bytes:
 def verifier_parse(text: str) -> tuple[str, bytes, Ed25519PublicKey]:
     """(name, key hash, key) of a verifier key `name+hash+base64(0x01 || key)`."""
     try:
-        name, hash_hex, encoded = text.strip().split("+")
+        name, hash_hex, encoded = text.strip().split("+", 2)
         raw = base64.b64decode(encoded, validate=True)
         if raw[0] != ED25519 or len(raw) != 33:
             raise ValueError
