@@ -83,9 +83,7 @@ class AuditEvent(models.Model):
     prev_hash = models.CharField(  # noqa: DJ001
         _("previous hash"), max_length=64, null=True, blank=True
     )
-    hash = models.CharField(
-        _("hash"), max_length=64, unique=True, null=True, blank=True
-    )
+    hash = models.CharField(_("hash"), max_length=64, unique=True, null=True, blank=True)
 
     class Meta:
         ordering = ["seq"]
