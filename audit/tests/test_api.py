@@ -13,9 +13,9 @@ from audit import tlog
 from audit.chain import canonical_json
 from audit.integrator import checkpoint_create, integrate_pending, read_hashes
 from audit.models import AuditAction, AuditEvent, Outcome
-from audit.verify_export import leaf_hash
 from audit.tests.builders import bearer, head_seq, staff_with_token
 from audit.tests.helpers import append_varied
+from audit.verify_export import leaf_hash
 
 pytestmark = pytest.mark.django_db
 

@@ -1,7 +1,6 @@
 """Staging and leaves: what an event records, how staged events become consecutive leaves, what
 the leaf covers, and that it survives the database (the old chain's hash function too)."""
 
-import itertools
 import json
 from datetime import UTC, datetime, timedelta, timezone
 from types import SimpleNamespace
@@ -17,9 +16,9 @@ from audit.chain import GENESIS_HASH, HASHED_FIELDS, canonical_json, chain_hash
 from audit.integrator import integrate_pending
 from audit.models import AuditAction, AuditEvent, AuditTreeHash, Outcome
 from audit.services import chain_verify, event_append, event_leaf, subject_pseudonym
-from audit.verify_export import leaf_hash
 from audit.signals import send_event
 from audit.tests.helpers import stored_rows
+from audit.verify_export import leaf_hash
 
 pytestmark = pytest.mark.django_db
 

@@ -39,7 +39,9 @@ def rebuild_stored_tree() -> None:
     builder, stored = TreeBuilder(), []
     rows = AuditEvent.objects.exclude(leaf_index=None).order_by("leaf_index")
     for values in rows.values_list(*HASHED_FIELDS):
-        stored += builder.append(canonical_json(dict(zip(HASHED_FIELDS, values))).encode())
+        stored += builder.append(
+            canonical_json(dict(zip(HASHED_FIELDS, values, strict=False))).encode()
+        )
     AuditTreeHash.objects.bulk_create(
         AuditTreeHash(id=index, hash=hashed) for index, hashed in enumerate(stored)
     )
