@@ -8,8 +8,8 @@ from django.urls import reverse
 
 from accounts.models import Role, User
 from accounts.services import user_create
-from audit.models import AuditAction, AuditEvent, AuditTreeCheckpoint
 from audit.integrator import checkpoint_create
+from audit.models import AuditAction, AuditEvent, AuditTreeCheckpoint
 from audit.tests.builders import events_since, head_seq
 from booking.models import OpeningHours
 from booking.tests.factories import specialty_get
