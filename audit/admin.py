@@ -4,7 +4,7 @@ is itself audited, as reading the log through the API is."""
 
 from django.contrib import admin
 
-from audit.models import AuditAction, AuditCheckpoint, AuditEvent, Outcome
+from audit.models import AuditAction, AuditCheckpoint, AuditEvent, AuditTreeCheckpoint, Outcome
 from audit.services import event_append
 
 AUDITOR = "auditor"  # accounts.Role.AUDITOR: audit sits below accounts and does not import it
@@ -39,6 +39,7 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 class AuditEventAdmin(ReadOnlyAdmin):
     list_display = [
         "seq",
+        "leaf_index",
         "occurred_at",
         "action",
         "outcome",
@@ -66,3 +67,8 @@ class AuditEventAdmin(ReadOnlyAdmin):
 @admin.register(AuditCheckpoint)
 class AuditCheckpointAdmin(ReadOnlyAdmin):
     list_display = ["head_seq", "head_hash", "created_at", "key_id"]
+
+
+@admin.register(AuditTreeCheckpoint)
+class AuditTreeCheckpointAdmin(ReadOnlyAdmin):
+    list_display = ["tree_size", "root_hash", "created_at", "key_hash"]

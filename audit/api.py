@@ -1,20 +1,32 @@
-"""The auditor's part of the JSON API: the event log and its verification."""
+"""The audit log in the JSON API: the auditor's event list, verification, checkpoint and
+proofs; a patient's inclusion proof for one event of their access log."""
 
 import datetime
 
 from django.utils.translation import gettext_lazy as _
-from ninja import Field, Query, Router, Schema
+from ninja import Field, Path, Query, Router, Schema
 from ninja.pagination import paginate
 from pydantic import field_serializer, field_validator
 
 from accounts.models import Role
-from audit.services import events_read, verification_run
+from audit.services import (
+    checkpoint_document,
+    checkpoint_latest,
+    consistency_proof_document,
+    events_read,
+    inclusion_proof_document,
+    patient_event_proof,
+    verification_run,
+)
 from patterm.errors import Forbidden
 from patterm.pagination import Pagination
 
 router = Router(tags=["audit"])
 
 MESSAGE_AUDITORS_ONLY = _("Only auditors read the audit log.")
+MESSAGE_PATIENTS_ONLY = _("Only patients download proofs of their own access log.")
+# Tree sizes and leaf indices beyond this are refused by validation (a bigint leaves room).
+LARGEST = 2**62
 
 
 class AuditEventOut(Schema):
@@ -32,8 +44,9 @@ class AuditEventOut(Schema):
     request_id: str
     client_address: str | None
     details: dict
-    prev_hash: str
-    hash: str
+    leaf_index: int | None
+    prev_hash: str | None
+    hash: str | None
 
     @field_serializer("occurred_at")
     def _with_microseconds(self, value: datetime.datetime) -> str:
@@ -69,8 +82,49 @@ class AuditVerifyOut(Schema):
     head_seq: int | None
     head_hash: str | None
     first_broken_seq: int | None
+    first_broken_leaf: int | None
     checkpoints_checked: int
+    tree_size: int
+    root_hash: str | None
+    staged_events: int
     problem: str
+
+
+class CheckpointOut(Schema):
+    tree_size: int
+    root_hash: str = Field(description="base64 SHA-256 root (RFC 9162)")
+    note: str = Field(description="the C2SP checkpoint as a signed note (Ed25519)")
+    created_at: datetime.datetime
+    verifier_keys: list[str] = Field(description="note verifier keys: name+hash+base64")
+
+
+class InclusionQuery(Schema):
+    index: int = Field(ge=0, le=LARGEST, description="leaf index, from 0")
+    tree_size: int = Field(ge=1, le=LARGEST, description="size of a signed checkpoint")
+
+
+class InclusionProofOut(Schema):
+    leaf_index: int
+    tree_size: int
+    leaf: str = Field(description="the leaf: the event's canonical JSON, hashed as UTF-8")
+    proof: list[str] = Field(description="base64 hashes, leaf to root (sumdb/tlog RecordProof)")
+    checkpoint: str = Field(description="the signed note of the checkpoint of tree_size")
+
+
+class PatientProofOut(InclusionProofOut):
+    verifier_keys: list[str]
+
+
+class ConsistencyQuery(Schema):
+    from_: int = Field(ge=1, le=LARGEST, alias="from", description="size of the older checkpoint")
+    to: int = Field(ge=1, le=LARGEST, description="size of the newer checkpoint")
+
+
+class ConsistencyProofOut(Schema):
+    from_: int = Field(alias="from", serialization_alias="from")
+    to: int
+    proof: list[str] = Field(description="base64 hashes (sumdb/tlog TreeProof)")
+    checkpoint: str = Field(description="the signed note of the checkpoint of `to`")
 
 
 def _require_auditor(request) -> None:
@@ -97,3 +151,33 @@ def verify(request):
     """Verify the whole chain and its signed checkpoints now (the run is audited)."""
     _require_auditor(request)
     return verification_run(actor=request.user).as_dict()
+
+
+@router.get("/audit/checkpoint", response=CheckpointOut)
+def checkpoint(request):
+    """The latest signed checkpoint of the log (keep it: later consistency proofs start there)."""
+    _require_auditor(request)
+    return checkpoint_document(checkpoint_latest())
+
+
+@router.get("/audit/proof/inclusion", response=InclusionProofOut)
+def proof_inclusion(request, query: Query[InclusionQuery]):
+    """That leaf `index` is in the signed tree of `tree_size` leaves (RFC 9162 audit path)."""
+    _require_auditor(request)
+    return inclusion_proof_document(index=query.index, tree_size=query.tree_size)
+
+
+@router.get("/audit/proof/consistency", response=ConsistencyProofOut, by_alias=True)
+def proof_consistency(request, query: Query[ConsistencyQuery]):
+    """That the signed tree of `from` leaves is a prefix of the one of `to` leaves."""
+    _require_auditor(request)
+    return consistency_proof_document(old_size=query.from_, new_size=query.to)
+
+
+@router.get("/audit/access-log/{seq}/proof", response=PatientProofOut)
+def access_log_proof(request, seq: int = Path(..., ge=1, le=LARGEST)):
+    """For a patient: the inclusion proof of event `seq` of their own access log against the
+    latest checkpoint; another patient's event answers 404."""
+    if request.user.role != Role.PATIENT:
+        raise Forbidden(MESSAGE_PATIENTS_ONLY, "patients_only")
+    return patient_event_proof(patient_id=request.user.pk, seq=seq)

@@ -51,15 +51,18 @@ class Outcome(models.TextChoices):
 
 
 class AuditEvent(models.Model):
-    """One row of the hash-chained, append-only audit log.
+    """One event of the append-only audit log, a leaf of its Merkle tree.
 
     The row holds who did what to which object, when, from where, and how it ended; never a name,
     date of birth or medical text. The patient concerned appears only as `subject_ref`, a keyed
-    hash of their id. `hash` chains the row to the one before it (audit/chain.py); database
-    triggers refuse UPDATE, DELETE and TRUNCATE (audit/triggers.py).
+    hash of their id. A writer stages the row in its own transaction (`seq` from the database's
+    sequence, `leaf_index` empty); the integrator gives it the next leaf index of the tree
+    (audit/integrator.py). Database triggers refuse every UPDATE but that one, every DELETE and
+    TRUNCATE (audit/triggers.py). `prev_hash` and `hash` are the hash chain of events written
+    before the tree (decision 0011); newer events leave them empty.
     """
 
-    seq = models.PositiveBigIntegerField(primary_key=True, verbose_name=_("sequence number"))
+    seq = models.BigAutoField(primary_key=True, verbose_name=_("sequence number"))
     occurred_at = models.DateTimeField(_("time"))
     actor_id = models.BigIntegerField(_("actor"), null=True, blank=True)
     actor_role = models.CharField(_("actor role"), max_length=32, blank=True)
@@ -75,8 +78,12 @@ class AuditEvent(models.Model):
     request_id = models.CharField(_("request id"), max_length=64, blank=True)
     client_address = models.GenericIPAddressField(_("client address"), null=True, blank=True)
     details = models.JSONField(_("details"), default=dict, blank=True)
-    prev_hash = models.CharField(_("previous hash"), max_length=64)
-    hash = models.CharField(_("hash"), max_length=64, unique=True)
+    leaf_index = models.PositiveBigIntegerField(_("leaf index"), null=True, blank=True, unique=True)
+    # NULL, not "": the unique constraints must not see the newer events as one shared value.
+    prev_hash = models.CharField(  # noqa: DJ001
+        _("previous hash"), max_length=64, null=True, blank=True
+    )
+    hash = models.CharField(_("hash"), max_length=64, unique=True, null=True, blank=True)
 
     class Meta:
         ordering = ["seq"]
@@ -86,6 +93,10 @@ class AuditEvent(models.Model):
             models.Index(fields=["action", "occurred_at"]),
             models.Index(fields=["actor_id", "occurred_at"]),
             models.Index(fields=["subject_ref", "occurred_at"]),
+            # What the integrator looks for: staged events, a small part of the table.
+            models.Index(
+                fields=["seq"], condition=models.Q(leaf_index=None), name="audit_event_staged"
+            ),
         ]
         constraints = [
             models.UniqueConstraint(fields=["prev_hash"], name="audit_event_one_successor"),
@@ -95,8 +106,47 @@ class AuditEvent(models.Model):
         return f"#{self.seq} {self.action} {self.outcome}"
 
 
+class AuditTreeHash(models.Model):
+    """One complete subtree's hash of the Merkle tree (RFC 9162), stored where
+    golang.org/x/mod/sumdb/tlog stores it: `id` is `tlog.stored_hash_index(level, n)`. Proofs
+    read O(log n) of these; the table only grows at its end and is append-only."""
+
+    id = models.BigIntegerField(primary_key=True)
+    hash = models.BinaryField(max_length=32)
+
+    class Meta:
+        db_table = "audit_tree_hash"
+        ordering = ["id"]
+
+    def __str__(self):
+        return f"stored tree hash #{self.id}"
+
+
+class AuditTreeCheckpoint(models.Model):
+    """A signed statement "the log's tree had `tree_size` leaves with this root": a C2SP
+    tlog-checkpoint in a signed note (Ed25519, a key outside the database). An auditor who keeps
+    one can later prove that nothing before it was rewritten (a consistency proof)."""
+
+    tree_size = models.PositiveBigIntegerField(_("tree size"), unique=True)
+    root_hash = models.CharField(_("root hash (base64)"), max_length=44)
+    note = models.TextField(_("signed note"))
+    key_hash = models.CharField(_("signing key hash"), max_length=8)
+    created_at = models.DateTimeField(_("signed at"))
+
+    class Meta:
+        db_table = "audit_tree_checkpoint"
+        ordering = ["tree_size"]
+        verbose_name = _("tree checkpoint")
+        verbose_name_plural = _("tree checkpoints")
+
+    def __str__(self):
+        return f"checkpoint of {self.tree_size} events"
+
+
 class AuditCheckpoint(models.Model):
-    """A signed statement "the chain had `head_seq` rows, ending in `head_hash`, at this time".
+    """(The hash chain before the tree: no longer written, still verified.)
+
+    A signed statement "the chain had `head_seq` rows, ending in `head_hash`, at this time".
 
     Ed25519 over `audit.signing.checkpoint_message(...)`, with a key kept outside the database:
     a chain cut after a checkpoint, or rewritten and re-hashed, no longer matches it. Exported

@@ -1,22 +1,46 @@
-"""Appending to the chain and verifying it."""
+"""Staging events, verifying the log, and the proofs an auditor or a patient asks for.
 
+Writers stage (`event_append`: one INSERT in the caller's transaction, no lock shared with other
+writers); the integrator (audit/integrator.py) makes staged events leaves of the Merkle tree and
+signs checkpoints; `chain_verify` recomputes the whole tree from the events.
+"""
+
+import base64
 import hashlib
 import hmac
 import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
-from audit import context, signing
-from audit.chain import GENESIS_HASH, HASHED_FIELDS, chain_hash
-from audit.models import AuditAction, AuditCheckpoint, AuditEvent, Outcome
+from audit import context, integrator, signing, tlog
+from audit.chain import GENESIS_HASH, HASHED_FIELDS, canonical_json, chain_hash
+from audit.integrator import checkpoint_create, read_hashes  # noqa: F401 (public here)
+from audit.models import (
+    AuditAction,
+    AuditCheckpoint,
+    AuditEvent,
+    AuditTreeCheckpoint,
+    AuditTreeHash,
+    Outcome,
+)
+from audit.verify_export import Broken, leaf_hash
+from patterm.errors import DomainError, NotFound
 
-# Any fixed 64-bit number: the key of the PostgreSQL advisory lock that serialises appends.
-APPEND_LOCK_KEY = 0x70617474_65726D01
+MESSAGE_NO_CHECKPOINT = _("The audit log has no signed checkpoint yet.")
+MESSAGE_NO_SUCH_CHECKPOINT = _(
+    "No checkpoint signs a tree of {size} events ({field}): ask for the size of a checkpoint."
+)
+MESSAGE_INDEX_OUTSIDE = _("Leaf {index} is not in the tree of {size} events.")
+MESSAGE_FROM_AFTER_TO = _("from must not be larger than to.")
+MESSAGE_NOT_YET_SIGNED = _(
+    "This entry is not in a signed checkpoint yet. Please try again in a few minutes."
+)
 
 
 def subject_pseudonym(patient_id: int) -> str:
@@ -30,7 +54,7 @@ def subject_pseudonym(patient_id: int) -> str:
 
 
 def _as_stored(details: dict) -> dict:
-    """`details` as the database gives them back, so that the hash matches what is read later.
+    """`details` as the database gives them back, so that the leaf matches what is read later.
 
     A JSON round trip (tuples become lists, keys strings), with whole floats as integers:
     PostgreSQL's jsonb prints 1e20 as 100000000000000000000 and -0.0 as 0.
@@ -41,18 +65,6 @@ def _as_stored(details: dict) -> dict:
         return int(value) if value.is_integer() else value
 
     return json.loads(json.dumps(details), parse_float=number)
-
-
-def _lock_chain_head() -> None:
-    """Serialise appends so that two writers never chain from the same head.
-
-    PostgreSQL: a transaction-scoped advisory lock, released at commit or rollback. SQLite: the
-    settings open every transaction with BEGIN IMMEDIATE, so this transaction already holds the
-    database's single write lock.
-    """
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [APPEND_LOCK_KEY])
 
 
 def event_append(
@@ -67,95 +79,28 @@ def event_append(
     purpose: str = "",
     details: dict | None = None,
 ) -> AuditEvent:
-    """Append one event to the chain, inside the caller's transaction (or a new one)."""
+    """Stage one event inside the caller's transaction (or a new one): a plain INSERT, so
+    writers never wait for each other. If it fails, the caller's change rolls back with it.
+    The integrator makes it a leaf of the tree once the transaction has committed."""
     with transaction.atomic():
-        _lock_chain_head()
-        head = AuditEvent.objects.order_by("-seq").values_list("seq", "hash").first()
-        seq, prev_hash = (head[0] + 1, head[1]) if head else (1, GENESIS_HASH)
-        row = {
-            "seq": seq,
-            "occurred_at": timezone.now(),
-            "actor_id": getattr(actor, "pk", None),
-            "actor_role": getattr(actor, "role", "") or "",
-            "action": str(action),
-            # As the CharFields give them back (an int id would hash differently from "5").
-            "object_type": str(object_type),
-            "object_id": "" if object_id is None else str(object_id),
-            "subject_ref": subject_pseudonym(subject_id) if subject_id is not None else "",
-            "clinic_id": clinic_id,
-            "purpose": str(purpose),
-            "outcome": str(outcome),
-            "request_id": context.request_id.get(),
-            "client_address": context.client_address.get(),
-            "details": _as_stored(details or {}),
-        }
         event = AuditEvent.objects.create(
-            **row, prev_hash=prev_hash, hash=chain_hash(prev_hash, row)
+            occurred_at=timezone.now(),
+            actor_id=getattr(actor, "pk", None),
+            actor_role=getattr(actor, "role", "") or "",
+            action=str(action),
+            # As the CharFields give them back (an int id would hash differently from "5").
+            object_type=str(object_type),
+            object_id="" if object_id is None else str(object_id),
+            subject_ref=subject_pseudonym(subject_id) if subject_id is not None else "",
+            clinic_id=clinic_id,
+            purpose=str(purpose),
+            outcome=str(outcome),
+            request_id=context.request_id.get(),
+            client_address=context.client_address.get(),
+            details=_as_stored(details or {}),
         )
-        if _checkpoint_due(seq=seq, now=row["occurred_at"]):
-            _checkpoint_write(head_seq=seq, head_hash=event.hash)
+        integrator.schedule_inline_integration()
         return event
-
-
-# --- Signed checkpoints ---------------------------------------------------------------------
-
-# When this process last saw a checkpoint: spares a query per append between checkpoints.
-_last_checkpoint_seen: datetime | None = None
-
-
-def _checkpoint_due(*, seq: int, now: datetime) -> bool:
-    every = settings.PATTERM_AUDIT_CHECKPOINT_EVERY
-    if every and seq % every == 0:
-        return True
-    interval = settings.PATTERM_AUDIT_CHECKPOINT_MINUTES
-    if not interval:
-        return False
-    interval = timedelta(minutes=interval)
-    if _last_checkpoint_seen and now - _last_checkpoint_seen < interval:
-        return False
-    latest = (
-        AuditCheckpoint.objects.order_by("-head_seq").values_list("created_at", flat=True).first()
-    )
-    if latest is not None:
-        # Remembered only once this transaction commits: the checkpoint read may be its own,
-        # uncommitted one, which a rollback takes away again.
-        transaction.on_commit(lambda: _checkpoint_seen(latest))
-    return latest is None or now - latest >= interval
-
-
-def _checkpoint_write(*, head_seq: int, head_hash: str) -> AuditCheckpoint:
-    created_at = timezone.now()
-    key, signature = signing.sign(
-        signing.checkpoint_message(head_seq=head_seq, head_hash=head_hash, created_at=created_at)
-    )
-    checkpoint = AuditCheckpoint.objects.create(
-        head_seq=head_seq,
-        head_hash=head_hash,
-        created_at=created_at,
-        key_id=key,
-        signature=signature,
-    )
-    transaction.on_commit(lambda: _checkpoint_seen(created_at))
-    return checkpoint
-
-
-def _checkpoint_seen(moment: datetime) -> None:
-    global _last_checkpoint_seen
-    _last_checkpoint_seen = moment
-
-
-def checkpoint_create() -> AuditCheckpoint | None:
-    """Sign the current head of the chain now (None for an empty chain).
-
-    When the head is signed already, that checkpoint is returned and nothing is written.
-    """
-    with transaction.atomic():
-        _lock_chain_head()
-        head = AuditEvent.objects.order_by("-seq").values_list("seq", "hash").first()
-        if head is None:
-            return None
-        existing = AuditCheckpoint.objects.filter(head_seq=head[0]).first()
-        return existing or _checkpoint_write(head_seq=head[0], head_hash=head[1])
 
 
 # --- Verification ---------------------------------------------------------------------------
@@ -170,27 +115,173 @@ class ChainVerification:
     first_broken_seq: int | None = None
     problem: str = ""
     checkpoints_checked: int = 0
+    tree_size: int = 0
+    root_hash: str | None = None
+    first_broken_leaf: int | None = None
+    staged_events: int = 0
 
     def as_dict(self) -> dict:
-        """The AuditVerify shape of API.md, plus `problem`."""
+        """The AuditVerify shape of API.md."""
         return asdict(self)
 
 
 def chain_verify(
     *,
     chunk_size: int = 2000,
-    from_seq: int = 1,
+    from_leaf: int = 0,
     on_progress: Callable[[int], None] | None = None,
 ) -> ChainVerification:
-    """Walk the chain in constant memory and report the first row that does not hold.
+    """Recompute the Merkle tree from the events, streaming, and compare it with every stored
+    subtree hash and every signed checkpoint; report the first thing that does not hold.
 
-    A row is broken when its sequence number is not the next one, when it does not chain from
-    the row before it, or when its own hash does not match its content. Signed checkpoints
-    catch what the chain alone cannot: a row at a checkpoint whose hash differs from the signed
-    one (the chain was rewritten and re-hashed since the checkpoint before it), and a chain that
-    ends before a checkpoint (its tail was cut). `from_seq` starts at that row, trusting the
-    row before it. `on_progress(n)` is told how many rows were checked since the last call.
+    Leaf i is event i's canonical JSON. A changed or reordered event differs from its stored
+    leaf hash (named exactly); a deleted one leaves its leaf index missing; a rewrite that
+    recomputed the stored hashes too no longer has a checkpoint's signed root (named as the
+    leaves since the checkpoint before it); a checkpoint beyond the last leaf shows a cut tail;
+    a checkpoint whose signature no key of the log verifies is named. Events of the hash chain
+    written before the tree are checked against that chain and its old checkpoints too.
+    `from_leaf` starts there, trusting the stored tree before it. Memory stays constant: rows
+    are streamed (server-side cursors on PostgreSQL), the tree's right edge is log2(n) hashes.
     """
+    staged = integrator.staged_count()
+    legacy = _legacy_chain_verify(chunk_size=chunk_size)
+    if legacy is not None:
+        return legacy
+    size = integrator.tree_size()
+    signed: dict[int, bytes] = {}
+    for checkpoint in AuditTreeCheckpoint.objects.order_by("tree_size"):
+        try:
+            _, signed_size, root = signing.note_verify(checkpoint.note)
+        except Broken as problem:
+            return _broken(
+                f"the checkpoint of {checkpoint.tree_size} events: {problem}",
+                leaf=checkpoint.tree_size - 1,
+                staged=staged,
+            )
+        if signed_size != checkpoint.tree_size:
+            return _broken(
+                f"the checkpoint stored for {checkpoint.tree_size} events signs {signed_size}",
+                leaf=checkpoint.tree_size - 1,
+                staged=staged,
+            )
+        signed[signed_size] = root
+    if not 0 <= from_leaf <= size:
+        return _broken(
+            f"the tree has {size} leaves: no leaf {from_leaf} to start at", staged=staged
+        )
+    builder = integrator.builder_at(from_leaf)
+    stored_index = tlog.stored_hash_count(from_leaf)
+    stored = iter(
+        AuditTreeHash.objects.filter(id__gte=stored_index, id__lt=tlog.stored_hash_count(size))
+        .order_by("id")
+        .values_list("id", "hash")
+        .iterator(chunk_size=chunk_size)
+    )
+    events = (
+        AuditEvent.objects.filter(leaf_index__gte=from_leaf, leaf_index__lt=size)
+        .order_by("leaf_index")
+        .values_list("leaf_index", *HASHED_FIELDS)
+        .iterator(chunk_size=chunk_size)
+    )
+    last_signed = max((n for n in signed if n <= from_leaf), default=0)
+    checked, head_seq = 0, None
+    for row in events:
+        index, seq = row[0], row[1]
+        if index != builder.size:
+            return _broken(
+                f"leaf {builder.size} is missing (the next event, #{seq}, is leaf {index})",
+                leaf=builder.size,
+                checked=checked,
+                staged=staged,
+            )
+        leaf = canonical_json(dict(zip(HASHED_FIELDS, row[1:], strict=True))).encode()
+        for computed in builder.append_hash(leaf_hash(leaf)):
+            found = next(stored, None)
+            if found is None or found[0] != stored_index:
+                return _broken(
+                    f"the stored tree hash #{stored_index} is missing",
+                    leaf=index,
+                    seq=seq,
+                    checked=checked,
+                    staged=staged,
+                )
+            if bytes(found[1]) != computed:
+                first, last = tlog.leaf_range(stored_index)
+                problem = (
+                    f"event #{seq} (leaf {index}): its content does not match the tree"
+                    if first == last
+                    else f"the stored tree hash over leaves {first} to {last} does not match them"
+                )
+                return _broken(problem, leaf=first, seq=seq, checked=checked, staged=staged)
+            stored_index += 1
+        if builder.size in signed:
+            if builder.root() != signed[builder.size]:
+                return _broken(
+                    f"leaves {last_signed} to {builder.size - 1} were rewritten: the tree of "
+                    f"{builder.size} events does not have its signed root",
+                    leaf=last_signed,
+                    checked=last_signed - from_leaf if last_signed > from_leaf else 0,
+                    staged=staged,
+                )
+            last_signed = builder.size
+        checked, head_seq = checked + 1, seq
+        if on_progress and checked % chunk_size == 0:
+            on_progress(chunk_size)
+    if on_progress and checked % chunk_size:
+        on_progress(checked % chunk_size)
+    if builder.size != size:
+        return _broken(
+            f"leaf {builder.size} is missing (the tree has {size} leaves)",
+            leaf=builder.size,
+            checked=checked,
+            staged=staged,
+        )
+    if signed and max(signed) > size:
+        return _broken(
+            f"the log ends at {size} leaves but a checkpoint signed {max(signed)}: its tail was "
+            "cut",
+            leaf=size,
+            checked=checked,
+            staged=staged,
+        )
+    root = builder.root()
+    return ChainVerification(
+        ok=True,
+        events_checked=checked,
+        head_seq=head_seq,
+        head_hash=root.hex() if size else None,
+        checkpoints_checked=len(signed),
+        tree_size=size,
+        root_hash=base64.b64encode(root).decode() if size else None,
+        staged_events=staged,
+    )
+
+
+def _broken(
+    problem: str,
+    *,
+    leaf: int | None = None,
+    seq: int | None = None,
+    checked: int = 0,
+    staged: int = 0,
+) -> ChainVerification:
+    if seq is None and leaf is not None:
+        seq = AuditEvent.objects.filter(leaf_index=leaf).values_list("seq", flat=True).first()
+    return ChainVerification(
+        ok=False,
+        events_checked=checked,
+        head_seq=None,
+        head_hash=None,
+        first_broken_seq=seq,
+        first_broken_leaf=leaf,
+        problem=problem,
+        staged_events=staged,
+    )
+
+
+def _legacy_chain_verify(*, chunk_size: int) -> ChainVerification | None:
+    """The hash chain of the events written before the tree (`hash` set) and its signed
+    checkpoints; None when it holds (or there is none)."""
     checkpoints = {}
     for checkpoint in AuditCheckpoint.objects.order_by("head_seq"):
         message = signing.checkpoint_message(
@@ -201,104 +292,152 @@ def chain_verify(
         if not signing.signature_valid(
             key=checkpoint.key_id, signature=checkpoint.signature, message=message
         ):
-            return ChainVerification(
-                ok=False,
-                events_checked=0,
-                head_seq=None,
-                head_hash=None,
-                first_broken_seq=checkpoint.head_seq,
-                problem=f"the checkpoint at #{checkpoint.head_seq} has no valid signature",
+            return _broken(
+                f"the old chain's checkpoint at #{checkpoint.head_seq} has no valid signature",
+                seq=checkpoint.head_seq,
             )
-        if checkpoint.head_seq >= from_seq:
-            checkpoints[checkpoint.head_seq] = checkpoint.head_hash
-
-    expected_seq, checked, signed_from = from_seq, 0, from_seq
-    expected_prev = GENESIS_HASH
-    if from_seq > 1:
-        anchor = AuditEvent.objects.filter(seq=from_seq - 1).values_list("hash", flat=True)
-        expected_prev = anchor.first()
-        if expected_prev is None:
-            return _broken(from_seq - 1, 0, None, f"sequence number {from_seq - 1} is missing")
-    signed_prev = expected_prev  # the hash of the row before `signed_from`
-    rows = AuditEvent.objects.filter(seq__gte=from_seq).order_by("seq")
+        checkpoints[checkpoint.head_seq] = checkpoint.head_hash
+    expected_seq, expected_prev, signed_from = 1, GENESIS_HASH, 1
+    rows = AuditEvent.objects.filter(hash__isnull=False).order_by("seq")
     for row in rows.values(*HASHED_FIELDS, "prev_hash", "hash").iterator(chunk_size=chunk_size):
-        problem, broken_seq = "", expected_seq
+        problem = ""
         if row["seq"] != expected_seq:
-            problem = f"sequence number {expected_seq} is missing"
+            problem = f"sequence number {expected_seq} of the old chain is missing"
         elif row["prev_hash"] != expected_prev:
             problem = "does not chain from the row before it"
         elif chain_hash(row["prev_hash"], row) != row["hash"]:
             problem = "its content does not match its hash"
         elif row["seq"] in checkpoints and checkpoints[row["seq"]] != row["hash"]:
-            broken_seq = signed_from
-            problem = (
-                f"rows #{signed_from} to #{row['seq']} were rewritten: row #{row['seq']} does "
-                "not match its signed checkpoint"
+            return _broken(
+                f"rows #{signed_from} to #{row['seq']} of the old chain were rewritten: row "
+                f"#{row['seq']} does not match its signed checkpoint",
+                seq=signed_from,
             )
-            # None of the rows since the last good checkpoint can be trusted: report only what
-            # that checkpoint vouches for as checked.
-            checked, expected_seq, expected_prev = signed_from - from_seq, signed_from, signed_prev
         if problem:
-            head = (expected_seq - 1, expected_prev) if expected_seq > from_seq else None
-            return _broken(broken_seq, checked, head, problem)
-        checked += 1
+            return _broken(f"event #{expected_seq}: {problem}", seq=expected_seq)
         if row["seq"] in checkpoints:
-            signed_from, signed_prev = row["seq"] + 1, row["hash"]
+            signed_from = row["seq"] + 1
         expected_seq, expected_prev = expected_seq + 1, row["hash"]
-        if on_progress and checked % chunk_size == 0:
-            on_progress(chunk_size)
-    if on_progress and checked % chunk_size:
-        on_progress(checked % chunk_size)
-    last_seq = expected_seq - 1
-    if checkpoints and max(checkpoints) > last_seq:
+    if checkpoints and max(checkpoints) >= expected_seq:
         return _broken(
-            expected_seq,
-            checked,
-            (last_seq, expected_prev) if checked else None,
-            f"the chain ends at #{last_seq} but a checkpoint signed #{max(checkpoints)}: "
-            "its tail was cut",
+            f"the old chain ends at #{expected_seq - 1} but a checkpoint signed "
+            f"#{max(checkpoints)}: its tail was cut",
+            seq=expected_seq,
         )
-    return ChainVerification(
-        ok=True,
-        events_checked=checked,
-        head_seq=last_seq if checked else None,
-        head_hash=expected_prev if checked else None,
-        checkpoints_checked=len(checkpoints),
-    )
-
-
-def _broken(seq: int, checked: int, head: tuple | None, problem: str) -> ChainVerification:
-    return ChainVerification(
-        ok=False,
-        events_checked=checked,
-        head_seq=head[0] if head else None,
-        head_hash=head[1] if head else None,
-        first_broken_seq=seq,
-        problem=problem,
-    )
+    return None
 
 
 def verification_run(
     *,
     actor=None,
     chunk_size: int = 2000,
-    from_seq: int = 1,
+    from_leaf: int = 0,
     on_progress: Callable[[int], None] | None = None,
 ) -> ChainVerification:
-    """Verify the chain and record that it was verified, with the result (A.8.15: logs analysed)."""
-    result = chain_verify(chunk_size=chunk_size, from_seq=from_seq, on_progress=on_progress)
+    """Verify the log and record that it was verified, with the result (A.8.15: logs analysed)."""
+    result = chain_verify(chunk_size=chunk_size, from_leaf=from_leaf, on_progress=on_progress)
     event_append(
         action=AuditAction.AUDIT_VERIFY,
         actor=actor,
         outcome=Outcome.SUCCESS if result.ok else Outcome.FAILURE,
         details={
-            "from_seq": from_seq,
+            "from_leaf": from_leaf,
             "events_checked": result.events_checked,
             "checkpoints_checked": result.checkpoints_checked,
             "first_broken_seq": result.first_broken_seq,
+            "first_broken_leaf": result.first_broken_leaf,
         },
     )
     return result
+
+
+# --- Proofs ---------------------------------------------------------------------------------
+
+
+class ProofUnavailable(DomainError):
+    """A proof asked for sizes or an index the signed log does not have."""
+
+    status = 422
+
+
+def checkpoint_document(checkpoint: AuditTreeCheckpoint) -> dict:
+    return {
+        "tree_size": checkpoint.tree_size,
+        "root_hash": checkpoint.root_hash,
+        "note": checkpoint.note,
+        "created_at": checkpoint.created_at,
+        "verifier_keys": signing.note_verifier_keys(),
+    }
+
+
+def checkpoint_latest() -> AuditTreeCheckpoint:
+    checkpoint = integrator.latest_checkpoint()
+    if checkpoint is None:
+        raise NotFound(MESSAGE_NO_CHECKPOINT, "no_checkpoint")
+    return checkpoint
+
+
+def _checkpoint_of_size(size: int, field: str) -> AuditTreeCheckpoint:
+    checkpoint = AuditTreeCheckpoint.objects.filter(tree_size=size).first()
+    if checkpoint is None:
+        raise ProofUnavailable(
+            MESSAGE_NO_SUCH_CHECKPOINT.format(size=size, field=field), "no_checkpoint_of_size"
+        )
+    return checkpoint
+
+
+def _encoded(hashes: list[bytes]) -> list[str]:
+    return [base64.b64encode(hashed).decode() for hashed in hashes]
+
+
+def event_leaf(event: AuditEvent) -> bytes:
+    return canonical_json({name: getattr(event, name) for name in HASHED_FIELDS}).encode()
+
+
+def inclusion_proof_document(*, index: int, tree_size: int) -> dict:
+    """The audit path of leaf `index` in the signed tree of `tree_size` leaves, with that
+    checkpoint and the leaf's bytes: what `verify_export.py --inclusion` and tlog.CheckRecord
+    check."""
+    checkpoint = _checkpoint_of_size(tree_size, "tree_size")
+    if index >= tree_size:
+        raise ProofUnavailable(
+            MESSAGE_INDEX_OUTSIDE.format(index=index, size=tree_size), "index_outside_tree"
+        )
+    event = AuditEvent.objects.get(leaf_index=index)
+    return {
+        "leaf_index": index,
+        "tree_size": tree_size,
+        "leaf": event_leaf(event).decode(),
+        "proof": _encoded(tlog.inclusion_proof(index, tree_size, read_hashes)),
+        "checkpoint": checkpoint.note,
+    }
+
+
+def consistency_proof_document(*, old_size: int, new_size: int) -> dict:
+    if old_size > new_size:
+        raise ProofUnavailable(MESSAGE_FROM_AFTER_TO, "from_after_to")
+    _checkpoint_of_size(old_size, "from")
+    checkpoint = _checkpoint_of_size(new_size, "to")
+    return {
+        "from": old_size,
+        "to": new_size,
+        "proof": _encoded(tlog.consistency_proof(old_size, new_size, read_hashes)),
+        "checkpoint": checkpoint.note,
+    }
+
+
+def patient_event_proof(*, patient_id: int, seq: int) -> dict:
+    """The inclusion proof of one event of the patient's access log against the latest
+    checkpoint; another patient's event (or none) is not found."""
+    event = AuditEvent.objects.filter(seq=seq, subject_ref=subject_pseudonym(patient_id)).first()
+    if event is None:
+        raise NotFound()
+    checkpoint = integrator.latest_checkpoint()
+    if event.leaf_index is None or checkpoint is None or event.leaf_index >= checkpoint.tree_size:
+        raise ProofUnavailable(MESSAGE_NOT_YET_SIGNED, "not_yet_signed")
+    document = inclusion_proof_document(index=event.leaf_index, tree_size=checkpoint.tree_size)
+    document["verifier_keys"] = signing.note_verifier_keys()
+    return document
 
 
 # --- Reading the log ------------------------------------------------------------------------

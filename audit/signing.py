@@ -1,13 +1,19 @@
 """Ed25519 signatures over audit checkpoints.
 
-The signed message is a small text, one field a line, in the spirit of C2SP's tlog-checkpoint:
+Checkpoints of the Merkle tree are C2SP signed notes (`checkpoint_note`, `note_verify`): the body
+"<origin>\n<tree size>\n<base64 root hash>\n" and one signature line per key, "— <key name>
+<base64(key hash || signature)>", which Go's golang.org/x/mod/sumdb/note opens. The key name is
+the log's origin (PATTERM_AUDIT_LOG_ORIGIN); the key hash (SHA-256 of name, newline, 0x01 and the
+public key, 4 bytes) tells a rotated key from the current one under the same name.
+
+Checkpoints of the old hash chain (before the tree, still verified) signed this text:
 
     patterm-audit-checkpoint/v1
     <head sequence number>
     <head hash, hex>
     <signing time, UTC, ISO 8601 with microseconds>
 
-`audit/verify_export.py` rebuilds exactly this text without Django; keep the two in step.
+`audit/verify_export.py` checks both without Django; keep the two in step.
 """
 
 import base64
@@ -24,6 +30,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+
+from audit import verify_export
 
 MESSAGE_HEADER = "patterm-audit-checkpoint/v1"
 
@@ -85,3 +93,55 @@ def signature_valid(*, key: str, signature: str, message: bytes) -> bool:
     except (InvalidSignature, binascii.Error, ValueError):
         return False
     return True
+
+
+# --- Signed notes ---------------------------------------------------------------------------
+
+
+def log_origin() -> str:
+    return settings.PATTERM_AUDIT_LOG_ORIGIN
+
+
+def note_verifier_key(public_key: Ed25519PublicKey, name: str | None = None) -> str:
+    """The verifier key `name+hash+base64(0x01 || key)` that note.NewVerifier reads."""
+    name = name or log_origin()
+    raw = public_key_bytes(public_key)
+    hashed = verify_export.key_hash(name, raw).hex()
+    return f"{name}+{hashed}+{base64.b64encode(bytes([verify_export.ED25519]) + raw).decode()}"
+
+
+def note_verifier_keys() -> list[str]:
+    """The verifier keys of every key whose checkpoints verify, the current one first."""
+    return [note_verifier_key(key) for key in verify_keys().values()]
+
+
+def note_sign(body: str, key: Ed25519PrivateKey | None = None, name: str | None = None) -> str:
+    """`body` as a signed note with one Ed25519 signature line (note.Sign)."""
+    key = key or signing_key()
+    name = name or log_origin()
+    hashed = verify_export.key_hash(name, public_key_bytes(key.public_key()))
+    signature = base64.b64encode(hashed + key.sign(body.encode())).decode()
+    return f"{body}\n\u2014 {name} {signature}\n"
+
+
+def checkpoint_body(*, tree_size: int, root_hash: bytes) -> str:
+    """The C2SP tlog-checkpoint body: origin, tree size, base64 root hash."""
+    return f"{log_origin()}\n{tree_size}\n{base64.b64encode(root_hash).decode()}\n"
+
+
+def checkpoint_note(*, tree_size: int, root_hash: bytes) -> str:
+    return note_sign(checkpoint_body(tree_size=tree_size, root_hash=root_hash))
+
+
+def note_verifiers(extra: list[str] = ()) -> dict:
+    verifiers = {}
+    for text in [*note_verifier_keys(), *extra]:
+        name, hashed, key = verify_export.verifier_parse(text)
+        verifiers[(name, hashed)] = key
+    return verifiers
+
+
+def note_verify(note: str) -> tuple[str, int, bytes]:
+    """(origin, tree size, root) of a checkpoint signed by one of the log's keys; raises
+    verify_export.Broken naming the problem otherwise."""
+    return verify_export.checkpoint_verify(note, note_verifiers(), log_origin())

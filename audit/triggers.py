@@ -3,16 +3,64 @@
 The ORM is not the only way into the database: these refuse UPDATE and DELETE (and TRUNCATE on
 PostgreSQL, INSERT OR REPLACE over an existing row on SQLite) for every client. Migrations
 install them per table; tests that must wipe or tamper with a copy drop them with `drop()`.
+
+The events table allows exactly one change: the integrator setting a staged event's empty
+`leaf_index`, every other column unchanged. An event cannot be inserted with a leaf index (it
+would skip the integrator), and an index once set never changes.
 """
 
 EVENTS = "audit_auditevent"
 CHECKPOINTS = "audit_checkpoint"
+TREE_HASHES = "audit_tree_hash"
+TREE_CHECKPOINTS = "audit_tree_checkpoint"
 
 # Each append-only table with the unique columns an INSERT OR REPLACE could collide on.
 APPEND_ONLY_TABLES = {
-    EVENTS: ("seq", "prev_hash", "hash"),
+    EVENTS: ("seq", "leaf_index", "prev_hash", "hash"),
     CHECKPOINTS: ("id", "head_seq"),
+    TREE_HASHES: ("id",),
+    TREE_CHECKPOINTS: ("id", "tree_size"),
 }
+# The events' columns besides `leaf_index`, which the one allowed UPDATE must leave as they are.
+EVENT_FIXED_COLUMNS = (
+    "seq",
+    "occurred_at",
+    "actor_id",
+    "actor_role",
+    "action",
+    "object_type",
+    "object_id",
+    "subject_ref",
+    "clinic_id",
+    "purpose",
+    "outcome",
+    "request_id",
+    "client_address",
+    "details",
+    "prev_hash",
+    "hash",
+)
+
+_POSTGRESQL_INTEGRATE_ONLY = """
+    CREATE OR REPLACE FUNCTION patterm_audit_integrate_only() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+    BEGIN
+        IF TG_OP = 'INSERT' THEN
+            IF NEW.leaf_index IS NULL THEN
+                RETURN NEW;
+            END IF;
+            RAISE EXCEPTION 'audit log is append-only: an event is staged without a leaf index'
+                USING ERRCODE = 'insufficient_privilege';
+        END IF;
+        IF TG_OP = 'UPDATE' AND OLD.leaf_index IS NULL AND NEW.leaf_index IS NOT NULL
+                AND (to_jsonb(NEW) - 'leaf_index') = (to_jsonb(OLD) - 'leaf_index') THEN
+            RETURN NEW;
+        END IF;
+        RAISE EXCEPTION 'audit log is append-only: % refused', TG_OP
+            USING ERRCODE = 'insufficient_privilege';
+    END;
+    $$
+"""
 
 _POSTGRESQL_FUNCTION = """
     CREATE OR REPLACE FUNCTION patterm_audit_append_only() RETURNS trigger
@@ -27,9 +75,24 @@ _POSTGRESQL_FUNCTION = """
 
 def _sqlite_install(table: str) -> list[str]:
     collision = " OR ".join(f"{column} = NEW.{column}" for column in APPEND_ONLY_TABLES[table])
+    integration = ""
+    extra = []
+    if table == EVENTS:
+        unchanged = " AND ".join(f"NEW.{column} IS OLD.{column}" for column in EVENT_FIXED_COLUMNS)
+        integration = (
+            f"WHEN NOT (OLD.leaf_index IS NULL AND NEW.leaf_index IS NOT NULL AND {unchanged})"
+        )
+        extra = [
+            f"""
+            CREATE TRIGGER IF NOT EXISTS {table}_staged_only BEFORE INSERT ON {table}
+            WHEN NEW.leaf_index IS NOT NULL
+            BEGIN SELECT RAISE(ABORT, 'audit log is append-only: staged without a leaf index'); END
+            """
+        ]
     return [
+        *extra,
         f"""
-        CREATE TRIGGER IF NOT EXISTS {table}_no_update BEFORE UPDATE ON {table}
+        CREATE TRIGGER IF NOT EXISTS {table}_no_update BEFORE UPDATE ON {table} {integration}
         BEGIN SELECT RAISE(ABORT, 'audit log is append-only: UPDATE refused'); END
         """,
         f"""
@@ -49,11 +112,26 @@ def _sqlite_install(table: str) -> list[str]:
 def _sqlite_drop(table: str) -> list[str]:
     return [
         f"DROP TRIGGER IF EXISTS {table}_{kind}"
-        for kind in ("no_update", "no_delete", "no_replace")
+        for kind in ("no_update", "no_delete", "no_replace", "staged_only")
     ]
 
 
 def _postgresql_install(table: str) -> list[str]:
+    if table == EVENTS:
+        return [
+            _POSTGRESQL_FUNCTION,
+            _POSTGRESQL_INTEGRATE_ONLY,
+            f"DROP TRIGGER IF EXISTS {table}_no_update_delete ON {table}",
+            f"""
+            CREATE OR REPLACE TRIGGER {table}_integrate_only
+            BEFORE INSERT OR UPDATE OR DELETE ON {table}
+            FOR EACH ROW EXECUTE FUNCTION patterm_audit_integrate_only()
+            """,
+            f"""
+            CREATE OR REPLACE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table}
+            FOR EACH STATEMENT EXECUTE FUNCTION patterm_audit_append_only()
+            """,
+        ]
     return [
         _POSTGRESQL_FUNCTION,
         f"""
@@ -70,6 +148,7 @@ def _postgresql_install(table: str) -> list[str]:
 def _postgresql_drop(table: str) -> list[str]:
     return [
         f"DROP TRIGGER IF EXISTS {table}_no_update_delete ON {table}",
+        f"DROP TRIGGER IF EXISTS {table}_integrate_only ON {table}",
         f"DROP TRIGGER IF EXISTS {table}_no_truncate ON {table}",
     ]
 

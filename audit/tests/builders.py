@@ -19,7 +19,7 @@ from accounts.services import ClientInfo, IssuedToken, token_issue
 from accounts.tests.factories import ClinicFactory, StaffFactory
 from audit import triggers
 from audit.chain import GENESIS_HASH, chain_hash
-from audit.models import AuditCheckpoint, AuditEvent
+from audit.models import AuditCheckpoint, AuditEvent, AuditTreeCheckpoint
 from booking.models import Slot, Specialty
 
 
@@ -60,7 +60,11 @@ def every_stored_value() -> str:
     """Every column of every audit and checkpoint row, as text, the way a dump shows them."""
     texts = []
     with connection.cursor() as cursor:
-        for table in (AuditEvent._meta.db_table, AuditCheckpoint._meta.db_table):
+        for table in (
+            AuditEvent._meta.db_table,
+            AuditCheckpoint._meta.db_table,
+            AuditTreeCheckpoint._meta.db_table,
+        ):
             cursor.execute(f"SELECT * FROM {table}")
             texts += [str(value) for row in cursor.fetchall() for value in row]
     return "\n".join(texts)

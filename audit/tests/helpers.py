@@ -36,5 +36,7 @@ def append_varied(index: int) -> AuditEvent:
 
 
 def stored_rows() -> list[dict]:
-    """Every row as the database returns it: the hashed fields and the chain fields."""
-    return list(AuditEvent.objects.order_by("seq").values(*HASHED_FIELDS, "prev_hash", "hash"))
+    """Every row as the database returns it: the leaf's fields, the leaf index, the old chain's."""
+    return list(
+        AuditEvent.objects.order_by("seq").values(*HASHED_FIELDS, "leaf_index", "prev_hash", "hash")
+    )

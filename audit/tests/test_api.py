@@ -9,11 +9,13 @@ import time_machine
 from django.db import transaction
 
 from accounts.models import Role
-from audit.chain import chain_hash
+from audit import tlog
+from audit.chain import canonical_json
+from audit.integrator import checkpoint_create, integrate_pending, read_hashes
 from audit.models import AuditAction, AuditEvent, Outcome
-from audit.services import checkpoint_create
 from audit.tests.builders import bearer, head_seq, staff_with_token
 from audit.tests.helpers import append_varied
+from audit.verify_export import leaf_hash
 
 pytestmark = pytest.mark.django_db
 
@@ -36,6 +38,7 @@ def get(client, url, token, **params):
 def append(n: int) -> None:
     for index in range(1, n + 1):
         append_varied(index)
+    integrate_pending()
 
 
 # --- GET /api/audit/events ----------------------------------------------------------------------
@@ -67,8 +70,7 @@ def test_events_come_oldest_first_with_every_field(api_client, auditor):
     assert [item["seq"] for item in body["items"]] == list(range(4, 16))
     stored = AuditEvent.objects.get(seq=5)
     item = body["items"][1]
-    assert item["hash"] == stored.hash
-    assert item["prev_hash"] == stored.prev_hash
+    assert (item["leaf_index"], item["hash"], item["prev_hash"]) == (4, None, None)
     assert item["details"] == stored.details
     assert (item["actor_id"], item["subject_ref"], item["client_address"]) == (
         stored.actor_id,
@@ -76,10 +78,11 @@ def test_events_come_oldest_first_with_every_field(api_client, auditor):
         stored.client_address,
     )
     assert datetime.datetime.fromisoformat(item["occurred_at"]) == stored.occurred_at
-    # An auditor can recompute every row's hash from what the API gives.
+    # An auditor can recompute every row's leaf from what the API gives.
     for item in body["items"]:
         row = {**item, "occurred_at": datetime.datetime.fromisoformat(item["occurred_at"])}
-        assert chain_hash(item["prev_hash"], row) == item["hash"]
+        (stored_leaf,) = read_hashes([tlog.stored_hash_index(0, item["leaf_index"])])
+        assert leaf_hash(canonical_json(row).encode()) == stored_leaf
 
 
 @pytest.mark.parametrize(
@@ -215,20 +218,24 @@ def test_anonymous_clients_are_asked_to_authenticate(api_client, url):
 
 def test_verify_answers_intact_with_the_head_and_is_audited(api_client, auditor):
     append(12)
-    checkpoint_create()
-    head = AuditEvent.objects.get(seq=12)
+    checkpoint = checkpoint_create()
     user, token = auditor
 
     response = get(api_client, VERIFY_URL, token.raw)
 
     assert response.status_code == 200
-    assert response.json() == {
+    body = response.json()
+    assert body == {
         "ok": True,
         "events_checked": 12,
         "head_seq": 12,
-        "head_hash": head.hash,
+        "head_hash": body["head_hash"],
         "first_broken_seq": None,
-        "checkpoints_checked": 1,
+        "first_broken_leaf": None,
+        "checkpoints_checked": 1,  # the integrator signed the first batch; nothing new since
+        "tree_size": 12,
+        "root_hash": checkpoint.root_hash,
+        "staged_events": 0,
         "problem": "",
     }
     run = AuditEvent.objects.get(seq=13)
@@ -254,7 +261,8 @@ def test_verify_names_the_first_broken_row_after_tampering(api_client, auditor, 
     body = response.json()
     assert response.status_code == 200
     assert (body["ok"], body["first_broken_seq"], body["events_checked"]) == (False, 5, 4)
-    assert body["problem"] == "its content does not match its hash"
+    assert (body["first_broken_leaf"], body["root_hash"]) == (4, None)
+    assert body["problem"] == "event #5 (leaf 4): its content does not match the tree"
     run = AuditEvent.objects.order_by("-seq").first()
     assert (run.action, run.outcome) == (AuditAction.AUDIT_VERIFY, Outcome.FAILURE)
 
@@ -268,7 +276,7 @@ def test_verify_finds_a_cut_tail_through_the_api(api_client, auditor, triggers_d
 
     body = get(api_client, VERIFY_URL, token.raw).json()
 
-    assert (body["ok"], body["first_broken_seq"], body["head_seq"]) == (False, 10, 9)
+    assert (body["ok"], body["first_broken_leaf"], body["events_checked"]) == (False, 9, 9)
     assert "tail was cut" in body["problem"]
 
 

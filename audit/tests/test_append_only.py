@@ -1,5 +1,6 @@
 """A5: the database itself refuses UPDATE, DELETE (and TRUNCATE on PostgreSQL) on the audit
-table, through the ORM and through raw SQL; the rows stay as they were."""
+table, through the ORM and through raw SQL; the rows stay as they were. The one change allowed is
+the integrator's: a staged event's empty leaf index set, nothing else with it."""
 
 import pytest
 from django.db import DatabaseError, connection, transaction
@@ -7,7 +8,7 @@ from django.db import DatabaseError, connection, transaction
 from audit import triggers
 from audit.models import AuditEvent
 from audit.services import chain_verify
-from audit.tests.helpers import stored_rows
+from audit.tests.helpers import append_varied, stored_rows
 
 pytestmark = pytest.mark.django_db
 
@@ -51,9 +52,14 @@ def raw_update():
         cursor.execute(f"UPDATE {TABLE} SET object_id = %s WHERE seq = %s", ["forged", 2])
 
 
-def raw_update_of_the_chain_fields():
+def raw_update_of_the_leaf_indices():
     with connection.cursor() as cursor:
-        cursor.execute(f"UPDATE {TABLE} SET hash = prev_hash, prev_hash = hash")
+        cursor.execute(f"UPDATE {TABLE} SET leaf_index = leaf_index + 100")
+
+
+def raw_update_back_to_staged():
+    with connection.cursor() as cursor:
+        cursor.execute(f"UPDATE {TABLE} SET leaf_index = NULL WHERE seq = 2")
 
 
 def raw_delete():
@@ -68,13 +74,13 @@ def raw_delete_without_where():
 
 
 def raw_upsert(conflict: str):
-    """Insert a row that collides with row 3 on `conflict` (seq, prev_hash or hash), as an upsert.
+    """Insert a row that collides with row 3 on `conflict` (seq or leaf_index), as an upsert.
 
     SQLite's INSERT OR REPLACE deletes the colliding row without firing DELETE triggers (unless
     recursive_triggers is on); PostgreSQL's ON CONFLICT DO UPDATE is an UPDATE.
     """
     columns = [field.column for field in AuditEvent._meta.concrete_fields]
-    replaced = {"details": "'{\"forged\": true}'", "seq": "99", "prev_hash": "'e'", "hash": "'f'"}
+    replaced = {"details": "'{\"forged\": true}'", "seq": "99", "leaf_index": "NULL"}
     del replaced[conflict]
     if connection.vendor == "postgresql":
         replaced["details"] += "::jsonb"
@@ -100,7 +106,8 @@ ATTEMPTS = [
     orm_delete_of_every_row,
     orm_instance_delete,
     raw_update,
-    raw_update_of_the_chain_fields,
+    raw_update_of_the_leaf_indices,
+    raw_update_back_to_staged,
     raw_delete,
     raw_delete_without_where,
 ]
@@ -130,7 +137,7 @@ def test_changing_or_removing_rows_is_refused_by_the_database(build_chain, attem
     assert_unchanged(before)
 
 
-@pytest.mark.parametrize("conflict", ["seq", "prev_hash", "hash"])
+@pytest.mark.parametrize("conflict", ["seq", "leaf_index"])
 def test_an_upsert_cannot_replace_a_row(build_chain, conflict):
     build_chain(5)
     before = stored_rows()
@@ -146,7 +153,7 @@ def test_appending_still_works_after_refused_attempts(build_chain):
     for attempt in ATTEMPTS:
         assert_refused(attempt)
 
-    build_chain(1)  # appends a fourth row after the three
+    build_chain(1)  # appends and integrates a fourth row after the three
 
     result = chain_verify()
     assert (result.ok, result.events_checked) == (True, 4)
@@ -181,3 +188,26 @@ def test_dropped_triggers_let_changes_through_and_install_restores_the_refusal(b
 
     assert "append-only" in str(assert_refused(raw_delete))
     assert AuditEvent.objects.count() == 3
+
+
+def test_the_integrator_s_one_change_is_allowed_and_nothing_else_with_it(build_chain):
+    build_chain(2)
+    staged = append_varied(3)
+    with connection.cursor() as cursor:
+        for change in ("object_id = 'forged', ", "details = details, outcome = 'failure', "):
+            with pytest.raises(DatabaseError), transaction.atomic():
+                cursor.execute(
+                    f"UPDATE {TABLE} SET {change}leaf_index = 2 WHERE seq = %s", [staged.seq]
+                )
+        cursor.execute(f"UPDATE {TABLE} SET leaf_index = 2 WHERE seq = %s", [staged.seq])
+    assert AuditEvent.objects.get(seq=staged.seq).leaf_index == 2
+    with pytest.raises(DatabaseError), transaction.atomic():
+        AuditEvent.objects.filter(seq=staged.seq).update(leaf_index=5)
+
+
+def test_an_event_cannot_be_inserted_with_a_leaf_index(build_chain):
+    build_chain(1)
+    event = AuditEvent.objects.get()
+    event.seq, event.leaf_index = None, 7
+    with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
+        event.save(force_insert=True)

@@ -1,6 +1,6 @@
-"""The hash chain: how rows link, what the hash covers, and that it survives the database."""
+"""Staging and leaves: what an event records, how staged events become consecutive leaves, what
+the leaf covers, and that it survives the database (the old chain's hash function too)."""
 
-import itertools
 import json
 from datetime import UTC, datetime, timedelta, timezone
 from types import SimpleNamespace
@@ -11,12 +11,14 @@ from django.test import override_settings
 from hypothesis import given
 from hypothesis import strategies as st
 
-from audit import context
+from audit import context, tlog
 from audit.chain import GENESIS_HASH, HASHED_FIELDS, canonical_json, chain_hash
-from audit.models import AuditAction, AuditEvent, Outcome
-from audit.services import chain_verify, event_append, subject_pseudonym
+from audit.integrator import integrate_pending
+from audit.models import AuditAction, AuditEvent, AuditTreeHash, Outcome
+from audit.services import chain_verify, event_append, event_leaf, subject_pseudonym
 from audit.signals import send_event
 from audit.tests.helpers import stored_rows
+from audit.verify_export import leaf_hash
 
 pytestmark = pytest.mark.django_db
 
@@ -49,26 +51,27 @@ def test_genesis_hash_is_64_zeros():
     assert GENESIS_HASH == "0" * 64
 
 
-def test_first_row_chains_from_genesis(build_chain):
-    build_chain(1)
+def test_a_staged_event_is_a_row_without_leaf_until_integrated(build_chain):
+    build_chain(1, integrate=False)
 
-    (row,) = stored_rows()
-    assert row["seq"] == 1
-    assert row["prev_hash"] == GENESIS_HASH
-    assert row["hash"] == chain_hash(GENESIS_HASH, row)
+    (row,) = AuditEvent.objects.values("leaf_index", "prev_hash", "hash")
+    assert row == {"leaf_index": None, "prev_hash": None, "hash": None}
+    assert integrate_pending() == 1
+    assert AuditEvent.objects.get().leaf_index == 0
 
 
-def test_every_row_chains_from_the_one_before_and_its_hash_recomputes(build_chain):
+def test_integration_gives_consecutive_leaves_in_seq_order_whose_hashes_the_tree_stores(
+    build_chain,
+):
     build_chain(30)
 
     rows = stored_rows()
-    assert [row["seq"] for row in rows] == list(range(1, 31))
-    assert rows[0]["prev_hash"] == GENESIS_HASH
-    for previous, row in itertools.pairwise(rows):
-        assert row["prev_hash"] == previous["hash"]
+    assert [row["leaf_index"] for row in rows] == list(range(30))
+    stored = dict(AuditTreeHash.objects.values_list("id", "hash"))
     for row in rows:
-        assert row["hash"] == chain_hash(row["prev_hash"], row)
-    assert len({row["hash"] for row in rows}) == 30
+        leaf = canonical_json(row).encode()
+        assert bytes(stored[tlog.stored_hash_index(0, row["leaf_index"])]) == leaf_hash(leaf)
+    assert len(stored) == tlog.stored_hash_count(30)
 
 
 def test_event_append_records_the_given_fields():
@@ -103,7 +106,7 @@ def test_send_event_appends_in_the_callers_transaction():
         event = AuditEvent.objects.get()
     assert event.object_id == "17"
     assert event.outcome == Outcome.SUCCESS
-    assert event.prev_hash == GENESIS_HASH
+    assert event.leaf_index is None  # staged: the integrator takes it once this commits
 
 
 def test_send_event_inside_a_failed_transaction_leaves_no_row():
@@ -116,9 +119,11 @@ def test_send_event_inside_a_failed_transaction_leaves_no_row():
         raise Boom
 
     assert AuditEvent.objects.count() == 0
-    # The next event still starts the chain: nothing of the rolled-back row is left behind.
+    # The next event is the tree's first leaf: nothing of the rolled-back row is left behind.
     event = event_append(action=AuditAction.AUTH_LOGOUT, outcome=Outcome.SUCCESS)
-    assert (event.seq, event.prev_hash) == (1, GENESIS_HASH)
+    integrate_pending()
+    event.refresh_from_db()
+    assert event.leaf_index == 0
     assert chain_verify().ok
 
 
@@ -276,7 +281,9 @@ def test_a_row_verifies_after_the_database_round_trip(address):
     (row,) = stored_rows()
     assert row["details"] == details
     assert isinstance(row["client_address"], str)
-    assert row["hash"] == event.hash == chain_hash(GENESIS_HASH, row)
+    # The leaf of the event as appended is the leaf of the row as the database returns it.
+    assert event_leaf(event) == canonical_json(row).encode()
+    integrate_pending()
     assert chain_verify().ok
 
 
@@ -301,5 +308,6 @@ def test_details_verify_whatever_the_database_does_to_numbers_and_keys(details):
 
     (row,) = stored_rows()
     assert row["details"] == json.loads(json.dumps(details))
+    integrate_pending()
     result = chain_verify()
     assert result.ok, result.problem

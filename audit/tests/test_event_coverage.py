@@ -22,7 +22,7 @@ from accounts.models import ApiToken, Role, User
 from accounts.otp import otp_enrolment_confirm, otp_enrolment_start, otp_reset
 from accounts.services import ClientInfo, token_revoke
 from accounts.tests.factories import ClinicFactory
-from audit.models import AuditAction, AuditCheckpoint, AuditEvent, Outcome
+from audit.models import AuditAction, AuditEvent, AuditTreeCheckpoint, Outcome
 from audit.services import chain_verify, subject_pseudonym
 from audit.tests.builders import (
     bearer,
@@ -646,7 +646,6 @@ def erasure(scene):
 def audit_verify(scene):
     scene.patient()
     auditor, token = staff_with_token(role=Role.AUDITOR)
-    head = head_seq()
     response = scene.act(lambda: scene.get("/api/audit/verify", token.raw))
     assert response.json()["ok"]
     return [
@@ -654,10 +653,11 @@ def audit_verify(scene):
             AuditAction.AUDIT_VERIFY,
             auditor,
             details={
-                "from_seq": 1,
-                "events_checked": head,
+                "from_leaf": 0,
+                "events_checked": 0,  # staged, not yet leaves: test transactions run no hooks
                 "checkpoints_checked": 0,
                 "first_broken_seq": None,
+                "first_broken_leaf": None,
             },
             http=True,
         )
@@ -666,16 +666,16 @@ def audit_verify(scene):
 
 def audit_verify_by_command(scene):
     scene.patient()
-    head = head_seq()
     scene.act(lambda: call_command("verify_audit", stdout=StringIO(), stderr=StringIO()))
     return [
         Expected(
             AuditAction.AUDIT_VERIFY,
             details={
-                "from_seq": 1,
-                "events_checked": head,
+                "from_leaf": 0,
+                "events_checked": 0,  # staged, not yet leaves: test transactions run no hooks
                 "checkpoints_checked": 0,
                 "first_broken_seq": None,
+                "first_broken_leaf": None,
             },
         )
     ]
@@ -683,10 +683,10 @@ def audit_verify_by_command(scene):
 
 def audit_export(scene, tmp_path):
     scene.patient()
-    head = head_seq()
+    head = AuditEvent.objects.count()  # every event becomes a leaf first
     path = tmp_path / "export.jsonl"
     scene.act(lambda: call_command("export_audit", str(path), stdout=StringIO()))
-    assert AuditCheckpoint.objects.filter(head_seq=head).exists()
+    assert AuditTreeCheckpoint.objects.filter(tree_size=head).exists()
     return [Expected(AuditAction.AUDIT_EXPORT, details={"events": head})]
 
 
@@ -1207,7 +1207,7 @@ def test_a7_marker_strings_never_reach_the_audit_log_or_the_export(
     patient_erase(patient=second.user)
 
     assert AuditEvent.objects.count() >= 15
-    assert AuditCheckpoint.objects.exists()
+    assert AuditTreeCheckpoint.objects.exists()
     stored = every_stored_value().lower()
     exported = path.read_text(encoding="utf-8").lower()
     assert len(exported.splitlines()) >= 15

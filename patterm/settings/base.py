@@ -233,6 +233,16 @@ PATTERM_AUDIT_VERIFY_KEYS = env.list("PATTERM_AUDIT_VERIFY_KEYS", default=[])
 # minutes (checked at the next event); `manage.py audit_checkpoint` signs one at any time.
 PATTERM_AUDIT_CHECKPOINT_EVERY = env.int("PATTERM_AUDIT_CHECKPOINT_EVERY", default=1000)
 PATTERM_AUDIT_CHECKPOINT_MINUTES = env.int("PATTERM_AUDIT_CHECKPOINT_MINUTES", default=60)
+# The log's name in its signed checkpoints (C2SP origin line and signing key name): one per
+# deployment, e.g. "praxis-example.de/audit"; no spaces, no "+".
+PATTERM_AUDIT_LOG_ORIGIN = env.str("PATTERM_AUDIT_LOG_ORIGIN", default="patterm.local/audit")
+# Writers stage events; `manage.py audit_integrate` adds them to the Merkle tree. On SQLite (one
+# writer at a time anyway) each transaction integrates its own events right after its commit, so
+# `make run` needs no integrator process; on PostgreSQL the integrator runs beside the web server.
+PATTERM_AUDIT_INTEGRATE_INLINE = env.bool(
+    "PATTERM_AUDIT_INTEGRATE_INLINE",
+    default=DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3",
+)
 
 # --- Content Security Policy (django-csp) -----------------------------------------------------
 # No inline script or eval anywhere; nothing may frame the portal.

@@ -8,8 +8,8 @@ from django.urls import reverse
 
 from accounts.models import Role, User
 from accounts.services import user_create
-from audit.models import AuditAction, AuditCheckpoint, AuditEvent
-from audit.services import checkpoint_create
+from audit.integrator import checkpoint_create
+from audit.models import AuditAction, AuditEvent, AuditTreeCheckpoint
 from audit.tests.builders import events_since, head_seq
 from booking.models import OpeningHours
 from booking.tests.factories import specialty_get
@@ -195,7 +195,7 @@ def test_the_audit_log_is_read_only_for_everyone(staff_world, operator, role):
     )
     assert (
         client.post(
-            f"/admin/audit/auditcheckpoint/{checkpoint.pk}/delete/", {"post": "yes"}
+            f"/admin/audit/audittreecheckpoint/{checkpoint.pk}/delete/", {"post": "yes"}
         ).status_code
         == 403
     )
@@ -205,7 +205,7 @@ def test_the_audit_log_is_read_only_for_everyone(staff_world, operator, role):
     )
     assert bulk.status_code in (200, 302)
     assert AuditEvent.objects.filter(pk=event.pk).exists()
-    assert AuditCheckpoint.objects.filter(pk=checkpoint.pk).exists()
+    assert AuditTreeCheckpoint.objects.filter(pk=checkpoint.pk).exists()
 
 
 def test_reading_the_log_in_the_admin_is_audited(staff_world):

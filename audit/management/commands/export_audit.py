@@ -4,15 +4,17 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from audit.export import export_lines
-from audit.models import AuditAction, AuditEvent
-from audit.services import checkpoint_create, event_append
+from audit.integrator import checkpoint_create, tree_size
+from audit.models import AuditAction
+from audit.services import event_append
 
 
 class Command(BaseCommand):
     help = (
-        "Write the audit log with its signed checkpoints as a JSON Lines evidence file that "
-        "audit/verify_export.py verifies offline. Signs a fresh checkpoint first, so the whole "
-        "file is covered. The export itself is audited."
+        "Write the audit log's leaves with its signed checkpoints as a JSON Lines evidence "
+        "file that audit/verify_export.py and audit/tlogcheck verify offline. Integrates what "
+        "is committed and signs a fresh checkpoint first, so the whole file is covered. The "
+        "export itself is audited."
     )
 
     def add_arguments(self, parser):
@@ -20,7 +22,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, output, **options):
         checkpoint_create()
-        total = AuditEvent.objects.count()
+        total = tree_size()
         try:
             handle = open(output, "x", encoding="utf-8")  # noqa: SIM115 (closed below)
         except FileExistsError:

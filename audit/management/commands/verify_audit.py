@@ -4,15 +4,16 @@ import sys
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from audit.models import AuditEvent
+from audit.integrator import tree_size
 from audit.services import verification_run
 
 
 class Command(BaseCommand):
     help = (
-        "Verify the audit log: the hash chain from the first row (or --from-seq) to the last, "
-        "and every signed checkpoint, in constant memory. Exits 0 when intact, 1 naming the "
-        "first broken sequence number otherwise. The run itself is audited."
+        "Verify the audit log: recompute the Merkle tree from every event (or from --from-leaf), "
+        "compare it with the stored tree and every signed checkpoint, streaming, in constant "
+        "memory. Exits 0 when intact, 1 naming the first broken event otherwise. The run "
+        "itself is audited."
     )
 
     def add_arguments(self, parser):
@@ -20,27 +21,27 @@ class Command(BaseCommand):
             "--chunk-size", type=int, default=2000, help="rows fetched per query (default 2000)"
         )
         parser.add_argument(
-            "--from-seq",
+            "--from-leaf",
             type=int,
-            default=1,
-            help="start at this row, trusting the one before it (default 1: the whole chain)",
+            default=0,
+            help="start at this leaf, trusting the stored tree before it (default 0: all)",
         )
         parser.add_argument(
             "--json", action="store_true", help="print the result as JSON (API.md AuditVerify)"
         )
 
-    def handle(self, *args, chunk_size, from_seq, json: bool, **options):
-        if chunk_size < 1 or from_seq < 1:
-            raise CommandError("--chunk-size and --from-seq must be at least 1.")
+    def handle(self, *args, chunk_size, from_leaf, json: bool, **options):
+        if chunk_size < 1 or from_leaf < 0:
+            raise CommandError("--chunk-size must be at least 1 and --from-leaf at least 0.")
         show_progress = sys.stderr.isatty() and options["verbosity"] > 0 and not json
         with tqdm(
-            total=AuditEvent.objects.filter(seq__gte=from_seq).count() if show_progress else None,
+            total=max(tree_size() - from_leaf, 0) if show_progress else None,
             unit="events",
             disable=not show_progress,
-            desc="Verifying audit chain",
+            desc="Verifying audit log",
         ) as progress:
             result = verification_run(
-                chunk_size=chunk_size, from_seq=from_seq, on_progress=progress.update
+                chunk_size=chunk_size, from_leaf=from_leaf, on_progress=progress.update
             )
         if json:
             self.stdout.write(_dumps(result.as_dict()))
@@ -49,17 +50,21 @@ class Command(BaseCommand):
             return
         if not result.ok:
             raise CommandError(
-                f"Audit chain broken at sequence number {result.first_broken_seq}: "
-                f"{result.problem} ({result.events_checked} events verified before it)."
+                f"Audit log broken at leaf {result.first_broken_leaf} "
+                f"(event #{result.first_broken_seq}): {result.problem} "
+                f"({result.events_checked} events verified before it)."
             )
         if result.events_checked == 0:
-            self.stdout.write("Audit chain is empty: nothing to verify.")
+            self.stdout.write(
+                f"Audit log is empty: nothing to verify ({result.staged_events} events staged)."
+            )
             return
         self.stdout.write(
             self.style.SUCCESS(
-                f"Audit chain intact: {result.events_checked} events, "
-                f"{result.checkpoints_checked} signed checkpoints, head #{result.head_seq} "
-                f"{result.head_hash}."
+                f"Audit log intact: {result.events_checked} events, "
+                f"{result.checkpoints_checked} signed checkpoints, tree of {result.tree_size} "
+                f"leaves with root {result.root_hash}; {result.staged_events} events staged "
+                "for the integrator."
             )
         )
 
