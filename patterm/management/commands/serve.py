@@ -32,7 +32,10 @@ class Helper:
 
 
 # Add a helper here: one line, its manage.py arguments and the databases it runs on.
-HELPERS: list[Helper] = []
+HELPERS: list[Helper] = [
+    # The audit log's one integrator (decision 0011). SQLite integrates inline at commit.
+    Helper("audit-integrator", ("audit_integrate",), frozenset({POSTGRESQL})),
+]
 
 
 def web_command(port: int, *, dev: bool = False, host: str = "127.0.0.1") -> list[str]:
