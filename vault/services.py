@@ -193,20 +193,22 @@ def record_read(
 ) -> RecordRead:
     """Read a patient's record as `actor` sees it, decided by `consent.policy` and audited.
 
-    One query for the visible entries (each annotated with its legal basis), one count of the
-    rest, and one audit row: `success` with the bases used, or `denied` when nothing of the
-    record may be read. Decryption happens when a title or body is first read.
+    One query for the visible entries (each annotated with its legal basis, the patient's data
+    key joined in), one count of the rest, and one audit row: `success` with the bases used, or
+    `denied` when nothing of the record may be read. Decryption happens when a title or body is
+    first read, with the key unwrapped once for the request.
     """
     grants = policy.grants(actor=actor, patient=patient, purpose=purpose)
     own_entries = RecordEntry.objects.filter(patient=patient)
     entries: list[RecordEntry] = []
     if grants:
         entries = list(
-            own_entries.filter(_any_of(grants))
+            keys.with_live_data_key(own_entries.filter(_any_of(grants)))
             .annotate(basis=_first_basis(grants))
             .select_related("clinic", "author")
             .order_by("-created_at", "pk")
         )
+        keys.data_keys_from_rows(entries)  # the key came with the entries: no query of its own
     hidden_count = own_entries.count() - len(entries)
     # Denied too when the grants cover none of the entries there are (a practitioner whose
     # clinics wrote none of them): the reader was refused everything the record holds.
