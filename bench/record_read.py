@@ -45,6 +45,8 @@ def main() -> int:
     arguments = parser.parse_args()
     if arguments.quick:
         arguments.repeat = 15
+    sizes = {"entries": arguments.entries, "reads (median)": arguments.repeat}
+    print("sizes: " + ", ".join(f"{name} {value}" for name, value in sizes.items()), flush=True)
 
     django_on("bench_record", "bench/record_read.py")
 
@@ -162,7 +164,7 @@ def main() -> int:
             arguments.profile_dir and f"{arguments.profile_dir}/record-read-audited.txt",
             lambda: [read_audited() for _ in range(20)],
         )
-    write_figures(arguments.json, "record_read", figures)
+    write_figures(arguments.json, "record_read", figures, sizes=sizes)
     return 0
 
 
