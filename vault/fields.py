@@ -57,13 +57,18 @@ class EncryptedAttribute(DeferredAttribute):
     def __get__(self, instance, cls=None):
         if instance is None:
             return self
-        value = super().__get__(instance, cls)  # loads a deferred value when needed
+        values, attname = instance.__dict__, self.field.attname
+        # A deferred value is loaded by DeferredAttribute.
+        value = values[attname] if attname in values else super().__get__(instance, cls)
         if not isinstance(value, Sealed):
             return value
-        cache = instance.__dict__.setdefault("_patterm_plaintext", {})
-        if self.field.attname not in cache:
-            cache[self.field.attname] = self.field.unseal(instance, value)
-        return cache[self.field.attname]
+        plaintexts = values.get("_patterm_plaintext")
+        if plaintexts is None:
+            plaintexts = values["_patterm_plaintext"] = {}
+        elif attname in plaintexts:
+            return plaintexts[attname]
+        plaintext = plaintexts[attname] = self.field.unseal(instance, value)
+        return plaintext
 
     def __set__(self, instance, value):
         values = instance.__dict__
