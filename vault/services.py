@@ -456,7 +456,7 @@ def patient_key_rotate(*, patient: User, actor: User | None = None) -> int:
     if old is None:
         raise NotFound()
     # Every value read as plain tuples and opened under the old key, then the old key goes,
-    # and every value is sealed again under the new one: one UPDATE per model and batch.
+    # and every value is sealed again under the new one: one UPDATE per model (vault/bulk.py).
     plans = []
     for model, patient_field, fields in _encrypted_models():
         stored = model._default_manager.filter(**{patient_field: patient}).values_list(
