@@ -19,6 +19,7 @@ from audit.services import (
     verification_run,
 )
 from patterm.errors import Forbidden
+from patterm.numbers import AsciiInt, Digits
 from patterm.pagination import Pagination
 
 router = Router(tags=["audit"])
@@ -59,7 +60,7 @@ class EventFilters(Schema):
     since: datetime.datetime | None = None
     until: datetime.datetime | None = None
     action: str | None = Field(None, max_length=64)
-    actor: int | None = Field(None, ge=1, le=2**62)
+    actor: Digits | None = AsciiInt(None, ge=1)
 
     @field_validator("since", "until")
     @classmethod
@@ -99,8 +100,8 @@ class CheckpointOut(Schema):
 
 
 class InclusionQuery(Schema):
-    index: int = Field(ge=0, le=LARGEST, description="leaf index, from 0")
-    tree_size: int = Field(ge=1, le=LARGEST, description="size of a signed checkpoint")
+    index: Digits = AsciiInt(ge=0, le=LARGEST, description="leaf index, from 0")
+    tree_size: Digits = AsciiInt(ge=1, le=LARGEST, description="size of a signed checkpoint")
 
 
 class InclusionProofOut(Schema):
@@ -116,8 +117,10 @@ class PatientProofOut(InclusionProofOut):
 
 
 class ConsistencyQuery(Schema):
-    from_: int = Field(ge=1, le=LARGEST, alias="from", description="size of the older checkpoint")
-    to: int = Field(ge=1, le=LARGEST, description="size of the newer checkpoint")
+    from_: Digits = AsciiInt(
+        ge=1, le=LARGEST, alias="from", description="size of the older checkpoint"
+    )
+    to: Digits = AsciiInt(ge=1, le=LARGEST, description="size of the newer checkpoint")
 
 
 class ConsistencyProofOut(Schema):

@@ -43,6 +43,8 @@ def main() -> int:
     arguments = parser.parse_args()
     if arguments.quick:
         arguments.keys = 500
+    sizes = {"data keys": arguments.keys, "batch size": arguments.batch_size}
+    print("sizes: " + ", ".join(f"{name} {value}" for name, value in sizes.items()), flush=True)
 
     django_on(DATABASE, "bench/keys.py")
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -121,7 +123,7 @@ def main() -> int:
         patterm=rate,
         comparison=floor_rate,
         comparison_name="raw AES-GCM unwrap + wrap",
-        goal=">= 0.5",
+        goal=">= 0.3",  # issue 17
     )
     if figure.met is False and arguments.profile_dir:
         prepare()
@@ -129,7 +131,7 @@ def main() -> int:
             f"{arguments.profile_dir}/key-rotation.txt",
             lambda: master_key_rotate(batch_size=arguments.batch_size),
         )
-    write_figures(arguments.json, "keys", [figure])
+    write_figures(arguments.json, "keys", [figure], sizes=sizes)
     return 0
 
 

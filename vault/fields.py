@@ -13,9 +13,9 @@ be neither filtered on nor bulk-updated: the ORM would send plaintext to the dat
 lookups (`contains`, `iexact`, `regex`, ...) that would bypass it.
 """
 
-import base64
 import binascii
 import datetime
+from functools import cached_property
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import models
@@ -42,7 +42,13 @@ def is_erased(value) -> bool:
 
 
 def associated_data(*, table: str, column: str, patient_id, row_id) -> bytes:
+    """What a value is bound to. The fields build the same bytes from parts made once
+    (`EncryptedTextField._context`); these bytes are the stored format: never change them."""
     return f"{ENVELOPE_VERSION}|{table}|{column}|patient={patient_id}|row={row_id}".encode()
+
+
+class _NotAnEnvelope(crypto.DecryptionError):
+    """The stored text is no Patterm envelope at all."""
 
 
 class EncryptedAttribute(DeferredAttribute):
@@ -51,17 +57,24 @@ class EncryptedAttribute(DeferredAttribute):
     def __get__(self, instance, cls=None):
         if instance is None:
             return self
-        value = super().__get__(instance, cls)  # loads a deferred value when needed
+        values, attname = instance.__dict__, self.field.attname
+        # A deferred value is loaded by DeferredAttribute.
+        value = values[attname] if attname in values else super().__get__(instance, cls)
         if not isinstance(value, Sealed):
             return value
-        cache = instance.__dict__.setdefault("_patterm_plaintext", {})
-        if self.field.attname not in cache:
-            cache[self.field.attname] = self.field.unseal(instance, value)
-        return cache[self.field.attname]
+        plaintexts = values.get("_patterm_plaintext")
+        if plaintexts is None:
+            plaintexts = values["_patterm_plaintext"] = {}
+        elif attname in plaintexts:
+            return plaintexts[attname]
+        plaintext = plaintexts[attname] = self.field.unseal(instance, value)
+        return plaintext
 
     def __set__(self, instance, value):
-        instance.__dict__[self.field.attname] = value
-        instance.__dict__.get("_patterm_plaintext", {}).pop(self.field.attname, None)
+        values = instance.__dict__
+        values[self.field.attname] = value
+        if plaintexts := values.get("_patterm_plaintext"):
+            plaintexts.pop(self.field.attname, None)
 
 
 class EncryptedTextField(models.TextField):
@@ -83,52 +96,80 @@ class EncryptedTextField(models.TextField):
     def value_from_plaintext(self, text: str):
         return text
 
+    @cached_property
+    def _patient_attname(self) -> str:
+        return self.model._meta.get_field(self.patient_field).attname
+
+    @cached_property
+    def _context_prefix(self) -> bytes:
+        """The start of `associated_data()` that is the same for every row: `pt1|table|column`."""
+        return f"{ENVELOPE_VERSION}|{self.model._meta.db_table}|{self.column}".encode()
+
     def _context(self, instance) -> tuple[int, bytes]:
-        patient_id = getattr(instance, self.model._meta.get_field(self.patient_field).attname)
-        if patient_id is None or instance.pk is None:
+        """(patient id, associated data): byte for byte `associated_data()`, but the row's part
+        (`|patient=...|row=...`) is formatted once per instance for all its encrypted fields."""
+        attname, values = self._patient_attname, instance.__dict__
+        patient_id = values[attname] if attname in values else getattr(instance, attname)
+        row_id = instance.pk
+        if patient_id is None or row_id is None:
             raise ImproperlyConfigured(
                 f"{self.model.__name__}.{self.name} needs the patient and the primary key "
                 "before it can be encrypted"
             )
-        return patient_id, associated_data(
-            table=self.model._meta.db_table,
-            column=self.column,
-            patient_id=patient_id,
-            row_id=instance.pk,
-        )
+        row = values.get("_patterm_row_context")
+        if row is None or row[0] != patient_id or row[1] != row_id:
+            row = (patient_id, row_id, f"|patient={patient_id}|row={row_id}".encode())
+            values["_patterm_row_context"] = row
+        return patient_id, self._context_prefix + row[2]
+
+    def row_context(self, patient_id, row_id) -> bytes:
+        """The associated data of this column in row `row_id` of patient `patient_id`."""
+        return self._context_prefix + f"|patient={patient_id}|row={row_id}".encode()
 
     def seal(self, instance, value) -> Sealed:
+        patient_id, context = self._context(instance)
+        return self.seal_for(patient_id, context, value)
+
+    def seal_for(self, patient_id, context: bytes, value) -> Sealed:
+        """`value` sealed under the patient's current data key, bound to `context`."""
         from vault import keys
 
-        patient_id, context = self._context(instance)
-        key_id, key = keys.current_data_key(patient_id)
-        plaintext = self.plaintext_from_value(value).encode()
-        sealed = crypto.seal(key, plaintext, context)
-        return Sealed(f"{ENVELOPE_VERSION}${key_id}${base64.b64encode(sealed).decode()}")
+        key_id, aead = keys.current_cipher(patient_id)
+        sealed = crypto.seal_with(aead, self.plaintext_from_value(value).encode(), context)
+        return Sealed(
+            f"{ENVELOPE_VERSION}${key_id}${binascii.b2a_base64(sealed, newline=False).decode()}"
+        )
 
     def unseal(self, instance, envelope: Sealed):
-        from vault import keys
-
-        version, _, rest = envelope.partition("$")
-        key_text, _, payload = rest.partition("$")
-        try:
-            if version != ENVELOPE_VERSION:
-                raise ValueError(version)
-            key_id, sealed = int(key_text), base64.b64decode(payload, validate=True)
-        except (ValueError, binascii.Error):
-            raise crypto.DecryptionError(
-                f"{self.model.__name__}.{self.name}: not a Patterm envelope"
-            ) from None
         patient_id, context = self._context(instance)
         try:
-            plaintext = crypto.open_sealed(keys.data_key(key_id, patient_id), sealed, context)
-        except crypto.KeyDestroyed:
-            return ERASED
+            return self.unseal_for(patient_id, context, envelope)
         except crypto.DecryptionError as error:
+            if isinstance(error, _NotAnEnvelope):
+                raise
             raise crypto.DecryptionError(
                 f"{self.model.__name__}.{self.name} (row {instance.pk}) cannot be decrypted: "
                 f"{error}"
             ) from error
+
+    def unseal_for(self, patient_id, context: bytes, envelope: str):
+        """The value of `envelope`, bound to `context`; `ERASED` when its key was destroyed."""
+        from vault import keys
+
+        try:
+            version, key_text, payload = envelope.split("$")
+            if version != ENVELOPE_VERSION:
+                raise ValueError(version)
+            key_id = int(key_text)
+            sealed = binascii.a2b_base64(payload, strict_mode=True)
+        except (ValueError, binascii.Error):
+            raise _NotAnEnvelope(
+                f"{self.model.__name__}.{self.name}: not a Patterm envelope"
+            ) from None
+        try:
+            plaintext = crypto.open_with(keys.cipher(key_id, patient_id), sealed, context)
+        except crypto.KeyDestroyed:
+            return ERASED
         return self.value_from_plaintext(plaintext.decode())
 
     def pre_save(self, model_instance, add):

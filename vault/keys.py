@@ -10,10 +10,11 @@ import binascii
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from django.db.models import F, FilteredRelation, Q
 
 from vault import crypto
 from vault.models import PatientKey
@@ -73,22 +74,46 @@ def _wrap_context(patient_id: int, version: int) -> bytes:
     return f"patterm:patient-key:v1|patient={patient_id}|master={version}".encode()
 
 
+@lru_cache(maxsize=16)
+def _master_cipher(master_key: bytes):
+    """One AES-GCM object per master key, not one per data key wrapped or unwrapped.
+
+    It holds nothing the ring (itself cached for the process) does not already hold.
+    """
+    return crypto.cipher(master_key)
+
+
 def wrap(*, patient_id: int, key: bytes, version: int | None = None) -> tuple[int, bytes]:
     """(master version, wrapped key): `key` sealed under the given or the active master key."""
     ring = master_key_ring()
     version = ring.active_version if version is None else version
-    return version, crypto.seal(ring.key(version), key, _wrap_context(patient_id, version))
+    aead = _master_cipher(ring.key(version))
+    return version, crypto.seal_with(aead, key, _wrap_context(patient_id, version))
+
+
+def unwrap_stored(*, patient_id: int, version: int, wrapped: bytes | None) -> bytes:
+    """The data key stored as `wrapped` under master key `version`, from the row's plain values."""
+    if wrapped is None:
+        raise crypto.KeyDestroyed("the patient's data key was destroyed (erased)")
+    return crypto.open_with(
+        _master_cipher(master_key_ring().key(version)),
+        bytes(wrapped),
+        _wrap_context(patient_id, version),
+    )
 
 
 def unwrap(patient_key: PatientKey) -> bytes:
-    if patient_key.wrapped_key is None:
-        raise crypto.KeyDestroyed("the patient's data key was destroyed (erased)")
-    version = patient_key.master_key_version
-    return crypto.open_sealed(
-        master_key_ring().key(version),
-        bytes(patient_key.wrapped_key),
-        _wrap_context(patient_key.patient_id, version),
+    return unwrap_stored(
+        patient_id=patient_key.patient_id,
+        version=patient_key.master_key_version,
+        wrapped=patient_key.wrapped_key,
     )
+
+
+def rewrap(*, patient_id: int, version: int, wrapped: bytes, target: int) -> bytes:
+    """The same data key, unwrapped from `version` and wrapped again under `target`."""
+    plain = unwrap_stored(patient_id=patient_id, version=version, wrapped=wrapped)
+    return wrap(patient_id=patient_id, key=plain, version=target)[1]
 
 
 # Unwrapped data keys, for the current request (or command batch) only: a record page costs one
@@ -140,14 +165,64 @@ def data_keys_preload(patient_ids) -> None:
     if cache is None:
         return
     wanted = {pid for pid in patient_ids if ("current", pid) not in cache}
-    for patient_key in PatientKey.objects.filter(patient_id__in=wanted):
-        try:
-            key = unwrap(patient_key)
-        except crypto.DecryptionError as error:
-            key = error
-        cache[("key", patient_key.pk, patient_key.patient_id)] = key
-        if patient_key.destroyed_at is None and not isinstance(key, Exception):
-            cache[("current", patient_key.patient_id)] = (patient_key.pk, key)
+    if not wanted:
+        return
+    rows = PatientKey.objects.filter(patient_id__in=wanted).values_list(
+        "pk", "patient_id", "master_key_version", "wrapped_key", "destroyed_at"
+    )
+    for key_id, patient_id, version, wrapped, destroyed_at in rows:
+        _remember(cache, key_id, patient_id, version, wrapped, live=destroyed_at is None)
+
+
+def _remember(cache: dict, key_id, patient_id, version, wrapped, *, live: bool) -> None:
+    try:
+        key = unwrap_stored(patient_id=patient_id, version=version, wrapped=wrapped)
+    except crypto.DecryptionError as error:
+        key = error
+    cache[("key", key_id, patient_id)] = key
+    if live and not isinstance(key, Exception):
+        cache[("current", patient_id)] = (key_id, key)
+
+
+# The live data key of each row's patient, joined to the rows' own query by `with_live_data_key`.
+LIVE_KEY = "_patterm_live_key"
+_LIVE_KEY_COLUMNS = {
+    f"{LIVE_KEY}_id": "id",
+    f"{LIVE_KEY}_version": "master_key_version",
+    f"{LIVE_KEY}_wrapped": "wrapped_key",
+}
+
+
+def with_live_data_key(queryset, patient_field: str = "patient"):
+    """`queryset` with each row's patient's live data key joined in (one LEFT JOIN on the one
+    live key a patient has), so that a page of rows and its keys cost one query.
+
+    Call `data_keys_from_rows` on the rows it returns; a patient without a live key (erased)
+    joins nothing, and their values are looked up, and read as erased, as before.
+    """
+    relation = f"{patient_field}__data_keys"
+    return queryset.annotate(
+        **{
+            LIVE_KEY: FilteredRelation(relation, condition=Q(**{f"{relation}__destroyed_at": None}))
+        },
+        **{name: F(f"{LIVE_KEY}__{column}") for name, column in _LIVE_KEY_COLUMNS.items()},
+    )
+
+
+def data_keys_from_rows(rows, patient_field: str = "patient") -> None:
+    """Unwrap, once per patient, the live keys `with_live_data_key` joined to `rows`, into the
+    open request cache (no query). Outside a `request_key_cache()` block it does nothing."""
+    cache = _request_keys.get()
+    if cache is None:
+        return
+    key_id_name, version_name, wrapped_name = _LIVE_KEY_COLUMNS
+    for row in rows:
+        patient_id = getattr(row, f"{patient_field}_id")
+        key_id = getattr(row, key_id_name)
+        if key_id is None or ("key", key_id, patient_id) in cache:
+            continue
+        version, wrapped = getattr(row, version_name), getattr(row, wrapped_name)
+        _remember(cache, key_id, patient_id, version, wrapped, live=True)
 
 
 def data_key_create(*, patient_id: int) -> PatientKey:
@@ -183,3 +258,26 @@ def data_key(key_id: int, patient_id: int) -> bytes:
         return unwrap(patient_key)
 
     return _cached(("key", key_id, patient_id), load)
+
+
+def current_cipher(patient_id: int):
+    """(key id, AES-GCM object) that encrypts new values of this patient: one object per key
+    per request, not one per value."""
+
+    def load():
+        key_id, key = current_data_key(patient_id)
+        cache = _request_keys.get()
+        if cache is None:
+            return key_id, crypto.cipher(key)
+        if ("cipher", key_id, patient_id) not in cache:  # shared with the values it opens
+            cache[("cipher", key_id, patient_id)] = crypto.cipher(key)
+        return key_id, cache[("cipher", key_id, patient_id)]
+
+    return _cached(("current-cipher", patient_id), load)
+
+
+def cipher(key_id: int, patient_id: int):
+    """The AES-GCM object of the data key a stored value names (see `data_key`)."""
+    return _cached(
+        ("cipher", key_id, patient_id), lambda: crypto.cipher(data_key(key_id, patient_id))
+    )

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from django.apps import apps
 from django.conf import settings
 from django.core.mail import send_mail
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import Case, Q, Value, When
 from django.http import HttpRequest
 from django.template.loader import render_to_string
@@ -28,8 +28,9 @@ from consent.models import CareRelationship, CareSource, EmergencyAccess
 from consent.relatives import contact_for
 from consent.services import care_relationship_record
 from patterm.errors import Forbidden, InvalidInput, NotFound
-from vault import coding, keys
-from vault.fields import EncryptedTextField
+from vault import coding, crypto, keys
+from vault.bulk import rows_update
+from vault.fields import EncryptedTextField, Sealed, is_erased
 from vault.models import (
     EmergencyNote,
     ErasureRequest,
@@ -203,20 +204,22 @@ def record_read(
 ) -> RecordRead:
     """Read a patient's record as `actor` sees it, decided by `consent.policy` and audited.
 
-    One query for the visible entries (each annotated with its legal basis), one count of the
-    rest, and one audit row: `success` with the bases used, or `denied` when nothing of the
-    record may be read. Decryption happens when a title or body is first read.
+    One query for the visible entries (each annotated with its legal basis, the patient's data
+    key joined in), one count of the rest, and one audit row: `success` with the bases used, or
+    `denied` when nothing of the record may be read. Decryption happens when a title or body is
+    first read, with the key unwrapped once for the request.
     """
     grants = policy.grants(actor=actor, patient=patient, purpose=purpose)
     own_entries = RecordEntry.objects.filter(patient=patient)
     entries: list[RecordEntry] = []
     if grants:
         entries = list(
-            own_entries.filter(_any_of(grants))
+            keys.with_live_data_key(own_entries.filter(_any_of(grants)))
             .annotate(basis=_first_basis(grants))
             .select_related("clinic", "author")
             .order_by("-created_at", "pk")
         )
+        keys.data_keys_from_rows(entries)  # the key came with the entries: no query of its own
     hidden_count = own_entries.count() - len(entries)
     # Denied too when the grants cover none of the entries there are (a practitioner whose
     # clinics wrote none of them): the reader was refused everything the record holds.
@@ -370,26 +373,40 @@ def master_key_rotate(
         actor=actor,
         details={"target_version": target, "pending": total},
     )
-    rewrapped = 0
+    rewrapped, last_key = 0, 0
     while True:
         with transaction.atomic():
-            batch = list(pending.select_for_update().order_by("pk")[:batch_size])
+            # Plain tuples, locked, in key order from where the last batch ended (the keys
+            # before it are done: no rescan of them per batch).
+            batch = list(
+                pending.filter(pk__gt=last_key)
+                .select_for_update()
+                .order_by("pk")
+                .values_list("pk", "patient_id", "master_key_version", "wrapped_key")[:batch_size]
+            )
             if not batch:
                 break
-            for patient_key in batch:
-                plain = keys.unwrap(patient_key)
-                patient_key.master_key_version, patient_key.wrapped_key = keys.wrap(
-                    patient_id=patient_key.patient_id, key=plain, version=target
+            rows = [
+                (
+                    key_id,
+                    target,
+                    keys.rewrap(
+                        patient_id=patient_id, version=version, wrapped=wrapped, target=target
+                    ),
                 )
-            _patient_keys_store(batch)
+                for key_id, patient_id, version, wrapped in batch
+            ]
+            # One statement for the whole batch (vault/bulk.py).
+            rows_update(PatientKey, ["master_key_version", "wrapped_key"], rows)
+            first_key, last_key = batch[0][0], batch[-1][0]
             send_event(
                 action=AuditAction.KEY_ROTATION_BATCH,
                 actor=actor,
                 details={
                     "target_version": target,
                     "count": len(batch),
-                    "first_key": batch[0].pk,
-                    "last_key": batch[-1].pk,
+                    "first_key": first_key,
+                    "last_key": last_key,
                 },
             )
         rewrapped += len(batch)
@@ -401,26 +418,6 @@ def master_key_rotate(
         details={"target_version": target, "rewrapped": rewrapped},
     )
     return MasterKeyRotation(target_version=target, pending=total, rewrapped=rewrapped)
-
-
-def _patient_keys_store(batch: list[PatientKey]) -> None:
-    """Write the re-wrapped keys of one batch: one statement, sent as a pipeline.
-
-    `bulk_update` builds a CASE over the whole batch and cost 1.6 ms per key, 99% of a rotation
-    (bench/keys.py, pyinstrument); this costs about a tenth of that.
-    """
-    meta, quote = PatientKey._meta, connection.ops.quote_name
-    version, wrapped = (
-        quote(meta.get_field(name).column) for name in ("master_key_version", "wrapped_key")
-    )
-    sql = (
-        f"UPDATE {quote(meta.db_table)} SET {version} = %s, {wrapped} = %s "  # noqa: S608 (names from the model)
-        f"WHERE {quote(meta.pk.column)} = %s"
-    )
-    with connection.cursor() as cursor:
-        cursor.executemany(
-            sql, [(key.master_key_version, key.wrapped_key, key.pk) for key in batch]
-        )
 
 
 class MasterKeyInUse(Exception):
@@ -469,26 +466,65 @@ def patient_key_rotate(*, patient: User, actor: User | None = None) -> int:
     old = old_key.first()
     if old is None:
         raise NotFound()
-    rows = []
+    # Every value read as plain tuples and opened under the old key, then the old key goes,
+    # and every value is sealed again under the new one: one UPDATE per model (vault/bulk.py).
+    plans = []
     for model, patient_field, fields in _encrypted_models():
-        for instance in model._default_manager.filter(**{patient_field: patient}):
-            plaintexts = {field.attname: getattr(instance, field.attname) for field in fields}
-            rows.append((instance, plaintexts))
+        stored = model._default_manager.filter(**{patient_field: patient}).values_list(
+            "pk", *(field.attname for field in fields)
+        )
+        plans.append((model, fields, [_row_open(patient.pk, fields, row) for row in stored]))
     PatientKey.objects.filter(pk=old.pk).update(wrapped_key=None, destroyed_at=timezone.now())
     new_key = keys.data_key_create(patient_id=patient.pk)
-    for instance, plaintexts in rows:
-        for attname, value in plaintexts.items():
-            setattr(instance, attname, value)
-        instance.save(update_fields=list(plaintexts))
+    rewritten = 0
+    for model, fields, rows in plans:
+        rows_update(
+            model,
+            [field.name for field in fields],
+            [_row_seal(patient.pk, fields, row_id, values) for row_id, values in rows],
+        )
+        rewritten += len(rows)
     send_event(
         action=AuditAction.KEY_PATIENT_ROTATE,
         actor=actor,
         object_type="patient_key",
         object_id=new_key.pk,
         subject_id=patient.pk,
-        details={"rows": len(rows), "old_key": old.pk},
+        details={"rows": rewritten, "old_key": old.pk},
     )
-    return len(rows)
+    return rewritten
+
+
+def _row_open(patient_id: int, fields, row: tuple) -> tuple:
+    """(row id, plaintext per field) of one stored row (plain tuples, no model instance).
+
+    None stays None; a value whose key was destroyed before (it reads as erased) stays the
+    envelope it is, to be written back unchanged.
+    """
+    row_id, *envelopes = row
+    values = []
+    for field, envelope in zip(fields, envelopes, strict=True):
+        if envelope is None:
+            values.append(None)
+            continue
+        try:
+            value = field.unseal_for(patient_id, field.row_context(patient_id, row_id), envelope)
+        except crypto.DecryptionError as error:
+            raise crypto.DecryptionError(
+                f"{field.model.__name__}.{field.name} (row {row_id}) cannot be decrypted: {error}"
+            ) from error
+        values.append(envelope if is_erased(value) else value)
+    return row_id, values
+
+
+def _row_seal(patient_id: int, fields, row_id, values: list) -> tuple:
+    """(row id, envelope per field): every plaintext sealed under the patient's current key."""
+    return row_id, *(
+        value
+        if value is None or isinstance(value, Sealed)
+        else field.seal_for(patient_id, field.row_context(patient_id, row_id), value)
+        for field, value in zip(fields, values, strict=True)
+    )
 
 
 # --- The practitioner's view ----------------------------------------------------------------

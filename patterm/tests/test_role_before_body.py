@@ -168,21 +168,7 @@ def test_there_are_numeric_query_parameters_to_probe():
     assert {name for _, _, name in NUMERIC} >= {"limit", "offset", "practitioner"}
 
 
-# audit/ belongs to the [ledger] branch: its `actor` filter is still pydantic's lax int (" 5",
-# "+5" pass). Strict, so this fails once `actor: Digits | None = AsciiInt(None, ge=1)` lands.
-LEFT_TO_AUDIT = {("GET", "/api/audit/events", "actor")}
-NUMERIC_CASES = [
-    pytest.param(
-        *case,
-        marks=pytest.mark.xfail(strict=True, reason="audit/api.py: actor is a lax int"),
-    )
-    if case in LEFT_TO_AUDIT
-    else case
-    for case in NUMERIC
-]
-
-
-@pytest.mark.parametrize(("method", "path", "name"), NUMERIC_CASES)
+@pytest.mark.parametrize(("method", "path", "name"), NUMERIC)
 @settings(
     max_examples=25,
     deadline=None,

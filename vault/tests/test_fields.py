@@ -258,3 +258,52 @@ def test_corrupted_envelope_gives_a_decryption_error(make_patient, corrupt):
     with pytest.raises(DecryptionError, match=r"^PatientProfile\.first_name"):
         profile.first_name  # noqa: B018
     assert profile.last_name == "Mustermann"
+
+
+# --- The stored format does not move, and one AES-GCM object serves a key per request ---------
+
+
+def test_values_stay_bound_to_the_documented_associated_data(make_patient):
+    """The fields build their associated data from parts made once; the bytes must stay those
+    of `associated_data()`, or every value stored before would stop opening."""
+    from vault import keys
+    from vault.fields import associated_data
+
+    patient = make_patient(first_name="Hildegard")
+    patient_id = patient.user.pk
+    key_id, _ = keys.current_data_key(patient_id)
+    data_key = keys.data_key(key_id, patient_id)
+    context = associated_data(
+        table="vault_patientprofile", column="first_name", patient_id=patient_id, row_id=patient_id
+    )
+    # A value sealed today opens under the documented context, with the plain AEAD layer.
+    _, _, payload = profile_column(patient_id, "first_name").split("$")
+    sealed = base64.b64decode(payload, validate=True)
+    assert crypto.open_sealed(data_key, sealed, context) == b"Hildegard"
+    # A value sealed the way the first release sealed it still opens through the field.
+    old_style = crypto.seal(data_key, b"Hedwig", context)
+    profile_column_set(
+        patient_id, "first_name", f"pt1${key_id}${base64.b64encode(old_style).decode()}"
+    )
+    assert _profile(patient).first_name == "Hedwig"
+
+
+def test_one_aes_gcm_object_per_data_key_per_request(make_patient, monkeypatch):
+    from vault import keys
+
+    patients = [make_patient(first_name=f"Name{n}") for n in range(3)]
+    made = []
+    real_cipher = crypto.cipher
+    monkeypatch.setattr(crypto, "cipher", lambda key: made.append(key) or real_cipher(key))
+    keys._master_cipher.cache_clear()
+
+    with keys.request_key_cache():
+        profiles = [_profile(p) for p in patients]
+        names = [profile.first_name for profile in profiles]
+        for profile in profiles:  # read and write every value of the three profiles
+            profile.last_name = profile.last_name + " Neu"
+            profile.save()
+            assert (profile.last_name, profile.date_of_birth.year) == ("Mustermann Neu", 1984)
+    assert names == ["Name0", "Name1", "Name2"]
+    # Nine values read, three written, each key expanded once: 3 data keys and the master key.
+    assert len(made) == len(set(made)) == 4

@@ -200,7 +200,7 @@ def test_an_empty_record_read_by_its_patient_is_a_success(make_patient):
     assert event.outcome == Outcome.SUCCESS
 
 
-# --- Cost: one query for the entries, one unwrap of the data key per request ----------------
+# --- Cost: one query for the entries and their data key, one unwrap per request -------------
 
 
 def _patient_with_entries(make_patient, author, clinic, count: int):
@@ -241,8 +241,23 @@ def test_decrypting_a_record_page_costs_the_same_queries_for_5_or_50_entries(mak
     for queries in (small_queries, large_queries):
         # One query lists the entries (the other one only counts them) ...
         assert sum(entry_table in sql and "COUNT(" not in sql.upper() for sql in queries) == 1
-        # ... and the patient's data key is fetched (and unwrapped) once for all 100 values.
-        assert sum(key_table in sql for sql in queries) == 1, queries
+        # ... and brings the patient's data key with it: no query of the key table of its own.
+        assert [sql for sql in queries if key_table in sql] == [
+            sql for sql in queries if entry_table in sql and "COUNT(" not in sql.upper()
+        ], queries
+
+
+def test_decrypting_a_record_page_after_reading_it_costs_no_query(make_patient):
+    clinic = ClinicFactory()
+    author = StaffFactory(clinic=clinic)
+    patient = _patient_with_entries(make_patient, author, clinic, 50)
+
+    with keys.request_key_cache():
+        entries = record_read(actor=author, patient=patient).entries
+        with CaptureQueriesContext(connection) as queries:
+            texts = sorted((entry.title, entry.body) for entry in entries)
+    assert queries.captured_queries == []
+    assert texts == sorted((f"Titel {n}", f"Befund {n}") for n in range(50))
 
 
 @pytest.mark.django_db

@@ -253,3 +253,85 @@ def test_rotate_patient_key_refuses_unknown_and_erased_patients(make_patient):
 def test_retiring_a_version_that_was_never_configured_is_refused():
     with pytest.raises(CommandError, match="not in PATTERM_MASTER_KEYS"):
         call_command("retire_master_key", "7")
+
+
+# --- Cost: one UPDATE per batch, whatever its size --------------------------------------------
+
+
+def _queries_of(action) -> list[str]:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as queries:
+        action()
+    return [query["sql"] for query in queries.captured_queries]
+
+
+def _key_updates(queries: list[str]) -> list[str]:
+    table = PatientKey._meta.db_table
+    return [sql for sql in queries if sql.upper().startswith("UPDATE") and table in sql]
+
+
+def test_a_rotation_batch_costs_the_same_queries_for_2_or_6_keys(settings, make_patient):
+    old, new = _master_key(1), _master_key(2)
+    runs = []
+    for count in (2, 6):
+        settings.PATTERM_MASTER_KEYS = old
+        for _ in range(count):
+            make_patient()
+        settings.PATTERM_MASTER_KEYS = f"{new},{old}"
+        runs.append(_queries_of(lambda count=count: master_key_rotate(batch_size=count)))
+
+    small, large = runs
+    # Count, start row, the batch (locking read, one UPDATE, its audit row), the look-up that
+    # finds nothing left, finish row: the same statements for 2 keys as for 6.
+    assert len(small) == len(large), (small, large)
+    assert len(_key_updates(small)) == len(_key_updates(large)) == 1
+    assert _live_versions() == [2] * 8
+    settings.PATTERM_MASTER_KEYS = new
+    for key in PatientKey.objects.all():
+        assert len(keys.unwrap(key)) == 32
+
+
+def test_rotating_a_patients_key_costs_the_same_queries_for_2_or_20_entries(make_patient):
+    from vault.services import patient_key_rotate
+
+    clinic = ClinicFactory()
+    author = StaffFactory(clinic=clinic)
+    few, many = make_patient().user, make_patient().user
+    for patient, count in ((few, 2), (many, 20)):
+        for number in range(count):
+            record_entry_write(author=author, patient=patient, clinic=clinic, title=f"T{number}")
+    expected = _plaintexts(many.pk)
+
+    few_queries = _queries_of(lambda: patient_key_rotate(patient=few))
+    many_queries = _queries_of(lambda: patient_key_rotate(patient=many))
+
+    assert len(many_queries) == len(few_queries), many_queries
+    entry_table = RecordEntry._meta.db_table
+    entry_updates = [q for q in many_queries if q.upper().startswith("UPDATE") and entry_table in q]
+    assert len(entry_updates) == 1
+    assert _plaintexts(many.pk) == expected
+
+
+def test_a_value_whose_key_was_destroyed_before_stays_as_it_is(make_patient):
+    """Rotating again leaves a value that already reads as erased untouched (it is not turned
+    into the text "[erased]" under the new key)."""
+    from vault.fields import ERASED
+    from vault.services import patient_key_rotate
+    from vault.tests.factories import stored_value_set
+
+    clinic = ClinicFactory()
+    author = StaffFactory(clinic=clinic)
+    patient = make_patient().user
+    entry = record_entry_write(author=author, patient=patient, clinic=clinic, title="Alt")
+    under_old_key = stored_value(RecordEntry, entry.pk, "title")
+    patient_key_rotate(patient=patient)
+    stored_value_set(RecordEntry, entry.pk, "title", under_old_key)  # restored from a backup
+    assert RecordEntry.objects.get(pk=entry.pk).title is ERASED
+
+    patient_key_rotate(patient=patient)
+
+    assert stored_value(RecordEntry, entry.pk, "title") == under_old_key
+    fresh = RecordEntry.objects.get(pk=entry.pk)
+    assert fresh.title is ERASED and fresh.body == "Blutdruck 150/95, Kontrolle in vier Wochen."
