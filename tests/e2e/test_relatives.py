@@ -1,5 +1,5 @@
 """A parent books for their child in a real browser (decision 0014): adds the child on "Meine
-Angehörigen", books a paediatric slot choosing the child under "Für wen", sees the
+Angehörigen", books a 40-minute paediatric check-up (two slots) choosing the child under "Für wen", sees the
 confirmation for the child, and reads the child's access log, where the booking and the read of
 the record show with the parent as "Kontoinhaber:in"; the practitioner's schedule says who
 booked."""
@@ -9,8 +9,14 @@ from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import expect
 
 from accounts.tests.factories import ClinicFactory
-from booking.models import Appointment
-from booking.tests.factories import days_ahead, practitioner_create, slot_create
+from booking.models import Appointment, VisitMotive
+from booking.tests.factories import (
+    days_ahead,
+    membership_of,
+    practitioner_create,
+    slot_create,
+    specialty_get,
+)
 from consent.models import RelativeLink
 from tests.e2e.conftest import shot
 
@@ -48,6 +54,17 @@ def test_a_parent_books_for_a_child_and_reads_the_childs_access_log(new_page, ma
     slot = slot_create(
         practitioner=paediatrician, specialty_slug="kinderheilkunde", starts_at=days_ahead(4, 9)
     )
+    following = slot_create(
+        practitioner=paediatrician, specialty_slug="kinderheilkunde", starts_at=slot.ends_at
+    )
+    u_check = VisitMotive.objects.create(
+        membership=membership_of(paediatrician),
+        specialty=specialty_get("kinderheilkunde"),
+        name_de="U-Untersuchung",
+        name_en="Check-up (U)",
+        duration_minutes=40,
+        note_de="Bitte das gelbe Heft mitbringen.",
+    )
     parent = make_patient(email="eltern@example.com").user
     page = new_page()
     log_in(page, parent.email)
@@ -65,9 +82,10 @@ def test_a_parent_books_for_a_child_and_reads_the_childs_access_log(new_page, ma
     shot(page, "relatives-child-page")
     assert_accessible(page)
 
-    # Book the paediatric slot for Mia.
-    page.goto(f"/book/{slot.public_id}/")
+    # Book the paediatric check-up (40 minutes: two 20-minute slots) for Mia.
+    page.goto(f"/book/{slot.public_id}/?motive={u_check.pk}")
     expect(page.get_by_role("heading", name="Termin buchen")).to_be_visible()
+    expect(page.get_by_text("Bitte das gelbe Heft mitbringen.")).to_be_visible()
     page.get_by_label("Für wen").select_option(label="Mia Muster")
     page.get_by_label("Anlass des Besuchs").fill("U9")
     shot(page, "relatives-book-for-whom")
@@ -78,6 +96,11 @@ def test_a_parent_books_for_a_child_and_reads_the_childs_access_log(new_page, ma
     expect(facts).to_contain_text("Kinderarztpraxis Eppendorf")
     appointment = Appointment.objects.get()
     assert (appointment.patient_id, appointment.booked_by_id) == (child_id, parent.pk)
+    assert appointment.motive_id == u_check.pk
+    assert set(appointment.occupied_slots.values_list("slot_id", flat=True)) == {
+        slot.pk,
+        following.pk,
+    }
 
     # The parent's own appointments stay theirs; Mia's are one tab away.
     nav(page, "Meine Termine").click()
