@@ -13,7 +13,7 @@ from audit import tlog
 from audit.chain import canonical_json
 from audit.integrator import checkpoint_create, integrate_pending, read_hashes
 from audit.models import AuditAction, AuditEvent, Outcome
-from audit.tests.builders import bearer, head_seq, staff_with_token
+from audit.tests.builders import bearer, events_since, head_seq, staff_with_token
 from audit.tests.helpers import append_varied
 from audit.verify_export import leaf_hash
 
@@ -35,17 +35,24 @@ def get(client, url, token, **params):
     return client.get(url, params, **bearer(token), HTTP_X_REQUEST_ID="auditor-request-0001")
 
 
-def append(n: int) -> None:
-    for index in range(1, n + 1):
-        append_varied(index)
+def append(n: int) -> list[AuditEvent]:
+    """Events 1..n, integrated. Tests name rows by these events' seq, never by fixed numbers:
+    seq comes from a database sequence, which PostgreSQL does not restart between tests."""
+    events = [append_varied(index) for index in range(1, n + 1)]
     integrate_pending()
+    return events
+
+
+def seqs(events: list[AuditEvent], *numbers: int) -> list[int]:
+    """The seq of events number `numbers` (counted from 1, as append_varied does)."""
+    return [events[number - 1].seq for number in numbers]
 
 
 # --- GET /api/audit/events ----------------------------------------------------------------------
 
 
 def test_the_auditor_pages_through_events_by_limit_and_offset(api_client, auditor):
-    append(30)
+    events = append(30)
     _, token = auditor
 
     first = get(api_client, EVENTS_URL, token.raw, action="auth.login", limit=4)
@@ -54,12 +61,12 @@ def test_the_auditor_pages_through_events_by_limit_and_offset(api_client, audito
     assert first.status_code == last.status_code == 200
     # append_varied gives auth.login to every event whose index is 1 modulo 3.
     assert first.json()["count"] == last.json()["count"] == 10
-    assert [item["seq"] for item in first.json()["items"]] == [1, 4, 7, 10]
-    assert [item["seq"] for item in last.json()["items"]] == [25, 28]
+    assert [item["seq"] for item in first.json()["items"]] == seqs(events, 1, 4, 7, 10)
+    assert [item["seq"] for item in last.json()["items"]] == seqs(events, 25, 28)
 
 
 def test_events_come_oldest_first_with_every_field(api_client, auditor):
-    append(30)
+    events = append(30)
     _, token = auditor
 
     response = get(api_client, EVENTS_URL, token.raw, limit=12, offset=3)
@@ -67,8 +74,8 @@ def test_events_come_oldest_first_with_every_field(api_client, auditor):
     body = response.json()
     assert response.status_code == 200
     assert body["count"] >= 30
-    assert [item["seq"] for item in body["items"]] == list(range(4, 16))
-    stored = AuditEvent.objects.get(seq=5)
+    assert [item["seq"] for item in body["items"]] == seqs(events, *range(4, 16))
+    stored = AuditEvent.objects.get(seq=events[4].seq)
     item = body["items"][1]
     assert (item["leaf_index"], item["hash"], item["prev_hash"]) == (4, None, None)
     assert item["details"] == stored.details
@@ -111,10 +118,11 @@ def test_a_time_without_offset_is_a_422_not_a_guess(api_client, auditor):
 
 def test_since_and_until_select_a_time_window(api_client, auditor):
     """`since` inclusive, `until` exclusive, in any offset."""
+    events = []
     with time_machine.travel(START, tick=False) as traveller:
         for hour in range(6):
             traveller.move_to(START + datetime.timedelta(hours=hour))
-            append_varied(hour + 1)
+            events.append(append_varied(hour + 1))
     _, token = auditor
 
     response = get(
@@ -126,12 +134,12 @@ def test_since_and_until_select_a_time_window(api_client, auditor):
     )
 
     assert response.status_code == 200
-    assert [item["seq"] for item in response.json()["items"]] == [3, 4]
+    assert [item["seq"] for item in response.json()["items"]] == seqs(events, 3, 4)
     only_since = get(
         api_client, EVENTS_URL, token.raw, since=(START + datetime.timedelta(hours=5)).isoformat()
     )
     # Row 6, and the audit.read rows of the two requests (written now, after the window).
-    assert [item["seq"] for item in only_since.json()["items"]][:1] == [6]
+    assert [item["seq"] for item in only_since.json()["items"]][:1] == seqs(events, 6)
     assert all(item["action"] == "audit.read" for item in only_since.json()["items"][1:]), (
         only_since.json()
     )
@@ -140,7 +148,7 @@ def test_since_and_until_select_a_time_window(api_client, auditor):
 
 
 def test_action_and_actor_filters_combine(api_client, auditor):
-    append(40)
+    events = append(40)
     _, token = auditor
     expected = list(
         AuditEvent.objects.filter(actor_id=1003, action="auth.register").values_list(
@@ -154,7 +162,9 @@ def test_action_and_actor_filters_combine(api_client, auditor):
 
     actor_seqs = [item["seq"] for item in by_actor.json()["items"]]
     assert actor_seqs == list(
-        AuditEvent.objects.filter(actor_id=1003, seq__lte=40).values_list("seq", flat=True)
+        AuditEvent.objects.filter(actor_id=1003, seq__lte=events[-1].seq).values_list(
+            "seq", flat=True
+        )
     )
     assert {item["actor_id"] for item in by_actor.json()["items"]} == {1003}
     assert [item["seq"] for item in both.json()["items"]] == expected
@@ -164,12 +174,12 @@ def test_action_and_actor_filters_combine(api_client, auditor):
 
 
 def test_reading_events_is_itself_audited(api_client, auditor):
-    append(3)
+    events = append(3)
     user, token = auditor
 
     response = get(api_client, EVENTS_URL, token.raw, action="auth.login", actor=1001)
 
-    read = AuditEvent.objects.get(seq=4)
+    (read,) = events_since(events[-1].seq)
     assert (read.action, read.outcome, read.actor_id, read.actor_role) == (
         AuditAction.AUDIT_READ,
         Outcome.SUCCESS,
@@ -204,20 +214,20 @@ def test_only_auditors_read_the_log(api_client, not_an_auditor, url):
 
 @pytest.mark.parametrize("url", [EVENTS_URL, VERIFY_URL])
 def test_anonymous_clients_are_asked_to_authenticate(api_client, url):
-    append(2)
+    events = append(2)
 
     response = api_client.get(url)
 
     assert response.status_code == 401
     assert response.json()["code"] == "not_authenticated"
-    assert head_seq() == 2
+    assert head_seq() == events[-1].seq
 
 
 # --- GET /api/audit/verify ------------------------------------------------------------------------
 
 
 def test_verify_answers_intact_with_the_head_and_is_audited(api_client, auditor):
-    append(12)
+    events = append(12)
     checkpoint = checkpoint_create()
     user, token = auditor
 
@@ -228,7 +238,7 @@ def test_verify_answers_intact_with_the_head_and_is_audited(api_client, auditor)
     assert body == {
         "ok": True,
         "events_checked": 12,
-        "head_seq": 12,
+        "head_seq": events[-1].seq,
         "head_hash": body["head_hash"],
         "first_broken_seq": None,
         "first_broken_leaf": None,
@@ -238,7 +248,7 @@ def test_verify_answers_intact_with_the_head_and_is_audited(api_client, auditor)
         "staged_events": 0,
         "problem": "",
     }
-    run = AuditEvent.objects.get(seq=13)
+    (run,) = events_since(events[-1].seq)
     assert (run.action, run.outcome, run.actor_id, run.actor_role, run.request_id) == (
         AuditAction.AUDIT_VERIFY,
         Outcome.SUCCESS,
@@ -251,28 +261,29 @@ def test_verify_answers_intact_with_the_head_and_is_audited(api_client, auditor)
 
 
 def test_verify_names_the_first_broken_row_after_tampering(api_client, auditor, triggers_dropped):
-    append(12)
+    events = append(12)
+    changed = events[4].seq
     _, token = auditor
     with transaction.atomic():
-        AuditEvent.objects.filter(seq=5).update(outcome=Outcome.SUCCESS, details={})
+        AuditEvent.objects.filter(seq=changed).update(outcome=Outcome.SUCCESS, details={})
 
     response = get(api_client, VERIFY_URL, token.raw)
 
     body = response.json()
     assert response.status_code == 200
-    assert (body["ok"], body["first_broken_seq"], body["events_checked"]) == (False, 5, 4)
+    assert (body["ok"], body["first_broken_seq"], body["events_checked"]) == (False, changed, 4)
     assert (body["first_broken_leaf"], body["root_hash"]) == (4, None)
-    assert body["problem"] == "event #5 (leaf 4): its content does not match the tree"
+    assert body["problem"] == f"event #{changed} (leaf 4): its content does not match the tree"
     run = AuditEvent.objects.order_by("-seq").first()
     assert (run.action, run.outcome) == (AuditAction.AUDIT_VERIFY, Outcome.FAILURE)
 
 
 def test_verify_finds_a_cut_tail_through_the_api(api_client, auditor, triggers_dropped):
-    append(12)
+    events = append(12)
     checkpoint_create()
     _, token = auditor
     with transaction.atomic():
-        AuditEvent.objects.filter(seq__gte=10).delete()
+        AuditEvent.objects.filter(seq__gte=events[9].seq).delete()
 
     body = get(api_client, VERIFY_URL, token.raw).json()
 

@@ -15,8 +15,22 @@ pytestmark = pytest.mark.django_db
 TABLE = AuditEvent._meta.db_table
 
 
+def seq_of(leaf: int) -> int:
+    """The real seq of the event at `leaf`: seq comes from a database sequence, which
+    PostgreSQL does not restart between tests, so no fixed number names a row."""
+    return AuditEvent.objects.values_list("seq", flat=True).get(leaf_index=leaf)
+
+
+def second() -> int:
+    return seq_of(1)
+
+
+def third() -> int:
+    return seq_of(2)
+
+
 def orm_queryset_update():
-    AuditEvent.objects.filter(seq=2).update(details={"forged": True})
+    AuditEvent.objects.filter(seq=second()).update(details={"forged": True})
 
 
 def orm_update_of_every_row():
@@ -24,19 +38,19 @@ def orm_update_of_every_row():
 
 
 def orm_bulk_update():
-    event = AuditEvent.objects.get(seq=2)
+    event = AuditEvent.objects.get(seq=second())
     event.outcome = "failure"
     AuditEvent.objects.bulk_update([event], ["outcome"])
 
 
 def orm_save_of_a_changed_row():
-    event = AuditEvent.objects.get(seq=2)
+    event = AuditEvent.objects.get(seq=second())
     event.action = "auth.logout"
     event.save()
 
 
 def orm_queryset_delete():
-    AuditEvent.objects.filter(seq=2).delete()
+    AuditEvent.objects.filter(seq=second()).delete()
 
 
 def orm_delete_of_every_row():
@@ -44,12 +58,12 @@ def orm_delete_of_every_row():
 
 
 def orm_instance_delete():
-    AuditEvent.objects.get(seq=3).delete()
+    AuditEvent.objects.get(seq=third()).delete()
 
 
 def raw_update():
     with connection.cursor() as cursor:
-        cursor.execute(f"UPDATE {TABLE} SET object_id = %s WHERE seq = %s", ["forged", 2])
+        cursor.execute(f"UPDATE {TABLE} SET object_id = %s WHERE seq = %s", ["forged", second()])
 
 
 def raw_update_of_the_leaf_indices():
@@ -59,12 +73,12 @@ def raw_update_of_the_leaf_indices():
 
 def raw_update_back_to_staged():
     with connection.cursor() as cursor:
-        cursor.execute(f"UPDATE {TABLE} SET leaf_index = NULL WHERE seq = 2")
+        cursor.execute(f"UPDATE {TABLE} SET leaf_index = NULL WHERE seq = %s", [second()])
 
 
 def raw_delete():
     with connection.cursor() as cursor:
-        cursor.execute(f"DELETE FROM {TABLE} WHERE seq = %s", [2])
+        cursor.execute(f"DELETE FROM {TABLE} WHERE seq = %s", [second()])
 
 
 def raw_delete_without_where():
@@ -74,26 +88,33 @@ def raw_delete_without_where():
 
 
 def raw_upsert(conflict: str):
-    """Insert a row that collides with row 3 on `conflict` (seq or leaf_index), as an upsert.
+    """Insert a row that collides with the third row on `conflict` (seq or leaf_index), as an
+    upsert.
 
     SQLite's INSERT OR REPLACE deletes the colliding row without firing DELETE triggers (unless
     recursive_triggers is on); PostgreSQL's ON CONFLICT DO UPDATE is an UPDATE.
     """
     columns = [field.column for field in AuditEvent._meta.concrete_fields]
-    replaced = {"details": "'{\"forged\": true}'", "seq": "99", "leaf_index": "NULL"}
+    target = third()
+    replaced = {
+        "details": "'{\"forged\": true}'",
+        "seq": str(target + 1000),
+        "leaf_index": "NULL",
+    }
     del replaced[conflict]
     if connection.vendor == "postgresql":
         replaced["details"] += "::jsonb"
     selected = ", ".join(replaced.get(column, column) for column in columns)
     insert = (
-        f"INSERT INTO {TABLE} ({', '.join(columns)}) SELECT {selected} FROM {TABLE} WHERE seq = 3"
+        f"INSERT INTO {TABLE} ({', '.join(columns)}) SELECT {selected} FROM {TABLE} WHERE seq = %s"
     )
     with connection.cursor() as cursor:
         if connection.vendor == "sqlite":
-            cursor.execute(insert.replace("INSERT INTO", "INSERT OR REPLACE INTO", 1))
+            cursor.execute(insert.replace("INSERT INTO", "INSERT OR REPLACE INTO", 1), [target])
         else:
             cursor.execute(
-                f"{insert} ON CONFLICT ({conflict}) DO UPDATE SET details = EXCLUDED.details"
+                f"{insert} ON CONFLICT ({conflict}) DO UPDATE SET details = EXCLUDED.details",
+                [target],
             )
 
 
@@ -182,7 +203,7 @@ def test_dropped_triggers_let_changes_through_and_install_restores_the_refusal(b
     triggers.drop(connection)
     try:
         raw_update()
-        assert AuditEvent.objects.get(seq=2).object_id == "forged"
+        assert AuditEvent.objects.get(seq=second()).object_id == "forged"
     finally:
         triggers.install(connection)
 
