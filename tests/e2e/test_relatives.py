@@ -1,8 +1,8 @@
 """A parent books for their child in a real browser (decision 0014): adds the child on "Meine
 Angehörigen", books a 40-minute paediatric check-up (two slots) choosing the child under "Für
-wen", sees the confirmation for the child, and reads the child's access log, where the booking and the read of
-the record show with the parent as "Kontoinhaber:in"; the practitioner's schedule says who
-booked."""
+wen", sees the confirmation for the child, and reads the child's access log, where the booking
+and the read of the record show with the parent as "Kontoinhaber:in"; the practitioner's
+schedule says who booked."""
 
 import pytest
 from axe_playwright_python.sync_playwright import Axe
