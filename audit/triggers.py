@@ -9,6 +9,8 @@ The events table allows exactly one change: the integrator setting a staged even
 would skip the integrator), and an index once set never changes.
 """
 
+from audit.chain import HASHED_FIELDS
+
 EVENTS = "audit_auditevent"
 CHECKPOINTS = "audit_checkpoint"
 TREE_HASHES = "audit_tree_hash"
@@ -21,25 +23,9 @@ APPEND_ONLY_TABLES = {
     TREE_HASHES: ("id",),
     TREE_CHECKPOINTS: ("id", "tree_size"),
 }
-# The events' columns besides `leaf_index`, which the one allowed UPDATE must leave as they are.
-EVENT_FIXED_COLUMNS = (
-    "seq",
-    "occurred_at",
-    "actor_id",
-    "actor_role",
-    "action",
-    "object_type",
-    "object_id",
-    "subject_ref",
-    "clinic_id",
-    "purpose",
-    "outcome",
-    "request_id",
-    "client_address",
-    "details",
-    "prev_hash",
-    "hash",
-)
+# The events' columns besides `leaf_index`, which the one allowed UPDATE must leave as they are:
+# the hashed ones and the old chain's two.
+EVENT_FIXED_COLUMNS = (*HASHED_FIELDS, "prev_hash", "hash")
 
 _POSTGRESQL_INTEGRATE_ONLY = """
     CREATE OR REPLACE FUNCTION patterm_audit_integrate_only() RETURNS trigger

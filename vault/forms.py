@@ -19,6 +19,15 @@ MESSAGE_BIRTH_IN_FUTURE = _("The date of birth lies in the future.")
 MESSAGE_BIRTH_TOO_EARLY = _("Please check the year of birth.")
 
 
+def birth_date_checked(born: datetime.date) -> datetime.date:
+    """A date of birth that can be one: not in the future, not before 1900."""
+    if born > timezone.localdate():
+        raise forms.ValidationError(MESSAGE_BIRTH_IN_FUTURE)
+    if born < datetime.date(1900, 1, 1):
+        raise forms.ValidationError(MESSAGE_BIRTH_TOO_EARLY)
+    return born
+
+
 class SignupForm(forms.Form):
     """A patient's sign-up. The password is never sent back into the page."""
 
@@ -56,12 +65,7 @@ class SignupForm(forms.Form):
         )
 
     def clean_date_of_birth(self):
-        born = self.cleaned_data["date_of_birth"]
-        if born > timezone.localdate():
-            raise forms.ValidationError(MESSAGE_BIRTH_IN_FUTURE)
-        if born < datetime.date(1900, 1, 1):
-            raise forms.ValidationError(MESSAGE_BIRTH_TOO_EARLY)
-        return born
+        return birth_date_checked(self.cleaned_data["date_of_birth"])
 
 
 class TakeoverForm(forms.Form):
@@ -160,9 +164,4 @@ class RelativeForm(InsuranceFieldsMixin):
     field_order = ["first_name", "last_name", "date_of_birth", "relationship"]
 
     def clean_date_of_birth(self):
-        born = self.cleaned_data["date_of_birth"]
-        if born > timezone.localdate():
-            raise forms.ValidationError(MESSAGE_BIRTH_IN_FUTURE)
-        if born < datetime.date(1900, 1, 1):
-            raise forms.ValidationError(MESSAGE_BIRTH_TOO_EARLY)
-        return born
+        return birth_date_checked(self.cleaned_data["date_of_birth"])
