@@ -10,20 +10,23 @@ from django.utils.translation import gettext_lazy as _
 from consent.models import Relationship
 from patterm.web import DateInput
 from vault.models import InsuranceType, validate_kvnr
+from vault.relatives import (
+    EARLIEST_BIRTH,
+    MESSAGE_BIRTH_IN_FUTURE,
+    MESSAGE_BIRTH_TOO_EARLY,
+    MESSAGE_CONTROL_CHARACTERS,
+)
 
-MESSAGE_CONTROL_CHARACTERS = _("Control characters are not allowed.")
 no_control_characters = RegexValidator(
     r"[\x00-\x1f\x7f]", message=MESSAGE_CONTROL_CHARACTERS, inverse_match=True
 )
-MESSAGE_BIRTH_IN_FUTURE = _("The date of birth lies in the future.")
-MESSAGE_BIRTH_TOO_EARLY = _("Please check the year of birth.")
 
 
 def birth_date_checked(born: datetime.date) -> datetime.date:
     """A date of birth that can be one: not in the future, not before 1900."""
     if born > timezone.localdate():
         raise forms.ValidationError(MESSAGE_BIRTH_IN_FUTURE)
-    if born < datetime.date(1900, 1, 1):
+    if born < EARLIEST_BIRTH:
         raise forms.ValidationError(MESSAGE_BIRTH_TOO_EARLY)
     return born
 
