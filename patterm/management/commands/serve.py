@@ -56,6 +56,10 @@ def web_command(port: int, *, dev: bool = False, host: str = "127.0.0.1") -> lis
         "--timeout=30",
         "--graceful-timeout=4",  # below honcho's 5 s before KILL
         "--access-logfile=-",
+        # Nothing uses gunicorn's control socket, and its one default path per user
+        # (~/.gunicorn/gunicorn.ctl) makes a second server on the machine (a test, a second
+        # checkout) take it over from the first.
+        "--no-control-socket",
     ]
 
 
