@@ -91,3 +91,17 @@ def shot(page, name: str) -> Path:
     path = SCREENSHOTS / (re.sub(r"[^\w.-]+", "_", name) + ".png")
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+_AXE = None
+
+
+def assert_accessible(page) -> None:
+    """axe-core (WCAG 2 A/AA and 2.1 AA rules) finds nothing on the page as it is shown."""
+    global _AXE
+    if _AXE is None:
+        from axe_playwright_python.sync_playwright import Axe
+
+        _AXE = Axe()
+    results = _AXE.run(page, options={"runOnly": ["wcag2a", "wcag2aa", "wcag21aa"]})
+    assert results.violations_count == 0, results.generate_report()

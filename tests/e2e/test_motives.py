@@ -8,7 +8,7 @@ from playwright.sync_api import expect
 from booking.models import Appointment, Slot, VisitMotive
 from booking.tests.factories import days_ahead
 from patterm.tests.staff_world import PASSWORD, world_build
-from tests.e2e.conftest import shot
+from tests.e2e.conftest import assert_accessible, shot
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -54,6 +54,7 @@ def test_a_clinic_admin_creates_a_motive_that_then_appears_in_search(world, new_
     admin.get_by_label("Privat versichert").uncheck()
     admin.get_by_label("Selbstzahler:innen").uncheck()
     admin.get_by_label("Hinweis vor der Buchung (Deutsch)").fill("Bitte Impfpass mitbringen")
+    assert_accessible(admin)
     shot(admin, "staff-motive-new")
     admin.get_by_role("button", name="Hinzufügen").click()
     expect(admin.get_by_text("Der Besuchsgrund wurde angelegt.")).to_be_visible()
@@ -67,6 +68,7 @@ def test_a_clinic_admin_creates_a_motive_that_then_appears_in_search(world, new_
     card = visitor.get_by_role("article").filter(has_text="Nordarzt")
     expect(card).to_contain_text("Termine für Impfung (10 Min.)")
     expect(card).to_contain_text("Bitte Impfpass mitbringen")
+    assert_accessible(visitor)
     shot(visitor, "patient-search-motive")
     # Privately insured: the motive is not for them, the 40-minute one is (two of three slots).
     visitor.get_by_label("Versicherung").select_option("privat")
@@ -79,12 +81,14 @@ def test_a_clinic_admin_creates_a_motive_that_then_appears_in_search(world, new_
     expect(visitor.get_by_role("heading", name="Besuchsgründe")).to_be_visible()
     visitor.get_by_role("link", name="Impfung").click()
     expect(visitor.locator(".week__time")).to_have_count(3)
+    assert_accessible(visitor)  # the practitioner's page
 
     patient = make_patient(email="lena@example.com").user
     log_in(visitor, patient.email)
     visitor.goto(f"/practitioners/{world.hours_north.membership.pk}/?motive={motive.pk}")
     visitor.locator(".week__time").first.click()
     expect(visitor.get_by_text("Bitte Impfpass mitbringen")).to_be_visible()
+    assert_accessible(visitor)  # the booking form with the motive's note
     visitor.get_by_label("Versicherung").select_option("gesetzlich")
     visitor.get_by_role("button", name="Jetzt buchen").click()
     expect(visitor.get_by_text("Ihr Termin ist gebucht.")).to_be_visible()
@@ -104,4 +108,5 @@ def test_the_week_view_fits_a_phone(world, new_page):
     assert width <= 360, width
     box = card.locator(".week__time").first.bounding_box()
     assert box["height"] >= 24, box  # a tap target, not a sliver
+    assert_accessible(page)
     shot(page, "patient-search-week-phone")

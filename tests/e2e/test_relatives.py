@@ -5,7 +5,6 @@ and the read of the record show with the parent as "Kontoinhaber:in"; the practi
 schedule says who booked."""
 
 import pytest
-from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import expect
 
 from accounts.tests.factories import ClinicFactory
@@ -18,18 +17,11 @@ from booking.tests.factories import (
     specialty_get,
 )
 from consent.models import RelativeLink
-from tests.e2e.conftest import shot
+from tests.e2e.conftest import assert_accessible, shot
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 PASSWORD = "Lange-Reise-2026"
-AXE = Axe()
-
-
-def assert_accessible(page) -> None:
-    """axe-core (WCAG 2 A/AA rules) finds nothing on the page as it is shown."""
-    results = AXE.run(page, options={"runOnly": ["wcag2a", "wcag2aa", "wcag21aa"]})
-    assert results.violations_count == 0, results.generate_report()
 
 
 def log_in(page, email: str) -> None:
