@@ -631,9 +631,7 @@ def _patient(patient_id: int) -> User:
     return patient
 
 
-def record_read_refusal_audit(
-    *, actor: User, patient_id: int | None, reason: str = "role"
-) -> None:
+def record_read_refusal_audit(*, actor: User, patient_id: int | None, reason: str = "role") -> None:
     """A record read refused for the actor's role (or, `reason` "scope", for their token's
     SMART scopes) is audited as denied, like every read."""
     patient = User.objects.filter(pk=patient_id, role=Role.PATIENT).first() if patient_id else None
