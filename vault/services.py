@@ -254,8 +254,6 @@ def record_read(
     return RecordRead(entries=entries, hidden_count=hidden_count, granted=bool(grants))
 
 
-@keys.request_key_cache()
-@transaction.atomic
 def record_entry_read(
     *,
     actor: User,
@@ -269,15 +267,30 @@ def record_entry_read(
     `patient_ids`: the patients the caller's token may concern at all (its SMART context);
     an entry of anyone else is refused like one the policy refuses. Refused, missing, or
     not of `categories`: NotFound, so the answer does not tell whether the entry exists. A
-    refusal of an existing entry leaves a `denied` row.
+    refusal of an existing entry leaves a `denied` row (committed before the refusal is raised).
     """
+    entry = _record_entry_decide(
+        actor=actor,
+        entry_id=entry_id,
+        categories=categories,
+        patient_ids=patient_ids,
+        purpose=purpose,
+    )
+    if entry is None:
+        raise NotFound()
+    return entry
+
+
+@keys.request_key_cache()
+@transaction.atomic
+def _record_entry_decide(*, actor, entry_id, categories, patient_ids, purpose):
     entry = (
         keys.with_live_data_key(RecordEntry.objects.filter(pk=entry_id, category__in=categories))
         .select_related("clinic", "author", "patient")
         .first()
     )
     if entry is None:
-        raise NotFound()
+        return None
     keys.data_keys_from_rows([entry])
     decision = policy.Decision(False, None, "token_context")
     if patient_ids is None or entry.patient_id in patient_ids:
@@ -305,12 +318,11 @@ def record_entry_read(
         },
     )
     if not decision.allowed:
-        raise NotFound()
+        return None
     entry.basis = decision.basis
     return entry
 
 
-@transaction.atomic
 def patient_profile_read(
     *, actor: User, patient: User, purpose: str = policy.Purpose.TREATMENT
 ) -> PatientProfile | None:
@@ -318,16 +330,17 @@ def patient_profile_read(
     the consent policy gives `actor` for this patient, audited like a record read (the
     profile is personal data of the record's subject). No basis: NotFound, audited denied."""
     found = policy.grants(actor=actor, patient=patient, purpose=purpose)
-    send_event(
-        action=AuditAction.RECORD_READ,
-        actor=actor,
-        outcome=Outcome.SUCCESS if found else Outcome.DENIED,
-        object_type="patient_profile",
-        subject_id=patient.pk,
-        clinic_id=policy.acting_clinic_id(actor),
-        purpose=purpose,
-        details={"bases": sorted({grant.basis for grant in found})},
-    )
+    with transaction.atomic():  # the denied row is committed before the refusal is raised
+        send_event(
+            action=AuditAction.RECORD_READ,
+            actor=actor,
+            outcome=Outcome.SUCCESS if found else Outcome.DENIED,
+            object_type="patient_profile",
+            subject_id=patient.pk,
+            clinic_id=policy.acting_clinic_id(actor),
+            purpose=purpose,
+            details={"bases": sorted({grant.basis for grant in found})},
+        )
     if not found:
         raise NotFound()
     return patient_profile_get(patient=patient)
