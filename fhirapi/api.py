@@ -31,6 +31,7 @@ MESSAGE_LOGIN = _("Authentication required: send a bearer token with SMART scope
 MESSAGE_NO_SCOPE = _(
     "This token has no SMART scopes: ask for one at login (scope), e.g. patient/*.rs."
 )
+MESSAGE_READ_ONLY = _("This FHIR API only reads: use GET.")
 MESSAGE_SERVER_ERROR = _("Internal server error. The incident was logged.")
 
 # OperationOutcome issue types (http://hl7.org/fhir/R4/valueset-issue-type.html) by status.
@@ -160,8 +161,19 @@ def metadata(request):
     return capability_statement(_base_url(request))
 
 
-@fhir_api.get("/{resource_type}")
+# Every method is routed, so that a write (this API only reads) is a 405 OperationOutcome and not
+# an HTML page.
+METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+
+
+def _read_only(request) -> None:
+    if request.method != "GET":
+        raise FhirError(405, "not-supported", str(MESSAGE_READ_ONLY))
+
+
+@fhir_api.api_operation(METHODS, "/{resource_type}")
 def search(request, resource_type: str):
+    _read_only(request)
     resource_type = _resource_type(resource_type)
     lenient = "handling=lenient" in request.headers.get("Prefer", "").replace(" ", "")
     parsed = search_parse(resource_type, request.GET, lenient=lenient)
@@ -171,17 +183,24 @@ def search(request, resource_type: str):
     return searchset(request, resource_type, parsed, page)
 
 
-@fhir_api.get("/{resource_type}/{resource_id}")
+@fhir_api.api_operation(METHODS, "/{resource_type}/{resource_id}")
 def read(request, resource_type: str, resource_id: str):
+    _read_only(request)
     resource_type = _resource_type(resource_type)
     return services.resource_read(
         caller=_caller(request), resource_type=resource_type, resource_id=resource_id
     )
 
 
-@fhir_api.get("/{path:rest}")
+@fhir_api.api_operation(METHODS, "/{path:rest}")
 def unknown(request, rest: str):
     """Everything else under /fhir/R4/ (history, operations, compartments): not served."""
+    raise FhirError(404, "not-supported", str(MESSAGE_NOT_FOUND))
+
+
+@fhir_api.api_operation(METHODS, "/")
+def root(request):
+    """The base itself: no batch or transaction Bundles here."""
     raise FhirError(404, "not-supported", str(MESSAGE_NOT_FOUND))
 
 
