@@ -158,3 +158,9 @@ def test_the_capability_statement_is_public_and_lists_exactly_what_is_served(api
     for resource_type, resource in served.items():
         assert [i["code"] for i in resource["interaction"]] == ["read", "search-type"]
         assert {p["name"] for p in resource["searchParam"]} == set(SEARCH_PARAMETERS[resource_type])
+
+
+def test_the_api_openapi_document_holds_no_fhir_path(api_client):
+    paths = api_client.get("/api/openapi.json").json()["paths"]
+    assert paths and not [path for path in paths if "fhir" in path.lower()]
+    assert api_client.get(f"{FHIR}/openapi.json").status_code == 404
