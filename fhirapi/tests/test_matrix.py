@@ -9,6 +9,7 @@ from audit.services import subject_pseudonym
 from audit.tests.builders import head_seq
 from consent.tests.conftest import MARKER_BODY, MARKER_TITLE
 from fhirapi.tests.conftest import FHIR, fhir_headers
+from vault.tests.factories import record_entry_write
 
 pytestmark = pytest.mark.django_db
 
@@ -142,3 +143,42 @@ def test_the_basis_of_each_fhir_read_is_in_the_patients_access_log(fhir_world):
         action=AuditAction.RECORD_READ, object_type="record_entry", outcome="success"
     ).order_by("seq")
     assert [row.details["bases"] for row in rows] == [["own_clinic"], ["consent"], ["emergency"]]
+
+
+def test_a_consent_for_some_categories_opens_those_resource_types_only(fhir_world):
+    world = fhir_world
+    allergy = record_entry_write(
+        author=world.doctor,
+        patient=world.patient,
+        clinic=world.home,
+        category="allergy",
+        title="Penicillin",
+    )
+    headers = fhir_headers(world.actors["consent_other_category"].token)  # allergy, medication
+    read = world.client.get(f"{FHIR}/AllergyIntolerance/{allergy.pk}", **headers)
+    assert read.status_code == 200
+    assert read.json()["code"] == {"text": "Penicillin"}
+    found = world.client.get(f"{FHIR}/AllergyIntolerance?patient={world.patient.pk}", **headers)
+    assert [e["resource"]["id"] for e in found.json()["entry"]] == [str(allergy.pk)]
+    assert world.client.get(f"{FHIR}/Condition/{world.entry.pk}", **headers).status_code == 404
+    searched = world.client.get(f"{FHIR}/Condition?patient={world.patient.pk}", **headers)
+    assert searched.json()["total"] == 0
+
+
+def test_staff_reading_appointments_is_audited_per_patient_as_the_schedule(fhir_world):
+    world = fhir_world
+    started = head_seq()
+    for name in ("own_clinic", "clinic_admin"):
+        actor = world.actors[name]
+        response = world.client.get(
+            f"{FHIR}/Appointment?patient={world.patient.pk}", **fhir_headers(actor.token)
+        )
+        assert response.json()["total"] == 1
+    rows = AuditEvent.objects.filter(seq__gt=started, action=AuditAction.SCHEDULE_READ)
+    assert [(row.actor_id, row.subject_ref, row.clinic_id) for row in rows.order_by("seq")] == [
+        (world.actors[name].user.pk, subject_pseudonym(world.patient.pk), world.home.pk)
+        for name in ("own_clinic", "clinic_admin")
+    ]
+    owner = world.client.get(f"{FHIR}/Appointment", **fhir_headers(world.actors["owner"].token))
+    assert owner.json()["total"] == 1
+    assert rows.count() == 2  # the patient reading their own leaves no snapshot row
