@@ -289,7 +289,7 @@ def _record_entry_decide(*, actor, entry_id, categories, patient_ids, purpose):
         .select_related("clinic", "author", "patient")
         .first()
     )
-    if entry is None:
+    if entry is None or not entry.patient.is_active:  # a closed account: as `_patient` does
         return None
     keys.data_keys_from_rows([entry])
     decision = policy.Decision(False, None, "token_context")

@@ -165,3 +165,16 @@ def test_the_api_openapi_document_holds_no_fhir_path(api_client, record):
     assert paths and not [path for path in paths if "fhir" in path.lower()]
     own = api_client.get(f"{FHIR}/openapi.json", **fhir_headers(record.patient_token))
     assert own.status_code == 404  # the FHIR API has none: metadata describes it
+
+
+def test_a_closed_accounts_entries_and_profile_are_not_found(api_client, record):
+    from accounts.models import User
+
+    User.objects.filter(pk=record.patient.pk).update(is_active=False)
+    headers = fhir_headers(record.doctor_token)
+    for url in (
+        f"/Condition/{record.entries['diagnosis'].pk}",
+        f"/Condition?patient={record.patient.pk}",
+        f"/Patient/{record.patient.pk}",
+    ):
+        assert api_client.get(FHIR + url, **headers).status_code == 404, url
