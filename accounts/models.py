@@ -201,6 +201,9 @@ class ApiToken(models.Model):
     # Whether a second factor was proved for this token (a TOTP or recovery code at login, or
     # the code that confirmed a new device through it).
     otp_verified = models.BooleanField(_("second factor verified"), default=False)
+    # SMART App Launch v2 scopes, space-separated (accounts/scopes.py). Empty: a token for /api,
+    # issued before scopes or without one; a scoped token is for /fhir (decision 0020).
+    scope = models.CharField(_("scope"), max_length=1000, blank=True, default="")
 
     class Meta:
         verbose_name = _("API token")

@@ -68,6 +68,12 @@ class LoginIn(Schema):
     password: str = Field(..., max_length=settings.PATTERM_PASSWORD_MAX_LENGTH)
     # The authenticator app's 6 digits, or a recovery code; needed once the account has a device.
     otp: str = Field("", max_length=32)
+    # SMART v2 scopes (space-separated): a token for the FHIR API at /fhir/R4/ (docs/fhir.md).
+    scope: str | None = Field(
+        None,
+        max_length=1000,
+        description="SMART v2 scopes such as `patient/*.rs`: a token for /fhir/R4/ only.",
+    )
 
 
 class SessionOut(Schema):
@@ -128,6 +134,7 @@ class UserOut(Schema):
 class TokenOut(Schema):
     token: str
     expires_at: datetime.datetime
+    scope: str | None = None
     user: UserOut
 
 

@@ -21,7 +21,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from accounts import lockout
+from accounts import lockout, scopes
 from accounts.models import ApiToken, Role, User, normalize_email
 from audit.models import AuditAction, Outcome
 from audit.signals import send_event
@@ -150,7 +150,11 @@ def user_language_set(*, user: User, language: str) -> User:
     return user
 
 
-def token_issue(*, user: User, client: ClientInfo, otp_verified: bool = False) -> IssuedToken:
+def token_issue(
+    *, user: User, client: ClientInfo, otp_verified: bool = False, scope: str | None = None
+) -> IssuedToken:
+    """A new token for `user`; `scope`: SMART v2 scopes for the FHIR API (checked by the
+    caller with `scopes.scope_errors`), None for an /api token."""
     raw = TOKEN_SCHEME + secrets.token_urlsafe(32)  # 256 bits from the OS CSPRNG
     now = timezone.now()
     token = ApiToken.objects.create(
@@ -163,6 +167,7 @@ def token_issue(*, user: User, client: ClientInfo, otp_verified: bool = False) -
         user_agent=client.user_agent[:200],
         created_from=client.address,
         otp_verified=otp_verified,
+        scope=scope or "",
     )
     return IssuedToken(raw=raw, token=token)
 
@@ -212,6 +217,7 @@ def login(
     client: ClientInfo,
     otp: str = "",
     request: HttpRequest | None = None,
+    scope: str | None = None,
 ) -> IssuedToken:
     """Check the password (and the second factor, for staff with a device) and issue a token.
 
@@ -220,6 +226,9 @@ def login(
     the same time whether or not the account exists. django-axes counts failures per account and
     account + address; a locked account is refused (429 `account_locked`) even with the right
     password, and with the same message whether or not it exists.
+
+    `scope` (SMART v2, accounts/scopes.py) makes it a token for the FHIR API: checked against
+    the user's role once the password is, a bad one is 422 and issues nothing.
     """
     from accounts import otp as second_factor  # otp builds on sessions, which builds on this
 
@@ -240,8 +249,12 @@ def login(
         if method is None:
             _login_failed(email=email, reason="invalid_otp")
             raise NotAuthenticated(second_factor.MESSAGE_OTP_INVALID, "otp_invalid")
+    if scope is not None:
+        if errors := scopes.scope_errors(scope, role=user.role):
+            raise InvalidInput([{"field": "scope", "message": message} for message in errors])
+        scope = scopes.scope_normalize(scope)
     with transaction.atomic():
-        issued = token_issue(user=user, client=client, otp_verified=method is not None)
+        issued = token_issue(user=user, client=client, otp_verified=method is not None, scope=scope)
         User.objects.filter(pk=user.pk).update(last_login=issued.token.created_at)
         send_event(
             action=AuditAction.AUTH_LOGIN,
@@ -249,7 +262,10 @@ def login(
             object_type="api_token",
             object_id=issued.token.pk,
             subject_id=user.pk if user.role == Role.PATIENT else None,
-            details={"second_factor": method} if method else None,
+            details={
+                key: value for key, value in (("second_factor", method), ("scope", scope)) if value
+            }
+            or None,
         )
     lockout.attempts_reset(request=request, user=user)
     return issued

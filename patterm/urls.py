@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
 
+from fhirapi.api import fhir_api
 from patterm import views
 from patterm.api import api
 
@@ -17,6 +18,8 @@ urlpatterns = [
     path("staff/", include("audit.staff_urls")),
     path("i18n/", include("django.conf.urls.i18n")),
     path("api/", api.urls),
+    # The FHIR R4 read API: its own NinjaAPI, OperationOutcome errors (decision 0020).
+    path("fhir/R4/", fhir_api.urls),
     # The seed backend's README sent people to /docs and /openapi.json: they lead to the API's.
     path("docs", RedirectView.as_view(url="/api/docs", permanent=True)),
     path("openapi.json", RedirectView.as_view(url="/api/openapi.json", permanent=True)),

@@ -21,6 +21,8 @@ from fhir.resources.R4B.observation import Observation
 from fhir.resources.R4B.organization import Organization
 from fhir.resources.R4B.patient import Patient
 from fhir.resources.R4B.practitioner import Practitioner
+from fhir.resources.R4B.schedule import Schedule
+from fhir.resources.R4B.slot import Slot
 
 from vault import coding
 from vault.fields import is_erased
@@ -77,16 +79,21 @@ def _concept(entry: dict, title: str) -> dict:
     return concept
 
 
-def _entry_resource(entry, patient_ref: dict):
+def _entry_resource(entry, links):
+    """The FHIR resource of one record entry (a dict of `vault.api.record_entry_out`); `links`
+    makes its references (`_Directory` for the export, `RestLinks` for the read API)."""
     title, body = str(entry["title"]), str(entry["body"])
     concept = _concept(entry, title)
     recorded = entry["created_at"].isoformat()
     note = [{"text": body}]
     category = entry["category"]
-    author = _ref("Practitioner", entry["author"]["id"], entry["author"]["name"])
+    patient_ref = links.patient(entry["patient_id"])
+    author = links.practitioner(entry["author"]["id"], entry["author"]["name"])
+    clinic = links.organization(entry["clinic"]["id"], entry["clinic"]["name"])
     if category == "diagnosis":
         return Condition(
             id=str(entry["id"]),
+            category=[CONDITION_CATEGORY],
             subject=patient_ref,
             code=concept,
             note=note,
@@ -116,14 +123,13 @@ def _entry_resource(entry, patient_ref: dict):
         return Observation(
             id=str(entry["id"]),
             status="final",
+            category=[OBSERVATION_CATEGORY],
             subject=patient_ref,
             code=concept,
             valueString=body,
+            effectiveDateTime=recorded,
             issued=recorded,
-            performer=[
-                author,
-                _ref("Organization", entry["clinic"]["id"], entry["clinic"]["name"]),
-            ],
+            performer=[author, clinic],
         )
     return DocumentReference(  # notes and documents
         id=str(entry["id"]),
@@ -132,7 +138,7 @@ def _entry_resource(entry, patient_ref: dict):
         description=title,
         date=recorded,
         author=[author],
-        custodian=_ref("Organization", entry["clinic"]["id"], entry["clinic"]["name"]),
+        custodian=clinic,
         content=[
             {
                 "attachment": {
@@ -145,12 +151,34 @@ def _entry_resource(entry, patient_ref: dict):
     )
 
 
+# The category each entry type carries, so that `category` searches find them (R4 codes).
+CONDITION_CATEGORY = {
+    "coding": [
+        {
+            "system": "http://terminology.hl7.org/CodeSystem/condition-category",
+            "code": "encounter-diagnosis",
+        }
+    ]
+}
+OBSERVATION_CATEGORY = {
+    "coding": [
+        {
+            "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+            "code": "laboratory",
+        }
+    ]
+}
+
+
 class _Directory:
-    """The Practitioners, Organizations and Locations the export's resources point to, each
-    added once."""
+    """The export's references: urn:uuid fullUrls, and the Practitioners, Organizations and
+    Locations they point to, each added once."""
 
     def __init__(self):
         self.resources: dict[tuple[str, object], object] = {}
+
+    def patient(self, patient_id: int) -> dict:
+        return _ref("Patient", patient_id)
 
     def organization(self, clinic_id: int, name: str) -> dict:
         key = ("Organization", clinic_id)
@@ -180,27 +208,110 @@ class _Directory:
         return _ref("Practitioner", user_id, name)
 
 
-def _appointment(item: dict, patient_ref: dict, directory: _Directory) -> Appointment:
+class RestLinks:
+    """The read API's references: relative (`Patient/7`), as a FHIR server gives them. Only
+    Patient, Schedule and Slot are served there; Practitioner, Organization and Location
+    references carry their display and the id the Schedule search takes (decision 0020)."""
+
+    def patient(self, patient_id: int) -> dict:
+        return {"reference": f"Patient/{patient_id}"}
+
+    def organization(self, clinic_id: int, name: str) -> dict:
+        return {"reference": f"Organization/{clinic_id}", "display": name}
+
+    def location(self, clinic) -> dict:
+        return {"reference": f"Location/{clinic.pk}", "display": clinic.name}
+
+    def practitioner(self, user_id: int, name: str) -> dict:
+        reference = {"reference": f"Practitioner/{user_id}"}
+        if name:
+            reference["display"] = name
+        return reference
+
+
+APPOINTMENT_STATUS = {"booked": "booked", "cancelled": "cancelled", "completed": "fulfilled"}
+
+
+def _appointment(item: dict, links) -> Appointment:
     slot = item["slot"]
     doctor = slot.practitioner
     name = f"{doctor.first_name} {doctor.last_name}".strip()
     appointment = {
         "id": str(item["id"]),
-        "status": "cancelled" if item["status"] == "cancelled" else "booked",
+        "status": APPOINTMENT_STATUS.get(item["status"], "booked"),
         "start": slot.starts_at.isoformat(),
-        "end": slot.ends_at.isoformat(),
+        "end": (item.get("ends_at") or slot.ends_at).isoformat(),
         "created": item["booked_at"].isoformat(),
         "specialty": [{"text": slot.specialty.name}],
         "participant": [
-            {"actor": patient_ref, "status": "accepted"},
-            {"actor": directory.practitioner(doctor.pk, name), "status": "accepted"},
-            {"actor": directory.location(slot.clinic), "status": "accepted"},
+            {"actor": links.patient(item["patient_id"]), "status": "accepted"},
+            {"actor": links.practitioner(doctor.pk, name), "status": "accepted"},
+            {"actor": links.location(slot.clinic), "status": "accepted"},
         ],
     }
-    directory.organization(slot.clinic.pk, slot.clinic.name)
+    links.organization(slot.clinic.pk, slot.clinic.name)
     if item.get("reason"):
         appointment["reasonCode"] = [{"text": item["reason"]}]
     return Appointment(**appointment)
+
+
+def appointment_resource(item: dict) -> dict:
+    """One appointment (a dict of `booking.api.appointment_out` with `patient_id`) for the read
+    API, as JSON."""
+    return _appointment(item, RestLinks()).model_dump(mode="json", exclude_none=True)
+
+
+def entry_resource(entry: dict) -> dict:
+    """One record entry (a dict of `vault.api.record_entry_out` with `patient_id`) for the read
+    API, as JSON."""
+    return _entry_resource(entry, RestLinks()).model_dump(mode="json", exclude_none=True)
+
+
+def patient_resource(profile: dict, *, resource_id: str | None = None) -> Patient:
+    """The Patient of a profile dict (`vault.api._profile_out`); names and birth date only
+    while the data key lives."""
+    patient = {"id": resource_id or str(profile["id"])}
+    if profile["email"]:  # a relative without login has none (decision 0014)
+        patient["telecom"] = [{"system": "email", "value": profile["email"]}]
+    if not is_erased(profile["first_name"]) and (profile["first_name"] or profile["last_name"]):
+        patient["name"] = [{"family": profile["last_name"], "given": [profile["first_name"]]}]
+    if hasattr(profile["date_of_birth"], "isoformat"):
+        patient["birthDate"] = profile["date_of_birth"].isoformat()
+    return Patient(**patient)
+
+
+def slot_resource(slot, *, schedule_id: int | None, status: str) -> dict:
+    """A booking Slot (`status`: free, busy or busy-tentative) in its practitioner's Schedule."""
+    resource = {
+        "id": slot.public_id,
+        "status": status,
+        "start": slot.starts_at.isoformat(),
+        "end": slot.ends_at.isoformat(),
+        "specialty": [{"text": slot.specialty.name}],
+        # Slot.schedule is required; a slot whose practitioner left the clinic keeps a display.
+        "schedule": {"reference": f"Schedule/{schedule_id}"}
+        if schedule_id is not None
+        else {"display": slot.clinic.name},
+    }
+    return Slot(**resource).model_dump(mode="json", exclude_none=True)
+
+
+def schedule_resource(membership, *, specialties: list[str]) -> dict:
+    """A practitioner's Schedule at one clinic (their practitioner membership)."""
+    doctor = membership.user
+    name = f"{doctor.first_name} {doctor.last_name}".strip()
+    links = RestLinks()
+    resource = {
+        "id": str(membership.pk),
+        "active": True,
+        "actor": [
+            links.practitioner(doctor.pk, name),
+            links.location(membership.clinic),
+        ],
+    }
+    if specialties:
+        resource["specialty"] = [{"text": name} for name in specialties]
+    return Schedule(**resource).model_dump(mode="json", exclude_none=True)
 
 
 def _audit_event(number: int, row: dict, patient_ref: dict, directory: _Directory) -> AuditEvent:
@@ -233,20 +344,14 @@ def export_bundle(export: dict) -> dict:
     resource in the Bundle."""
     profile = export["profile"]
     patient_ref = _ref("Patient", profile["id"])
-    patient = {"id": f"patient-{profile['id']}"}
-    if profile["email"]:  # a relative without login has none (decision 0014)
-        patient["telecom"] = [{"system": "email", "value": profile["email"]}]
-    if not is_erased(profile["first_name"]):
-        patient["name"] = [{"family": profile["last_name"], "given": [profile["first_name"]]}]
-    if hasattr(profile["date_of_birth"], "isoformat"):
-        patient["birthDate"] = profile["date_of_birth"].isoformat()
     directory = _Directory()
-    resources = [(("Patient", profile["id"]), Patient(**patient))]
+    patient = patient_resource(profile, resource_id=f"patient-{profile['id']}")
+    resources = [(("Patient", profile["id"]), patient)]
     for item in export["appointments"]:
-        resources.append((("Appointment", item["id"]), _appointment(item, patient_ref, directory)))
+        item = {**item, "patient_id": profile["id"]}
+        resources.append((("Appointment", item["id"]), _appointment(item, directory)))
     for entry in export["entries"]:
-        directory.organization(entry["clinic"]["id"], entry["clinic"]["name"])
-        resource = _entry_resource(entry, patient_ref)
+        resource = _entry_resource({**entry, "patient_id": profile["id"]}, directory)
         resources.append(((resource.get_resource_type(), entry["id"]), resource))
     for consent in export["consents"]:
         provision = {

@@ -200,7 +200,11 @@ class RecordRead:
 @keys.request_key_cache()
 @transaction.atomic
 def record_read(
-    *, actor: User, patient: User, purpose: str = policy.Purpose.TREATMENT
+    *,
+    actor: User,
+    patient: User,
+    purpose: str = policy.Purpose.TREATMENT,
+    categories: frozenset[str] | None = None,
 ) -> RecordRead:
     """Read a patient's record as `actor` sees it, decided by `consent.policy` and audited.
 
@@ -208,9 +212,14 @@ def record_read(
     key joined in), one count of the rest, and one audit row: `success` with the bases used, or
     `denied` when nothing of the record may be read. Decryption happens when a title or body is
     first read, with the key unwrapped once for the request.
+
+    `categories`: only the entries of those categories are read (and counted as hidden): a
+    FHIR search for one resource type reads that part of the record (the audit row names it).
     """
     grants = policy.grants(actor=actor, patient=patient, purpose=purpose)
     own_entries = RecordEntry.objects.filter(patient=patient)
+    if categories is not None:
+        own_entries = own_entries.filter(category__in=sorted(categories))
     entries: list[RecordEntry] = []
     if grants:
         entries = list(
@@ -239,9 +248,102 @@ def record_read(
             else [],
             "entries": len(entries),
             "hidden": hidden_count,
+            **({"categories": sorted(categories)} if categories is not None else {}),
         },
     )
     return RecordRead(entries=entries, hidden_count=hidden_count, granted=bool(grants))
+
+
+def record_entry_read(
+    *,
+    actor: User,
+    entry_id,
+    categories: frozenset[str],
+    patient_ids: frozenset[int] | None = None,
+    purpose: str = policy.Purpose.TREATMENT,
+) -> RecordEntry:
+    """One entry by id (the FHIR read API), decided by `consent.policy.decide` and audited.
+
+    `patient_ids`: the patients the caller's token may concern at all (its SMART context);
+    an entry of anyone else is refused like one the policy refuses. Refused, missing, or
+    not of `categories`: NotFound, so the answer does not tell whether the entry exists. A
+    refusal of an existing entry leaves a `denied` row (committed before the refusal is raised).
+    """
+    entry = _record_entry_decide(
+        actor=actor,
+        entry_id=entry_id,
+        categories=categories,
+        patient_ids=patient_ids,
+        purpose=purpose,
+    )
+    if entry is None:
+        raise NotFound()
+    return entry
+
+
+@keys.request_key_cache()
+@transaction.atomic
+def _record_entry_decide(*, actor, entry_id, categories, patient_ids, purpose):
+    entry = (
+        keys.with_live_data_key(RecordEntry.objects.filter(pk=entry_id, category__in=categories))
+        .select_related("clinic", "author", "patient")
+        .first()
+    )
+    if entry is None or not entry.patient.is_active:  # a closed account: as `_patient` does
+        return None
+    keys.data_keys_from_rows([entry])
+    decision = policy.Decision(False, None, "token_context")
+    if patient_ids is None or entry.patient_id in patient_ids:
+        decision = policy.decide(
+            actor=actor,
+            patient=entry.patient,
+            category=entry.category,
+            source_clinic_id=entry.clinic_id,
+            purpose=purpose,
+        )
+    send_event(
+        action=AuditAction.RECORD_READ,
+        actor=actor,
+        outcome=Outcome.SUCCESS if decision.allowed else Outcome.DENIED,
+        object_type="record_entry",
+        object_id=entry.pk,
+        subject_id=entry.patient_id,
+        clinic_id=policy.acting_clinic_id(actor),
+        purpose=purpose,
+        details={
+            "bases": [decision.basis] if decision.allowed else [],
+            "entries": int(decision.allowed),
+            "hidden": int(not decision.allowed),
+            **({} if decision.allowed else {"reason": decision.reason}),
+        },
+    )
+    if not decision.allowed:
+        return None
+    entry.basis = decision.basis
+    return entry
+
+
+def patient_profile_read(
+    *, actor: User, patient: User, purpose: str = policy.Purpose.TREATMENT
+) -> PatientProfile | None:
+    """A patient's profile (name, birth date) for the FHIR Patient resource: read on any basis
+    the consent policy gives `actor` for this patient, audited like a record read (the
+    profile is personal data of the record's subject). No basis: NotFound, audited denied."""
+    found = policy.grants(actor=actor, patient=patient, purpose=purpose)
+    with transaction.atomic():  # the denied row is committed before the refusal is raised
+        send_event(
+            action=AuditAction.RECORD_READ,
+            actor=actor,
+            outcome=Outcome.SUCCESS if found else Outcome.DENIED,
+            object_type="patient_profile",
+            subject_id=patient.pk,
+            clinic_id=policy.acting_clinic_id(actor),
+            purpose=purpose,
+            details={"bases": sorted({grant.basis for grant in found})},
+        )
+    if not found:
+        raise NotFound()
+    return patient_profile_get(patient=patient)
 
 
 def _any_of(grants: list[policy.Grant]) -> Q:
@@ -542,8 +644,9 @@ def _patient(patient_id: int) -> User:
     return patient
 
 
-def record_read_refusal_audit(*, actor: User, patient_id: int | None) -> None:
-    """A record read refused for the actor's role is audited as denied, like every read."""
+def record_read_refusal_audit(*, actor: User, patient_id: int | None, reason: str = "role") -> None:
+    """A record read refused for the actor's role (or, `reason` "scope", for their token's
+    SMART scopes) is audited as denied, like every read."""
     patient = User.objects.filter(pk=patient_id, role=Role.PATIENT).first() if patient_id else None
     with transaction.atomic():
         send_event(
@@ -554,7 +657,7 @@ def record_read_refusal_audit(*, actor: User, patient_id: int | None) -> None:
             subject_id=patient.pk if patient else None,
             clinic_id=policy.acting_clinic_id(actor),
             purpose=policy.Purpose.TREATMENT,
-            details={"bases": [], "reason": "role"},
+            details={"bases": [], "reason": reason},
         )
 
 

@@ -199,6 +199,7 @@ PATTERM_OTP_PROTECTED_PATHS = (
     "/api/medical/",
     "/api/audit/",
     "/api/appointments",
+    "/fhir/",
     "/staff/",
     "/admin/",
 )
