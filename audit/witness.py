@@ -15,9 +15,12 @@ line is audit/signing.py's `note_sign`, so Go's golang.org/x/mod/sumdb/note veri
 
 import base64
 import binascii
+import contextlib
+import fcntl
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,6 +94,26 @@ def log_verifiers(keys: list[str]) -> dict:
 
 
 # --- State --------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def state_locked(path: Path) -> Iterator[None]:
+    """Hold `<state>.lock` from reading the state to writing it: two runs at once could
+    otherwise both start from the same last checkpoint and co-sign two forks of it."""
+    try:
+        handle = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as error:
+        raise Unreadable(f"the lock file {path}.lock cannot be opened ({error.strerror})") from None
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise Refused(
+                f"another audit_witness run holds {path}.lock; run one at a time"
+            ) from None
+        yield
+    finally:
+        os.close(handle)
 
 
 def state_read(path: Path) -> dict:

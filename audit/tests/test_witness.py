@@ -4,6 +4,7 @@ the proof services) are the input, as files or from the running portal; Go's sum
 the witness's signature."""
 
 import base64
+import fcntl
 import json
 import os
 import shutil
@@ -292,6 +293,23 @@ def test_a_garbled_consistency_proof_is_a_clear_error(witnessed, content, expect
     )
 
     assert expected in message
+
+
+def test_a_second_run_at_the_same_time_is_refused(witnessed):
+    """Two runs from the same last checkpoint could co-sign two forks of it: one at a time."""
+    checkpoint = witnessed.file("c.txt", _events(2))
+    with open(f"{witnessed.state}.lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        message = witnessed.refused("--checkpoint", checkpoint)
+    assert "another audit_witness run holds" in message
+    _, progress = witnessed.run("--checkpoint", checkpoint)  # released: it runs
+    assert "trusted on first use" in progress
+
+
+def test_a_state_folder_that_does_not_exist_is_a_clear_error(witnessed):
+    witnessed.state = witnessed.folder / "nowhere" / "state.json"
+    message = witnessed.refused("--checkpoint", witnessed.file("c.txt", _events(2)))
+    assert "cannot be opened" in message
 
 
 def test_a_garbled_state_file_is_refused_not_reset(witnessed):

@@ -123,6 +123,10 @@ class Command(BaseCommand):
                 "PATTERM_WITNESS_LOG_KEYS). Take it from the clinic over a channel you trust."
             )
         verifiers = witness.log_verifiers(log_keys)
+        with witness.state_locked(options["state"]):
+            self._witness(options, verifiers, key, name)
+
+    def _witness(self, options, verifiers, key, name):
         state = witness.state_read(options["state"])
         if options["url"]:
             note, proof = self._fetch(options["url"], options["token"], verifiers, state)
