@@ -8,10 +8,11 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
+from accounts.models import Role
 from audit import signing
 from audit.integrator import checkpoint_create, integrate_pending
 from audit.models import AuditEvent
-from audit.tests.builders import bearer, token_for
+from audit.tests.builders import bearer, staff_with_token, token_for
 from audit.verify_export import inclusion_verify
 from booking.tests.portal import ROLES, expected, portal_world
 from vault import relatives
@@ -190,6 +191,9 @@ def test_the_holder_downloads_the_proof_of_a_relatives_entry(family):
     assert _browser(holder).get(_proof_url(event)).status_code == 404
     assert _browser(stranger).get(proof_url).status_code == 404
     assert _browser(child.user).get(proof_url).status_code == 404
+    staff, _ = staff_with_token(role=Role.PRACTITIONER)
+    assert _browser(staff).get(proof_url).status_code == 403
+    assert Client().get(proof_url).status_code == 302  # to the login
 
 
 def test_the_relatives_api_rows_point_to_the_relatives_proof(family):
@@ -206,3 +210,5 @@ def test_the_relatives_api_rows_point_to_the_relatives_proof(family):
     assert proof.status_code == 200 and proof.json()["leaf_index"] == event.leaf_index
     assert refused.status_code == 404
     assert own.status_code == 404
+    staff = client.get(row["proof"], **bearer(staff_with_token(role=Role.PRACTITIONER)[1]))
+    assert staff.status_code == 403
