@@ -42,6 +42,9 @@ class AuditAction(models.TextChoices):
     WAITLIST_OFFER_CONFIRM = "waitlist.offer_confirm", _("Waitlist offer confirmed")
     WAITLIST_OFFER_DECLINE = "waitlist.offer_decline", _("Waitlist offer declined")
     WAITLIST_OFFER_EXPIRE = "waitlist.offer_expire", _("Waitlist offer expired")
+    RELATIVE_INVITE = "relative.invite", _("Invited to take over the record")
+    RELATIVE_TAKEOVER = "relative.takeover", _("Record taken over with an own account")
+    INSURANCE_CHANGE = "insurance.change", _("Insurance changed")
 
 
 class Outcome(models.TextChoices):

@@ -1,12 +1,14 @@
 """The patient's consents and access log."""
 
+from collections.abc import Callable
+
 from django.utils.translation import gettext_lazy as _
 from ninja import Router, Status
 from ninja.pagination import paginate
 
 from accounts.auth import BearerTokenAuth
 from accounts.models import Clinic, Role
-from audit.selectors import events_about
+from audit.selectors import events_about, signed_tree_size
 from consent import services
 from consent.schemas import AccessLogRow, ConsentIn, ConsentOut
 from patterm.errors import Forbidden
@@ -56,14 +58,26 @@ def revoke(request, consent_id):
     return services.consents_of(patient=request.user).get(pk=consent_id)
 
 
-def access_log_rows(events) -> list[dict]:
+def own_proof_path(seq: int) -> str:
+    return f"/api/audit/access-log/{seq}/proof"
+
+
+def access_log_rows(events, proof_path: Callable[[int], str] = own_proof_path) -> list[dict]:
     """AccessLogRows of API.md: role and clinic of the actor, never a name; clinic names come
-    in one query for all rows."""
+    in one query for all rows, the latest checkpoint's size in one more. Each row names its
+    event (`seq`), its leaf in the audit log's Merkle tree (None while the event is being
+    added), whether the latest signed checkpoint covers it, and where its inclusion proof is
+    downloaded (`proof_path(seq)`)."""
     names = dict(
         Clinic.objects.filter(pk__in={e.clinic_id for e in events}).values_list("pk", "name")
     )
+    signed_size = signed_tree_size() if events else 0
     return [
         {
+            "seq": event.seq,
+            "leaf_index": event.leaf_index,
+            "signed": event.leaf_index is not None and event.leaf_index < signed_size,
+            "proof": proof_path(event.seq),
             "at": event.occurred_at,
             "action": event.action,
             "actor": {
@@ -85,6 +99,9 @@ def access_log_rows(events) -> list[dict]:
 @paginate(Pagination)
 def access_log(request):
     """Who did what with the patient's data: role and clinic (never a name), when, why, on
-    which legal basis, and how it ended. Newest first."""
+    which legal basis, and how it ended. Newest first. Each row carries its leaf index in the
+    audit log (null while the event is being added) and `proof`, the path of its inclusion
+    proof against the latest checkpoint (`signed` false: not in a checkpoint yet, the proof
+    answers 422 `not_yet_signed`)."""
     _patient_only(request)
     return RenderedPage(events_about(patient_id=request.user.pk), access_log_rows)

@@ -45,6 +45,12 @@ class ActorOut(Schema):
 
 
 class AccessLogRow(Schema):
+    seq: int = Field(description="the audit event's sequence number")
+    leaf_index: int | None = Field(
+        description="its leaf in the audit log's Merkle tree; null while it is being added"
+    )
+    signed: bool = Field(description="the latest signed checkpoint covers it")
+    proof: str = Field(description="path of its inclusion proof against the latest checkpoint")
     at: datetime.datetime
     action: str
     actor: ActorOut

@@ -2,19 +2,23 @@
 
 from django.contrib import messages
 from django.core.paginator import Paginator
+from django.http import JsonResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts.models import Role
 from audit.models import AuditAction, Outcome
 from audit.selectors import events_about
+from audit.services import patient_event_proof
 from consent import services
 from consent.api import access_log_rows
 from consent.forms import ConsentForm
 from consent.models import RecordCategory
 from consent.policy import Basis, Purpose
-from patterm.errors import Conflict, InvalidInput
+from patterm.errors import Conflict, InvalidInput, NotFound
+from patterm.numbers import MAX_ID
 from patterm.web import role_required
 from vault import relatives
 
@@ -23,7 +27,7 @@ EVENTS_PER_PAGE = 30
 MESSAGE_GRANTED = _("Consent granted. The clinic can see these entries from now on.")
 MESSAGE_REVOKED = _("Consent revoked. The clinic's access ended now.")
 MESSAGE_SYSTEM = _("Patterm (automatic)")
-ACTION_LABELS = dict(AuditAction.choices) | relatives.ACTION_LABELS
+ACTION_LABELS = dict(AuditAction.choices)
 MESSAGE_HOLDER = _("Your account holder")
 ROLE_LABELS = dict(Role.choices)
 BASIS_LABELS = dict(Basis.choices)
@@ -39,6 +43,14 @@ def _whose(request, relative_id):
         return request.user, None
     relative = relatives.relative_get(holder=request.user, relative_id=relative_id)
     return relative.user, relative
+
+
+def _proof_url(relative, seq: int) -> str:
+    if relative is None:
+        return reverse("consent:access_log_proof", kwargs={"seq": seq})
+    return reverse(
+        "consent:relative_access_log_proof", kwargs={"relative_id": relative.id, "seq": seq}
+    )
 
 
 def _back(relative, name: str):
@@ -110,7 +122,7 @@ def access_log(request, relative_id=None):
     page_obj = Paginator(events_about(patient_id=patient.pk), EVENTS_PER_PAGE).get_page(
         request.GET.get("page")
     )
-    rows = access_log_rows(list(page_obj.object_list))
+    rows = access_log_rows(list(page_obj.object_list), lambda seq: _proof_url(relative, seq))
     for row in rows:
         bases = [basis for basis in row["basis"].split(",") if basis]
         row["action_label"] = ACTION_LABELS.get(row["action"], row["action"])
@@ -128,3 +140,18 @@ def access_log(request, relative_id=None):
         "consent/access_log.html",
         {"page_obj": page_obj, "rows": rows, "relative": relative},
     )
+
+
+@role_required(Role.PATIENT)
+@require_GET
+def access_log_proof(request, seq, relative_id=None):
+    """One entry of my access log (or a relative's) as a file: its inclusion proof against the
+    latest signed checkpoint, what `verify_export.py --inclusion` and the Go checker read. Not
+    in a checkpoint yet: the error page says so (422); someone else's entry: 404."""
+    patient, _relative = _whose(request, relative_id)
+    if seq > MAX_ID:
+        raise NotFound()
+    document = patient_event_proof(patient_id=patient.pk, seq=seq)
+    response = JsonResponse(document, json_dumps_params={"ensure_ascii": False, "indent": 2})
+    response["Content-Disposition"] = f'attachment; filename="patterm-proof-{seq}.json"'
+    return response

@@ -9,6 +9,8 @@ from django.db import transaction
 from django.utils.translation import gettext_lazy as _
 
 from accounts.models import User
+from audit.models import AuditAction
+from audit.signals import send_event
 from patterm.errors import InvalidInput, NotFound
 from vault.models import InsuranceType, PatientProfile, validate_kvnr
 
@@ -45,16 +47,28 @@ def patient_insurance_update(
     insurance_type: str | None,
     insurer_name: str | None,
     insurance_number: str | None,
+    actor: User | None = None,
 ) -> PatientProfile:
     """Store a patient's insurance on their profile. `patient` is whose profile it is (the
-    account holder, or a relative they act for)."""
+    account holder, or a relative they act for: `actor`). Audited (`insurance.change`) with
+    the names of the fields that changed, never their values."""
     values = insurance_values_check(
         insurance_type=insurance_type, insurer_name=insurer_name, insurance_number=insurance_number
     )
     profile = PatientProfile.objects.select_for_update().filter(patient=patient).first()
     if profile is None:
         raise NotFound()
+    changed = [name for name, value in values.items() if getattr(profile, name) != value]
     for name, value in values.items():
         setattr(profile, name, value)
     profile.save(update_fields=[*INSURANCE_FIELDS, "updated_at"])
+    actor = actor or patient
+    send_event(
+        action=AuditAction.INSURANCE_CHANGE,
+        actor=actor,
+        object_type="patient_profile",
+        object_id=profile.pk,
+        subject_id=patient.pk,
+        details={"fields": changed, **({"bases": ["holder"]} if actor != patient else {})},
+    )
     return profile

@@ -35,14 +35,9 @@ from vault.insurance import insurance_values_check
 from vault.models import PatientProfile
 from vault.services import RecordRead, record_read
 
-# Audited actions of this feature. `audit` (another team's app) keeps the list of actions in
-# AuditAction; these join it when the branches merge (the column takes any dotted name).
-RELATIVE_INVITE = "relative.invite"
-RELATIVE_TAKEOVER = "relative.takeover"
-ACTION_LABELS = {
-    RELATIVE_INVITE: _("Invited to take over the record"),
-    RELATIVE_TAKEOVER: _("Record taken over with an own account"),
-}
+# Audited actions of this feature (their labels are AuditAction's).
+RELATIVE_INVITE = AuditAction.RELATIVE_INVITE
+RELATIVE_TAKEOVER = AuditAction.RELATIVE_TAKEOVER
 
 INVITATION_SALT = "patterm.relatives.invitation"
 NAME_MAX_LENGTH = 100

@@ -14,13 +14,16 @@ from ninja.pagination import paginate
 
 from accounts.auth import BearerTokenAuth
 from accounts.models import Role
+from audit.api import PatientProofOut
 from audit.selectors import events_about
+from audit.services import patient_event_proof
 from booking.api import appointment_out, appointments_out
 from booking.schemas import AppointmentOut
 from booking.services import appointment_book, appointments_visible_to
 from consent.api import access_log_rows
 from consent.schemas import AccessLogRow, ConsentIn, ConsentOut
 from consent.services import consent_grant, consent_revoke, consents_of
+from patterm.numbers import Id
 from patterm.pagination import Pagination, RenderedPage
 from vault import relatives
 from vault.api import export_response, record_entry_out
@@ -169,7 +172,20 @@ def relative_access_log(request, relative_id: int):
     """Who did what with the relative's data, the holder's own actions included (basis
     `holder`). Newest first."""
     found = _relative(request, relative_id)
-    return RenderedPage(events_about(patient_id=found.id), access_log_rows)
+    return RenderedPage(
+        events_about(patient_id=found.id),
+        lambda events: access_log_rows(
+            events, lambda seq: f"/api/relatives/{found.id}/access-log/{seq}/proof"
+        ),
+    )
+
+
+@router.get("/relatives/{int:relative_id}/access-log/{seq}/proof", response=PatientProofOut)
+def relative_access_log_proof(request, relative_id: int, seq: Id):
+    """The inclusion proof of event `seq` of the relative's access log against the latest
+    checkpoint, as GET /api/audit/access-log/{seq}/proof gives the holder for their own."""
+    found = _relative(request, relative_id)
+    return patient_event_proof(patient_id=found.id, seq=seq)
 
 
 @router.get("/relatives/{int:relative_id}/export")

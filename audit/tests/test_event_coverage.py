@@ -34,7 +34,9 @@ from audit.tests.builders import (
 )
 from booking.models import Appointment, WaitlistOffer
 from consent.models import EmergencyAccess
-from vault.models import PatientKey
+from vault import relatives
+from vault.insurance import patient_insurance_update
+from vault.models import PatientKey, PatientProfile
 from vault.services import (
     master_key_retire,
     master_key_rotate,
@@ -994,6 +996,124 @@ def otp_reset_by_an_operator(scene):
     ]
 
 
+def _teen(scene):
+    """(holder's IssuedToken, a relative of 16 the holder manages)."""
+    scene.settings.PATTERM_RELATIVE_OWN_ACCOUNT_AGE = 15
+    holder = scene.patient()
+    today = timezone.localdate()
+    teen = relatives.relative_add(
+        holder=holder.user,
+        first_name=MARKERS["first_name"],
+        last_name=MARKERS["last_name"],
+        date_of_birth=today.replace(year=today.year - 16),
+    )
+    return holder, teen
+
+
+def relative_invite(scene):
+    """The invited address (a new login) stays out of the row."""
+    holder, teen = _teen(scene)
+    url = f"/api/relatives/{teen.id}/invitation"
+    response = scene.act(lambda: scene.post(url, {"email": MARKERS["email"]}, holder.raw))
+    assert response.status_code == 202, response.json()
+    return [
+        Expected(
+            AuditAction.RELATIVE_INVITE,
+            holder.user,
+            object_type="relative_link",
+            object_id=teen.link.pk,
+            subject=teen.user,
+            details={"bases": ["holder"]},
+            http=True,
+        )
+    ]
+
+
+def relative_takeover(scene):
+    holder, teen = _teen(scene)
+    invited = relatives.relative_invite(
+        holder=holder.user, relative_id=teen.id, email=MARKERS["email"]
+    )
+    url = f"/relatives/takeover/{relatives.invitation_token(invited.link)}/"
+    body = {"password": PASSWORD, "password_repeat": PASSWORD}
+    response = scene.act(lambda: scene.client.post(url, body))
+    assert response.status_code == 302, response.content
+    teen.user.refresh_from_db()
+    return [
+        Expected(
+            AuditAction.RELATIVE_TAKEOVER,
+            teen.user,
+            object_type="relative_link",
+            object_id=teen.link.pk,
+            subject=teen.user,
+            details={"former_holder": holder.user.pk},
+            http=True,
+        ),
+        Expected(
+            AuditAction.AUTH_LOGIN,
+            teen.user,
+            object_type="session",
+            object_id="",
+            subject=teen.user,
+            http=True,
+        ),
+    ]
+
+
+INSURANCE = {
+    "insurance_type": "gesetzlich",
+    "insurer_name": "Zqxkassenmarker BKK",
+    "insurance_number": "A123456780",
+}
+
+
+def insurance_change_by_api(scene):
+    """Which fields changed, never the KVNR or the insurer's name."""
+    issued = scene.patient()
+    profile = PatientProfile.objects.get(patient=issued.user)
+    response = scene.act(
+        lambda: scene.client.put(
+            "/api/patient/insurance",
+            data=json.dumps(INSURANCE),
+            content_type="application/json",
+            **bearer(issued.raw),
+        )
+    )
+    assert response.status_code == 200, response.json()
+    return [
+        Expected(
+            AuditAction.INSURANCE_CHANGE,
+            issued.user,
+            object_type="patient_profile",
+            object_id=profile.pk,
+            subject=issued.user,
+            details={"fields": ["insurance_type", "insurer_name", "insurance_number"]},
+            http=True,
+        )
+    ]
+
+
+def insurance_change_on_the_page(scene):
+    issued = scene.patient()
+    profile = PatientProfile.objects.get(patient=issued.user)
+    insurance_update = INSURANCE | {"insurer_name": ""}
+    patient_insurance_update(patient=issued.user, **INSURANCE)
+    scene.client.force_login(issued.user)
+    response = scene.act(lambda: scene.client.post("/insurance/", insurance_update))
+    assert response.status_code == 302, response.content
+    return [
+        Expected(
+            AuditAction.INSURANCE_CHANGE,
+            issued.user,
+            object_type="patient_profile",
+            object_id=profile.pk,
+            subject=issued.user,
+            details={"fields": ["insurer_name"]},
+            http=True,
+        )
+    ]
+
+
 CASES = [
     register,
     login_patient,
@@ -1037,6 +1157,10 @@ CASES = [
     password_change,
     otp_confirm,
     otp_reset_by_an_operator,
+    relative_invite,
+    relative_takeover,
+    insurance_change_by_api,
+    insurance_change_on_the_page,
 ]
 
 
@@ -1096,6 +1220,9 @@ def test_a6_every_action_of_the_vocabulary_is_covered():
         "auth.password_change",
         "auth.otp_confirm",
         "auth.otp_reset",
+        "relative.invite",
+        "relative.takeover",
+        "insurance.change",
     }
     assert set(AuditAction.values) == covered
 
@@ -1111,6 +1238,9 @@ MARKERS = {
     "email": "zqxmailmarker@example.com",
     "unknown_email": "zqxunbekanntmarker@example.com",
     "new_last_name": "Zqxadminmarker",
+    "insurer": "Zqxkassenmarker BKK",
+    "kvnr": "A123456780",
+    "invited_email": "zqxeinladungmarker@example.com",
 }
 BIRTH_DATE = datetime.date(1961, 7, 23)
 
@@ -1179,6 +1309,30 @@ def test_a7_marker_strings_never_reach_the_audit_log_or_the_export(
     cancel = scene.post(f"/api/appointments/{booked.json()['id']}/cancel", token=token)
     assert cancel.status_code == 200
     patient_key_rotate(patient=patient)
+    insurance = {
+        "insurance_type": "gesetzlich",
+        "insurer_name": MARKERS["insurer"],
+        "insurance_number": MARKERS["kvnr"],
+    }
+    changed = scene.client.put(
+        "/api/patient/insurance",
+        data=json.dumps(insurance),
+        content_type="application/json",
+        **bearer(token),
+    )
+    assert changed.status_code == 200
+    settings.PATTERM_RELATIVE_OWN_ACCOUNT_AGE = 15
+    today = timezone.localdate()
+    teen = relatives.relative_add(
+        holder=patient,
+        first_name=MARKERS["first_name"],
+        last_name=MARKERS["last_name"],
+        date_of_birth=today.replace(year=today.year - 16),
+    )
+    invited = scene.post(
+        f"/api/relatives/{teen.id}/invitation", {"email": MARKERS["invited_email"]}, token
+    )
+    assert invited.status_code == 202
 
     operator = User.objects.create_superuser("operator@example.com", PASSWORD)
     scene.client.force_login(operator)

@@ -237,6 +237,13 @@ PATTERM_AUDIT_CHECKPOINT_MINUTES = env.int("PATTERM_AUDIT_CHECKPOINT_MINUTES", d
 # The log's name in its signed checkpoints (C2SP origin line and signing key name): one per
 # deployment, e.g. "praxis-example.de/audit"; no spaces, no "+".
 PATTERM_AUDIT_LOG_ORIGIN = env.str("PATTERM_AUDIT_LOG_ORIGIN", default="patterm.local/audit")
+# `manage.py audit_witness` (a second party co-signing checkpoints, decision 0017): its own
+# Ed25519 key (raw 32 bytes, base64; or --key-file), its key name, the log verifier keys it
+# trusts (name+hash+base64, comma-separated) and, for --url, an auditor's API token.
+PATTERM_WITNESS_KEY = env.str("PATTERM_WITNESS_KEY", default="")
+PATTERM_WITNESS_NAME = env.str("PATTERM_WITNESS_NAME", default="")
+PATTERM_WITNESS_LOG_KEYS = env.list("PATTERM_WITNESS_LOG_KEYS", default=[])
+PATTERM_WITNESS_TOKEN = env.str("PATTERM_WITNESS_TOKEN", default="")
 # Writers stage events; `manage.py audit_integrate` adds them to the Merkle tree. On SQLite (one
 # writer at a time anyway) each transaction integrates its own events right after its commit, so
 # `make run` needs no integrator process; on PostgreSQL the integrator runs beside the web server.

@@ -2,6 +2,7 @@
 appointment and its calendar file, cancel, consents, the access log, the record, erasure; a
 failed sign-up that keeps what was typed; the search on a phone."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,10 @@ from playwright.sync_api import expect
 
 from accounts.models import User
 from accounts.tests.factories import ClinicFactory
+from audit import signing
+from audit.integrator import checkpoint_create
+from audit.models import AuditEvent
+from audit.verify_export import inclusion_verify
 from booking.models import Appointment
 from booking.services import appointment_book
 from booking.tests.factories import days_ahead, practitioner_create, slot_create
@@ -270,3 +275,29 @@ def test_the_search_and_my_appointments_fit_a_phone(new_page, clinics, make_pati
     expect(page.locator(".appointment")).to_have_count(1)
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
     shot(page, "patient-appointments-phone")
+
+
+def test_an_access_log_entry_names_its_leaf_and_its_proof_downloads(page, clinics, make_patient):
+    from vault.services import emergency_access_declare
+
+    patient = make_patient(email="erika@example.com").user
+    emergency_access_declare(
+        actor=clinics["cardiologist"],
+        patient_id=patient.pk,
+        justification="Bewusstlos eingeliefert, Vorerkrankungen unbekannt",
+    )
+    checkpoint_create()
+    event = AuditEvent.objects.filter(action="emergency.declare").latest("seq")
+    log_in(page, patient.email)
+    page.goto("/access-log/")
+    first = page.locator("table.access-log tbody tr").first
+    expect(first).to_contain_text(f"Eintrag {event.leaf_index}")
+    link = first.get_by_role("link", name="Nachweis herunterladen")
+    with page.expect_download() as download:
+        link.click()
+    assert download.value.suggested_filename == f"patterm-proof-{event.seq}.json"
+    proof = json.loads(Path(download.value.path()).read_text(encoding="utf-8"))
+    assert inclusion_verify(proof, signing.note_verifiers(proof["verifier_keys"])).startswith(
+        f"INCLUDED: leaf {event.leaf_index} "
+    )
+    shot(page, "patient-access-log-proof")

@@ -4,6 +4,8 @@ wen", sees the confirmation for the child, and reads the child's access log, whe
 and the read of the record show with the parent as "Kontoinhaber:in"; the practitioner's
 schedule says who booked."""
 
+import re
+
 import pytest
 from playwright.sync_api import expect
 
@@ -111,6 +113,11 @@ def test_a_parent_books_for_a_child_and_reads_the_childs_access_log(new_page, ma
     read = log.locator("tbody tr", has_text="Patientenakte gelesen")
     expect(read.first).to_contain_text("Kontoinhaber:in, für Sie handelnd")
     expect(log).not_to_contain_text("eltern@example.com")
+    # Every entry names its place in the audit log (integrated at commit on SQLite, or still
+    # being added); a signed one offers its proof.
+    expect(read.first.locator(".access-log__leaf")).to_contain_text(
+        re.compile(r"Eintrag \d+|wird eingetragen")
+    )
     shot(page, "relatives-child-access-log")
     assert_accessible(page)
     nav(page, "Angehörige").click()
