@@ -22,6 +22,7 @@ from booking.schemas import (
     ClinicWithSpecialtiesOut,
     InsuranceIn,
     InsuranceOut,
+    MoveIn,
     OfferConfirmIn,
     OfferOut,
     ScheduleFilters,
@@ -202,6 +203,33 @@ def cancel(request, appointment_id):
     """Cancel: the patient until the clinic's cut-off, the clinic's staff any time."""
     cancelled = services.appointment_cancel(actor=request.user, appointment_id=appointment_id)
     return appointment_out(cancelled, viewer=request.user)
+
+
+@router.post(
+    "/appointments/{uuid:appointment_id}/move",
+    response=AppointmentOut,
+    exclude_unset=True,
+    auth=PATIENTS,
+    openapi_extra=errors(
+        **{
+            "404": "`not_found`: no such appointment, or not yours or your relative's; "
+            "`slot_not_found`.",
+            "409": "`too_late_to_move` (the clinic's cut-off has passed), `not_movable` (not "
+            "booked any more), `same_time`, `slot_taken`, `slot_in_past`, "
+            "`overlapping_appointment`, `motive_does_not_fit`.",
+            "422": "`validation_error` (`slot_id`: another practitioner, clinic or specialty), "
+            "`motive_not_online`, `insurance_not_accepted`.",
+        }
+    ),
+)
+def move(request, appointment_id, payload: MoveIn):
+    """Move the appointment to another free time of the same practitioner and visit motive,
+    until the clinic's cut-off (decision 0021). The id stays; the calendar file's SEQUENCE
+    rises and its METHOD is REQUEST; the e-mail attaches it."""
+    moved = services.appointment_move(
+        actor=request.user, appointment_id=appointment_id, slot_id=payload.slot_id
+    )
+    return appointment_out(moved, viewer=request.user)
 
 
 @router.get(

@@ -135,6 +135,14 @@ class BookIn(Schema):
     )
 
 
+class MoveIn(Schema):
+    slot_id: str = Field(
+        ...,
+        max_length=40,
+        description="A free slot of the same practitioner, clinic and specialty.",
+    )
+
+
 class SlotFilters(Schema):
     specialty: str | None = Field(None, max_length=60)
     city: str | None = Field(None, max_length=100)
