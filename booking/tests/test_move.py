@@ -368,3 +368,49 @@ def test_a_moved_appointment_is_still_one_booked_appointment(doctor, patient):
     assert Slot.objects.filter(is_booked=True).count() == 1
     with pytest.raises(Conflict):
         appointment_book(patient=patient.user, slot_id=second.public_id)
+
+
+# --- The page -------------------------------------------------------------------------------
+
+
+def test_the_move_page_lists_the_free_times_and_moves_with_a_post(
+    client, doctor, patient, make_patient
+):
+    from django.urls import reverse
+
+    mine, free, taken = (slot_create(practitioner=doctor) for _ in range(3))
+    slot_create(practitioner=practitioner_create())  # another practitioner's: not offered
+    appointment = appointment_book(patient=patient.user, slot_id=mine.public_id)
+    client.force_login(patient.user)
+    detail = reverse("booking:appointment", kwargs={"appointment_id": appointment.pk})
+    url = reverse("booking:move", kwargs={"appointment_id": appointment.pk})
+
+    assert url in client.get(detail).text  # the appointment page links to it
+    page = client.get(url)
+    listed = [slot.public_id for _, slots in page.context["days"] for slot in slots]
+    assert page.status_code == 200 and "Termin verschieben" in page.text
+    assert listed == [free.public_id, taken.public_id]
+
+    appointment_book(patient=make_patient().user, slot_id=taken.public_id)  # meanwhile
+    refused = client.post(url, {"slot_id": taken.public_id})
+    moved = client.post(url, {"slot_id": free.public_id}, follow=True)
+
+    assert refused.status_code == 409
+    assert "gerade von jemand anderem gebucht" in refused.text
+    assert moved.redirect_chain[-1][0] == detail
+    assert "Ihr Termin ist verschoben" in moved.text
+    appointment.refresh_from_db()
+    assert appointment.slot_id == free.pk
+
+
+def test_someone_elses_move_page_is_not_found(client, doctor, patient, make_patient):
+    from django.urls import reverse
+
+    appointment = appointment_book(
+        patient=patient.user, slot_id=slot_create(practitioner=doctor).public_id
+    )
+    client.force_login(make_patient().user)
+    url = reverse("booking:move", kwargs={"appointment_id": appointment.pk})
+
+    assert client.get(url).status_code == 404
+    assert client.post(url, {"slot_id": "x"}).status_code == 404
