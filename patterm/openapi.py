@@ -126,6 +126,10 @@ class PattermOpenAPISchema(OpenAPISchema):
                 response["content"] = ERROR_CONTENT
             if response.get("description") == "Unknown Status Code":
                 response["description"] = HTTPStatus(int(status)).phrase
+        # In the order of the statuses, `default` last, whoever added them.
+        details["responses"] = dict(
+            sorted(responses.items(), key=lambda item: (item[0] == "default", str(item[0])))
+        )
         return details
 
 
