@@ -33,6 +33,7 @@ from booking.models import (
     AppointmentStatus,
     MotivePatients,
     OpeningHours,
+    SentReminder,
     Slot,
     Specialty,
     VisitMotive,
@@ -609,6 +610,8 @@ def appointment_move(*, actor: User, appointment_id, slot_id: str) -> Appointmen
                 appointment.starts_at, appointment.ends_at = slot.starts_at, ends_at
                 appointment.moves += 1
                 appointment.save(update_fields=["slot", "starts_at", "ends_at", "moves"])
+                # Reminders belong to a time: the new one gets its own (booking/reminders.py).
+                SentReminder.objects.filter(appointment=appointment).delete()
         except IntegrityError as error:  # the partial unique indexes: someone else holds it
             raise Conflict(MESSAGE_SLOT_TAKEN, "slot_taken") from error
         for part in new_parts:

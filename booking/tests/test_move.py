@@ -313,6 +313,23 @@ def test_the_freed_slot_is_offered_to_the_first_patient_waiting(doctor, patient,
     assert event.details["cause"] == "move"
 
 
+def test_a_moved_appointment_is_reminded_again_before_its_new_time(doctor, patient, clinic):
+    from booking.models import SentReminder
+    from booking.reminders import reminders_due
+
+    clinic.reminder_hours = "48"
+    clinic.save()
+    old = slot_create(practitioner=doctor, starts_at=days_ahead(3, 9))
+    new = slot_create(practitioner=doctor, starts_at=days_ahead(6, 9))
+    appointment = appointment_book(patient=patient.user, slot_id=old.public_id)
+    SentReminder.objects.create(appointment=appointment, hours_before=48)  # sent for the old
+
+    appointment_move(actor=patient.user, appointment_id=appointment.pk, slot_id=new.public_id)
+
+    due = reminders_due(now=new.starts_at - datetime.timedelta(hours=47))
+    assert [(item.pk, hours) for item, hours in due] == [(appointment.pk, 48)]
+
+
 def test_move_targets_list_the_practitioners_free_times_where_the_motive_fits(doctor, patient):
     motive = motive_create(doctor, duration_minutes=40)
     a, _ = row_of_slots(doctor, 2, day=4)
