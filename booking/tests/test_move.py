@@ -431,3 +431,24 @@ def test_someone_elses_move_page_is_not_found(client, doctor, patient, make_pati
 
     assert client.get(url).status_code == 404
     assert client.post(url, {"slot_id": "x"}).status_code == 404
+
+
+def test_the_move_page_and_its_refusals_speak_english_too(client, doctor, patient, clinic):
+    from django.urls import reverse
+
+    clinic.cancellation_cutoff_hours = 72  # the appointment is two days ahead: too late
+    clinic.save()
+    soon = slot_create(practitioner=doctor, starts_at=days_ahead(2, 10))
+    later = slot_create(practitioner=doctor, starts_at=days_ahead(6, 10))
+    appointment = appointment_book(patient=patient.user, slot_id=soon.public_id)
+    client.force_login(patient.user)
+    url = reverse("booking:move", kwargs={"appointment_id": appointment.pk})
+
+    page = client.get(url, HTTP_ACCEPT_LANGUAGE="en")
+    refused = client.post(url, {"slot_id": later.public_id}, HTTP_ACCEPT_LANGUAGE="en")
+
+    assert "Move appointment" in page.text
+    assert "Online moving is no longer possible" in page.text
+    assert 'name="slot_id"' not in page.text
+    assert refused.status_code == 409
+    assert "can be moved online until 72 hours before" in refused.text
