@@ -9,7 +9,8 @@ PORT ?= 8000
 PATTERM_TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
 export PATTERM_TEST_DATABASE_URL
 
-.PHONY: run dev test lint format messages browser migrate seed clean help bench bench-quick fuzz fhir-schema
+.PHONY: run dev test lint format messages browser migrate seed clean help bench bench-quick fuzz \
+	fhir-schema openapi-lint
 
 help:
 	@echo "make run    set up and serve the portal on http://127.0.0.1:$(PORT) (SQLite)"
@@ -20,6 +21,7 @@ help:
 	@echo "make bench  measure Patterm against its peers on PostgreSQL (BENCH_ARGS=--quick: 2 min)"
 	@echo "make fuzz   schemathesis against the development server's /api/openapi.json"
 	@echo "make fhir-schema fetch the official FHIR R4 JSON schema the FHIR tests validate against"
+	@echo "make openapi-lint  @redocly/cli lint (recommended rules) on the served OpenAPI document"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -138,3 +140,13 @@ fuzz: $(VENV)/.bench-installed
 
 clean:
 	rm -rf $(VENV) var/test-results .pytest_cache .ruff_cache
+
+# --- The OpenAPI document, linted by @redocly/cli (package.json pins it; redocly.yaml) ----------
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+openapi-lint: $(VENV)/.dev-installed node_modules/.installed
+	@mkdir -p var
+	$(BIN)/python manage.py export_openapi_schema --api patterm.api.api --indent 2 --output var/openapi.json
+	npx --no-install redocly lint --config redocly.yaml var/openapi.json

@@ -21,6 +21,7 @@ from accounts.schemas import (
     TokenOut,
     UserOut,
 )
+from patterm.openapi import errors
 from vault.services import patient_profile_get, patient_register
 
 router = Router(tags=["accounts"])
@@ -59,7 +60,12 @@ def _token_out(issued: services.IssuedToken) -> dict:
     }
 
 
-@router.post("/auth/register/patient", response={201: TokenOut}, auth=None)
+@router.post(
+    "/auth/register/patient",
+    response={201: TokenOut},
+    auth=None,
+    openapi_extra=errors(**{"409": "`email_taken`: an account with this address exists."}),
+)
 def register_patient(request, payload: RegisterIn):
     """Create a patient account; answers with a first API token (shown only here)."""
     fields = payload.dict()
@@ -70,7 +76,12 @@ def register_patient(request, payload: RegisterIn):
     return Status(201, _token_out(issued))
 
 
-@router.post("/auth/login", response=TokenOut, auth=None)
+@router.post(
+    "/auth/login",
+    response=TokenOut,
+    auth=None,
+    openapi_extra=errors(429, **{"401": "Wrong e-mail address or password."}),
+)
 def login(request, payload: LoginIn):
     """Exchange e-mail and password (and `otp`, once a second factor is set up) for a token.
 

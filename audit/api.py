@@ -61,7 +61,7 @@ class EventFilters(Schema):
     since: datetime.datetime | None = None
     until: datetime.datetime | None = None
     action: str | None = Field(None, max_length=64)
-    actor: Digits | None = AsciiInt(None, ge=1)
+    actor: Id | None = None
 
     @field_validator("since", "until")
     @classmethod

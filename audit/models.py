@@ -20,6 +20,7 @@ class AuditAction(models.TextChoices):
     ERASURE_COMPLETE = "erasure.complete", _("Erasure completed")
     APPOINTMENT_BOOK = "appointment.book", _("Appointment booked")
     APPOINTMENT_CANCEL = "appointment.cancel", _("Appointment cancelled")
+    APPOINTMENT_MOVE = "appointment.move", _("Appointment moved")
     SCHEDULE_READ = "appointment.schedule_read", _("Booking snapshot read by staff")
     SLOTS_CREATE = "slot.create", _("Slots created")
     AUDIT_VERIFY = "audit.verify", _("Audit chain verified")

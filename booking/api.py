@@ -22,6 +22,7 @@ from booking.schemas import (
     ClinicWithSpecialtiesOut,
     InsuranceIn,
     InsuranceOut,
+    MoveIn,
     OfferConfirmIn,
     OfferOut,
     ScheduleFilters,
@@ -33,6 +34,7 @@ from booking.schemas import (
     WaitlistIn,
 )
 from patterm.errors import InvalidInput, NotFound
+from patterm.openapi import errors
 from patterm.pagination import CappedCountPagination, Pagination, RenderedPage
 from vault.insurance import patient_insurance_update
 from vault.keys import data_keys_preload
@@ -48,6 +50,16 @@ CLINIC_ADMINS = BearerTokenAuth(Role.CLINIC_ADMIN, message=MESSAGE_CLINIC_ADMINS
 SCHEDULE_STAFF = BearerTokenAuth(
     Role.PRACTITIONER, Role.CLINIC_ADMIN, message=MESSAGE_SCHEDULE_STAFF_ONLY
 )
+
+
+BOOKING_ERRORS = {
+    "404": "`slot_not_found`: no such slot.",
+    "409": "`slot_taken` (someone else got it first), `slot_in_past`, "
+    "`overlapping_appointment`, `motive_does_not_fit` (too little free time from there).",
+    "422": "A field, or a visit motive's rule: `motive_not_offered`, `motive_not_online`, "
+    "`motive_new_patients_only`, `motive_known_patients_only`, `insurance_type_required`, "
+    "`insurance_not_accepted` (API.md).",
+}
 
 
 def appointment_out(
@@ -132,7 +144,13 @@ def appointments_out(appointments: list, *, viewer) -> list[dict]:
 # --- Appointments ---------------------------------------------------------------------------
 
 
-@router.post("/appointments", response={201: AppointmentOut}, exclude_unset=True, auth=PATIENTS)
+@router.post(
+    "/appointments",
+    response={201: AppointmentOut},
+    exclude_unset=True,
+    auth=PATIENTS,
+    openapi_extra=errors(**BOOKING_ERRORS),
+)
 def book(request, payload: BookIn):
     """Book a free slot, or with `motive_id` the consecutive free slots the visit motive
     needs. A slot someone else got first: `409 slot_taken`; a motive's rule broken: `422`
@@ -174,7 +192,12 @@ def appointment(request, appointment_id):
 
 
 @router.post(
-    "/appointments/{uuid:appointment_id}/cancel", response=AppointmentOut, exclude_unset=True
+    "/appointments/{uuid:appointment_id}/cancel",
+    response=AppointmentOut,
+    exclude_unset=True,
+    openapi_extra=errors(
+        **{"409": "`not_cancellable` (not booked any more), `cancellation_cutoff_passed`."}
+    ),
 )
 def cancel(request, appointment_id):
     """Cancel: the patient until the clinic's cut-off, the clinic's staff any time."""
@@ -182,7 +205,44 @@ def cancel(request, appointment_id):
     return appointment_out(cancelled, viewer=request.user)
 
 
-@router.get("/appointments/{uuid:appointment_id}/ics")
+@router.post(
+    "/appointments/{uuid:appointment_id}/move",
+    response=AppointmentOut,
+    exclude_unset=True,
+    auth=PATIENTS,
+    openapi_extra=errors(
+        **{
+            "404": "`not_found`: no such appointment, or not yours or your relative's; "
+            "`slot_not_found`.",
+            "409": "`too_late_to_move` (the clinic's cut-off has passed), `not_movable` (not "
+            "booked any more), `same_time`, `slot_taken`, `slot_in_past`, "
+            "`overlapping_appointment`, `motive_does_not_fit`.",
+            "422": "`validation_error` (`slot_id`: another practitioner, clinic or specialty), "
+            "`motive_not_online`, `insurance_not_accepted`.",
+        }
+    ),
+)
+def move(request, appointment_id, payload: MoveIn):
+    """Move the appointment to another free time of the same practitioner and visit motive,
+    until the clinic's cut-off (decision 0021). The id stays; the calendar file's SEQUENCE
+    rises and its METHOD is REQUEST; the e-mail attaches it."""
+    moved = services.appointment_move(
+        actor=request.user, appointment_id=appointment_id, slot_id=payload.slot_id
+    )
+    return appointment_out(moved, viewer=request.user)
+
+
+@router.get(
+    "/appointments/{uuid:appointment_id}/ics",
+    openapi_extra={
+        "responses": {
+            200: {
+                "description": "The iCalendar file (RFC 5545), one VEVENT.",
+                "content": {"text/calendar": {"schema": {"type": "string"}}},
+            }
+        }
+    },
+)
 def ics(request, appointment_id):
     """The appointment as an iCalendar file, for the patient's calendar."""
     found = services.own_appointment_get(patient=request.user, appointment_id=appointment_id)
@@ -213,7 +273,12 @@ def schedule(request, filters: Query[ScheduleFilters]):
     return appointments_out(listed, viewer=request.user)
 
 
-@router.post("/medical/slots", response={201: list[SlotOut]}, auth=CLINIC_ADMINS)
+@router.post(
+    "/medical/slots",
+    response={201: list[SlotOut]},
+    auth=CLINIC_ADMINS,
+    openapi_extra=errors(409, **{"404": "`not_found`: no such clinic, or not yours."}),
+)
 def create_slots(request, payload: SlotsIn):
     """A clinic admin creates one slot, or a series from daily hours over a date range."""
     clinic = Clinic.objects.filter(pk=payload.clinic).first()
@@ -249,7 +314,12 @@ def create_slots(request, payload: SlotsIn):
 # --- Waitlist -------------------------------------------------------------------------------
 
 
-@router.post("/waitlist", response={201: WaitlistEntryOut}, auth=PATIENTS)
+@router.post(
+    "/waitlist",
+    response={201: WaitlistEntryOut},
+    auth=PATIENTS,
+    openapi_extra=errors(**{"409": "`waitlist_limit`: too many entries waiting."}),
+)
 def waitlist_join(request, payload: WaitlistIn):
     """Wait for a slot of a specialty (optionally a city, clinic, practitioner, days). When a
     matching slot becomes free, the first patient waiting is offered it by e-mail."""
@@ -290,6 +360,9 @@ def waitlist_offer(request, offer_id):
     response={201: AppointmentOut},
     exclude_unset=True,
     auth=PATIENTS,
+    openapi_extra=errors(
+        **{"409": "`offer_expired`, `offer_closed`, or a booking conflict (`slot_taken`)."}
+    ),
 )
 def waitlist_offer_confirm(request, offer_id, payload: OfferConfirmIn | None = None):
     """Book the offered slot. An offer whose hold has ended: `409 offer_expired`."""
@@ -299,7 +372,11 @@ def waitlist_offer_confirm(request, offer_id, payload: OfferConfirmIn | None = N
     return Status(201, appointment_out(appointment, viewer=request.user))
 
 
-@router.post("/waitlist/offers/{uuid:offer_id}/decline", response=OfferOut)
+@router.post(
+    "/waitlist/offers/{uuid:offer_id}/decline",
+    response=OfferOut,
+    openapi_extra=errors(**{"409": "`offer_expired` or `offer_closed`."}),
+)
 def waitlist_offer_decline(request, offer_id):
     """Pass the slot on to the next patient waiting; the entry keeps waiting."""
     return waitlist.offer_decline(patient=request.user, offer_id=offer_id)
@@ -316,7 +393,12 @@ def _insurance_out(profile) -> dict:
     }
 
 
-@router.get("/patient/insurance", response=InsuranceOut, auth=PATIENTS)
+@router.get(
+    "/patient/insurance",
+    response=InsuranceOut,
+    auth=PATIENTS,
+    openapi_extra=errors(**{"404": "`not_found`: the patient has no profile."}),
+)
 def insurance(request):
     """The patient's insurance (decrypted for them alone)."""
     profile = services.patient_profile_get(patient=request.user)

@@ -325,6 +325,9 @@ class Appointment(models.Model):
         verbose_name=_("booked by"),
     )
     cancelled_at = models.DateTimeField(_("cancelled"), null=True, blank=True)
+    # How often the patient moved it (decision 0021): the calendar file's SEQUENCE follows from
+    # it, so that a calendar which imported an earlier file takes the new time.
+    moves = models.PositiveIntegerField(_("times moved"), default=0)
     # The booking snapshot: what the clinic needs, encrypted with the patient's data key.
     patient_first_name = EncryptedTextField(_("first name"), patient_field="patient")
     patient_last_name = EncryptedTextField(_("last name"), patient_field="patient")

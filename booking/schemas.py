@@ -9,7 +9,7 @@ from pydantic import field_validator, model_validator
 
 from accounts.schemas import ClinicOut, clean_iso_date
 from booking.models import AppointmentStatus
-from patterm.numbers import AsciiInt, Digits, ascii_int
+from patterm.numbers import AsciiInt, Digits, Id, ascii_int
 
 # Days become local midnights and slot times (a day or a month on, for an end); near datetime's
 # limits that overflows, so filter days and slot dates lie in this range.
@@ -135,16 +135,22 @@ class BookIn(Schema):
     )
 
 
+class MoveIn(Schema):
+    slot_id: str = Field(
+        ...,
+        max_length=40,
+        description="A free slot of the same practitioner, clinic and specialty.",
+    )
+
+
 class SlotFilters(Schema):
     specialty: str | None = Field(None, max_length=60)
     city: str | None = Field(None, max_length=100)
     clinic: str | None = Field(None, max_length=80, description="A clinic's slug or id.")
-    practitioner: Digits | None = AsciiInt(None, ge=1)
+    practitioner: Id | None = None
     date_from: datetime.date | None = filter_date()
     date_to: datetime.date | None = filter_date()
-    motive: Digits | None = AsciiInt(
-        None, ge=1, description="Only start times where this visit motive fits."
-    )
+    motive: Id | None = Field(None, description="Only start times where this visit motive fits.")
     insurance_type: Literal["gesetzlich", "privat", "selbstzahler"] | None = None
     patient_status: Literal["new", "known"] | None = Field(
         None, description="Whether the patient has been at the clinic before."
@@ -238,8 +244,8 @@ class WaitlistIn(Schema):
 
     specialty: str = Field(..., max_length=60)
     city: str = Field("", max_length=100)
-    clinic: Digits | None = AsciiInt(None, ge=1)
-    practitioner: Digits | None = AsciiInt(None, ge=1)
+    clinic: Id | None = None
+    practitioner: Id | None = None
     date_from: datetime.date | None = filter_date()
     date_to: datetime.date | None = filter_date()
 

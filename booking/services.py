@@ -33,6 +33,7 @@ from booking.models import (
     AppointmentStatus,
     MotivePatients,
     OpeningHours,
+    SentReminder,
     Slot,
     Specialty,
     VisitMotive,
@@ -186,9 +187,15 @@ def patient_is_known(*, patient: User, clinic_id: int) -> bool:
 
 
 def motive_check(
-    *, motive: VisitMotive | None, slot: Slot, patient: User, insurance_type: str | None
+    *,
+    motive: VisitMotive | None,
+    slot: Slot,
+    patient: User,
+    insurance_type: str | None,
+    patient_kind: bool = True,
 ) -> None:
-    """The motive's rules for this patient on this slot (before anything is written)."""
+    """The motive's rules for this patient on this slot (before anything is written);
+    `patient_kind=False` leaves out the new/known rule (a move: decision 0021)."""
     if insurance_type and insurance_type not in InsuranceType.values:
         raise MotiveRefused(
             MESSAGE_INSURANCE_UNKNOWN, "insurance_type_unknown", field="insurance_type"
@@ -204,7 +211,9 @@ def motive_check(
         raise MotiveRefused(MESSAGE_MOTIVE_NOT_OFFERED, "motive_not_offered")
     if not motive.bookable_online:
         raise MotiveRefused(MESSAGE_MOTIVE_NOT_ONLINE, "motive_not_online")
-    if not motive.admits(known=patient_is_known(patient=patient, clinic_id=slot.clinic_id)):
+    if patient_kind and not motive.admits(
+        known=patient_is_known(patient=patient, clinic_id=slot.clinic_id)
+    ):
         if motive.patients == MotivePatients.KNOWN:
             raise MotiveRefused(MESSAGE_MOTIVE_KNOWN_ONLY, "motive_known_patients_only")
         raise MotiveRefused(MESSAGE_MOTIVE_NEW_ONLY, "motive_new_patients_only")
@@ -472,6 +481,185 @@ def appointment_cancel(*, actor: User, appointment_id) -> Appointment:
     return appointment
 
 
+# --- Moving (decision 0021) ------------------------------------------------------------------
+
+MESSAGE_TOO_LATE_TO_MOVE = _(
+    "Appointments at this clinic can be moved online until %(hours)s hours before. "
+    "Please call the clinic."
+)
+MESSAGE_NOT_MOVABLE = _("This appointment is not booked (any more), so it cannot be moved.")
+MESSAGE_MOVE_SAME_TIME = _("Your appointment is at this time already. Please choose another.")
+MESSAGE_MOVE_OTHER_PRACTITIONER = _(
+    "An appointment moves only to another time of the same practitioner, at the same clinic "
+    "and for the same specialty. Please book a new appointment for anything else."
+)
+
+
+def move_targets(appointment: Appointment, *, limit: int = 60) -> list[Slot]:
+    """The times the appointment may move to: its practitioner's free future slots at the
+    clinic, for the specialty, from which its visit motive fits (booking/search.py)."""
+    slot = appointment.slot
+    targets = free_slots(
+        specialty=slot.specialty.slug,
+        clinic=str(slot.clinic_id),
+        practitioner=slot.practitioner_id,
+        motive=appointment.motive_id,
+    )
+    return list(targets.exclude(pk=slot.pk)[:limit])
+
+
+@request_key_cache()
+def appointment_move(*, actor: User, appointment_id, slot_id: str) -> Appointment:
+    """Move a booked appointment to another free time of the same practitioner, clinic,
+    specialty and visit motive, until the clinic's cut-off (decision 0021).
+
+    `actor` is the patient or the holder of the relative it is for; anyone else's appointment
+    is NotFound. In one transaction the new slots are claimed first (the conditional UPDATE of
+    `appointment_book`, all or none: a slot taken meanwhile is `409 slot_taken` and nothing
+    changes), then the old ones are freed and offered to the waitlist as after a cancellation.
+    The appointment keeps its id, so its calendar file keeps its UID; `moves` counts up, so the
+    file's SEQUENCE rises (booking/calendar.py). The e-mail attaches the METHOD:REQUEST file.
+    """
+    if actor.role != Role.PATIENT:
+        raise NotFound()
+    slot_pk = Slot.pk_from_public_id(slot_id)
+    if slot_pk:
+        waitlist.hold_expire_if_due(slot_pk=slot_pk)  # an ended hold passes on first
+    with transaction.atomic():
+        visible = appointments_managed_by(actor).filter(pk=appointment_id).values("pk")
+        # The appointment row only (see appointment_cancel: no FOR UPDATE on joined rows).
+        appointment = (
+            Appointment.objects.select_for_update(of=("self",))
+            .select_related("slot__clinic", "slot__specialty", "patient", "booked_by", "motive")
+            .filter(pk__in=visible)
+            .first()
+        )
+        if appointment is None:
+            raise NotFound()
+        if appointment.status != AppointmentStatus.BOOKED:
+            raise Conflict(MESSAGE_NOT_MOVABLE, "not_movable")
+        old_slot, clinic = appointment.slot, appointment.slot.clinic
+        if not patient_may_cancel(appointment):
+            raise Conflict(
+                MESSAGE_TOO_LATE_TO_MOVE % {"hours": clinic.cancellation_cutoff_hours},
+                "too_late_to_move",
+            )
+        slot = (
+            Slot.objects.select_related("clinic", "practitioner", "specialty")
+            .filter(pk=slot_pk)
+            .first()
+            if slot_pk
+            else None
+        )
+        if slot is None:
+            raise NotFound(MESSAGE_SLOT_NOT_FOUND, "slot_not_found")
+        if (slot.practitioner_id, slot.clinic_id, slot.specialty_id) != (
+            old_slot.practitioner_id,
+            old_slot.clinic_id,
+            old_slot.specialty_id,
+        ):
+            raise InvalidInput(
+                [{"field": "slot_id", "message": str(MESSAGE_MOVE_OTHER_PRACTITIONER)}],
+                MESSAGE_MOVE_OTHER_PRACTITIONER,
+            )
+        if slot.pk == old_slot.pk:
+            raise Conflict(MESSAGE_MOVE_SAME_TIME, "same_time")
+        if slot.starts_at <= timezone.now():
+            raise Conflict(MESSAGE_SLOT_PAST, "slot_in_past")
+        patient, motive = appointment.patient, appointment.motive
+        # The booking's rules that can change (bookable online, the insurance accepted); not
+        # new or known patient: the booking itself made the patient known to the clinic.
+        motive_check(
+            motive=motive,
+            slot=slot,
+            patient=patient,
+            insurance_type=appointment.patient_insurance_type,
+            patient_kind=False,
+        )
+        User.objects.select_for_update(no_key=True).filter(pk=patient.pk).exists()
+        occupied = motive_slots(slot=slot, motive=motive)
+        duration = appointment.ends_at - appointment.starts_at
+        ends_at = slot.starts_at + duration if motive else slot.ends_at
+        overlapping = Appointment.objects.filter(
+            patient=patient,
+            status=AppointmentStatus.BOOKED,
+            starts_at__lt=ends_at,
+            ends_at__gt=slot.starts_at,
+        ).exclude(pk=appointment.pk)
+        if overlapping.exists():
+            raise Conflict(MESSAGE_OVERLAPPING, "overlapping_appointment")
+        # Claim first, earliest first (as appointment_book): slots it occupies already (a move
+        # by less than its length) stay its own; a slot taken meanwhile rolls everything back.
+        old_ids = _occupied_slot_ids(appointment)
+        claimable = Q(held_for=None) | Q(held_for=patient, held_until__gt=timezone.now())
+        new_parts = [part for part in occupied if part.pk not in old_ids]
+        for part in new_parts:
+            claimed = Slot.objects.filter(claimable, pk=part.pk, is_booked=False).update(
+                is_booked=True, held_for=None, held_until=None
+            )
+            if not claimed:
+                raise Conflict(MESSAGE_SLOT_TAKEN, "slot_taken")
+        freed_ids = old_ids - {part.pk for part in occupied}
+        _slots_free(appointment, freed_ids)
+        try:
+            with transaction.atomic():
+                AppointmentSlot.objects.bulk_create(
+                    AppointmentSlot(appointment=appointment, slot=part) for part in new_parts
+                )
+                appointment.slot = slot
+                appointment.starts_at, appointment.ends_at = slot.starts_at, ends_at
+                appointment.moves += 1
+                appointment.save(update_fields=["slot", "starts_at", "ends_at", "moves"])
+                # Reminders belong to a time: the new one gets its own (booking/reminders.py).
+                SentReminder.objects.filter(appointment=appointment).delete()
+        except IntegrityError as error:  # the partial unique indexes: someone else holds it
+            raise Conflict(MESSAGE_SLOT_TAKEN, "slot_taken") from error
+        for part in new_parts:
+            waitlist.offer_fulfil(slot=part, patient=patient, appointment=appointment)
+        holder = appointment.patient_id != actor.pk
+        details = {"from_slot": old_slot.public_id, "slot": slot.public_id, "slots": len(occupied)}
+        send_event(
+            action=AuditAction.APPOINTMENT_MOVE,
+            actor=actor,
+            object_type="appointment",
+            object_id=appointment.pk,
+            subject_id=patient.pk,
+            clinic_id=clinic.pk,
+            details=details
+            | ({"by": "holder", "bases": ["holder"]} if holder else {"by": "patient"}),
+        )
+        _slots_offer(appointment, freed_ids, cause="move")
+        recipient = appointment.booked_by or patient
+        if user_has_login(recipient):
+            email, language = recipient.email, translation.get_language()
+            transaction.on_commit(
+                lambda: _send_move(appointment=appointment, to=email, language=language)
+            )
+    return appointment
+
+
+def _send_move(*, appointment: Appointment, to: str, language: str | None) -> None:
+    """The e-mail for a move, with the METHOD:REQUEST file: calendars take the new time."""
+    local_start = timezone.localtime(appointment.starts_at)
+    slot = appointment.slot
+    with translation.override(language):
+        context = {
+            "starts_at": local_start,
+            "clinic": slot.clinic,
+            "specialty": slot.specialty.name,
+            **appointment_links(appointment),
+            "cutoff_hours": slot.clinic.cancellation_cutoff_hours,
+        }
+        _send_with_calendar_file(
+            appointment,
+            to=to,
+            subject=str(
+                _("Your appointment is moved to %(date)s") % {"date": f"{local_start:%d.%m.%Y}"}
+            ),
+            body=render_to_string("booking/move_email.txt", context),
+        )
+
+
 def _cancel(appointment: Appointment, *, actor: User, by: str) -> None:
     """Cancel a booked appointment, free its slot at once, and audit it (in the caller's
     transaction)."""
@@ -479,10 +667,8 @@ def _cancel(appointment: Appointment, *, actor: User, by: str) -> None:
     appointment.cancelled_at = timezone.now()
     appointment.save(update_fields=["status", "cancelled_at"])
     # Every slot it occupied is free again (appointments from before motives: only `slot`).
-    occupations = AppointmentSlot.objects.filter(appointment=appointment, is_active=True)
-    freed_ids = {appointment.slot_id, *occupations.values_list("slot_id", flat=True)}
-    occupations.update(is_active=False)
-    Slot.objects.filter(pk__in=freed_ids).update(is_booked=False)
+    freed_ids = _occupied_slot_ids(appointment)
+    _slots_free(appointment, freed_ids)
     send_event(
         action=AuditAction.APPOINTMENT_CANCEL,
         actor=actor,
@@ -493,11 +679,29 @@ def _cancel(appointment: Appointment, *, actor: User, by: str) -> None:
         # A holder cancelling for a relative: the relative's access log shows the basis.
         details={"by": by, "bases": ["holder"]} if by == "holder" else {"by": by},
     )
-    # The first matching waiting patient gets each (this transaction holds the slots' rows).
-    waitlist.slot_offer(slot=appointment.slot, cause="cancellation", not_to=appointment.patient_id)
-    freed_ids.discard(appointment.slot_id)
-    for freed in Slot.objects.filter(pk__in=freed_ids).select_related("clinic").order_by("pk"):
-        waitlist.slot_offer(slot=freed, cause="cancellation", not_to=appointment.patient_id)
+    _slots_offer(appointment, freed_ids, cause="cancellation")
+
+
+def _occupied_slot_ids(appointment: Appointment) -> set[int]:
+    """The slots a booked appointment occupies (before motives: only `slot`)."""
+    active = AppointmentSlot.objects.filter(appointment=appointment, is_active=True)
+    return {appointment.slot_id, *active.values_list("slot_id", flat=True)}
+
+
+def _slots_free(appointment: Appointment, slot_ids: set[int]) -> None:
+    """The appointment no longer occupies `slot_ids`: they are free again at once."""
+    AppointmentSlot.objects.filter(
+        appointment=appointment, slot_id__in=slot_ids, is_active=True
+    ).update(is_active=False)
+    Slot.objects.filter(pk__in=slot_ids).update(is_booked=False)
+
+
+def _slots_offer(appointment: Appointment, slot_ids: set[int], *, cause: str) -> None:
+    """The first matching waiting patient gets each freed slot (never the patient who freed
+    it; this transaction holds the slots' rows), as after a cancellation, earliest first."""
+    freed = Slot.objects.filter(pk__in=slot_ids).select_related("clinic").order_by("starts_at")
+    for slot in freed:
+        waitlist.slot_offer(slot=slot, cause=cause, not_to=appointment.patient_id)
 
 
 # --- Slots ----------------------------------------------------------------------------------

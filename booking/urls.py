@@ -12,6 +12,7 @@ urlpatterns = [
     path("appointments/<uuid:appointment_id>/", views.appointment, name="appointment"),
     path("appointments/<uuid:appointment_id>/ics/", views.ics, name="ics"),
     path("appointments/<uuid:appointment_id>/cancel/", views.cancel, name="cancel"),
+    path("appointments/<uuid:appointment_id>/move/", views.move, name="move"),
     path("waitlist/", views.waitlist_page, name="waitlist"),
     path("insurance/", views.insurance, name="insurance"),
     path("waitlist/<uuid:entry_id>/leave/", views.waitlist_leave, name="waitlist_leave"),

@@ -40,6 +40,10 @@ MESSAGE_BOOKED = _("Your appointment is booked. A confirmation is on its way by 
 MESSAGE_CONFIRMED = MESSAGE_BOOKED
 MESSAGE_DECLINED = _("The slot goes to the next patient waiting. You stay on the waitlist.")
 MESSAGE_CANCELLED = _("Your appointment is cancelled. The time is free for others again.")
+MESSAGE_MOVED = _(
+    "Your appointment is moved. A confirmation with the updated calendar file is on its way "
+    "by e-mail."
+)
 MESSAGE_WAITLIST_JOINED = _(
     "You are on the waitlist. When a matching slot becomes free, we offer it to you by e-mail."
 )
@@ -290,6 +294,41 @@ def cancel(request, appointment_id):
         return redirect(detail)
     messages.success(request, MESSAGE_CANCELLED)
     return redirect(safe_next_url(request, reverse("booking:appointments")))
+
+
+@role_required(Role.PATIENT)
+@require_http_methods(["GET", "POST"])
+def move(request, appointment_id):
+    """Move to another free time of the same practitioner and visit motive (decision 0021):
+    the times listed by day, one chosen with a POST; a refusal is explained on the page with
+    its status (a time taken meanwhile: 409). Someone else's appointment: 404."""
+    found = services.own_appointment_get(patient=request.user, appointment_id=appointment_id)
+    refusal, status = None, 200
+    if request.method == "POST":
+        try:
+            services.appointment_move(
+                actor=request.user,
+                appointment_id=found.pk,
+                slot_id=request.POST.get("slot_id", "")[:40],
+            )
+        except DomainError as error:
+            refusal, status = error.message, error.status
+        else:
+            messages.success(request, MESSAGE_MOVED)
+            return redirect("booking:appointment", appointment_id=found.pk)
+        found = services.own_appointment_get(patient=request.user, appointment_id=found.pk)
+    movable = services.patient_may_cancel(found)
+    days: dict[datetime.date, list] = {}
+    for slot in services.move_targets(found) if movable else []:
+        days.setdefault(timezone.localdate(slot.starts_at), []).append(slot)
+    context = {
+        "appointment": found,
+        "movable": movable,
+        "days": sorted(days.items()),
+        "refusal": refusal,
+        "for_relative": found.patient_id != request.user.pk,
+    }
+    return render(request, "booking/move.html", context, status=status)
 
 
 # --- The waitlist offer --------------------------------------------------------------------

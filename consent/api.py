@@ -12,6 +12,7 @@ from audit.selectors import events_about, signed_tree_size
 from consent import services
 from consent.schemas import AccessLogRow, ConsentIn, ConsentOut
 from patterm.errors import Forbidden
+from patterm.openapi import errors
 from patterm.pagination import Pagination, RenderedPage
 
 MESSAGE_PATIENTS_ONLY = _("Only patients manage consents and read their access log.")
@@ -50,7 +51,11 @@ def grant(request, payload: ConsentIn):
     return Status(201, services.consents_of(patient=request.user).get(pk=consent.pk))
 
 
-@router.post("/patient/consents/{uuid:consent_id}/revoke", response=ConsentOut)
+@router.post(
+    "/patient/consents/{uuid:consent_id}/revoke",
+    response=ConsentOut,
+    openapi_extra=errors(**{"409": "`already_revoked`."}),
+)
 def revoke(request, consent_id):
     """Withdraw a consent: access ends with the next request."""
     _patient_only(request)

@@ -16,6 +16,7 @@ from audit.api import MESSAGE_AUDITORS_ONLY
 from audit.api import router as audit_router
 from booking.api import router as booking_router
 from consent.api import router as consent_router
+from patterm import openapi
 from patterm.errors import (
     MESSAGE_INVALID_INPUT,
     MESSAGE_NOT_FOUND,
@@ -45,39 +46,11 @@ class JsonOrFormParser(Parser):
         return super().parse_body(request)
 
 
-# Every failure has this shape (error_response below); the schema says so once for each operation,
-# as its `default` response, beside the success responses the operation declares.
-ERROR_SCHEMA = {
-    "title": "Error",
-    "type": "object",
-    "properties": {
-        "detail": {"type": "string"},
-        "code": {"type": "string"},
-        "errors": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
-            },
-        },
-        "request_id": {"type": "string"},
-    },
-    "required": ["detail", "code"],
-}
-
-
 class PattermApi(NinjaAPI):
-    def get_openapi_schema(self, *args, **kwargs):
-        schema = super().get_openapi_schema(*args, **kwargs)
-        schema.setdefault("components", {}).setdefault("schemas", {})["Error"] = ERROR_SCHEMA
-        default = {
-            "description": "An error: `{detail, code}` (API.md), `errors` for invalid fields.",
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
-        }
-        for operations in schema["paths"].values():
-            for operation in operations.values():
-                operation.setdefault("responses", {}).setdefault("default", default)
-        return schema
+    def get_openapi_schema(self, *, path_prefix=None, path_params=None):
+        if path_prefix is None:
+            path_prefix = self.get_root_path(path_params or {})
+        return openapi.document(self, path_prefix=path_prefix)
 
 
 api = PattermApi(
@@ -87,6 +60,11 @@ api = PattermApi(
     auth=BearerTokenAuth(),
     parser=JsonOrFormParser(),
     urls_namespace="api",
+    # The paths begin with /api: the server is this one's origin, wherever it is served.
+    servers=[{"url": "/", "description": "This Patterm server"}],
+    openapi_extra={
+        "tags": openapi.TAGS,
+    },
 )
 
 

@@ -46,5 +46,7 @@ def AsciiInt(default=..., *, ge: int = 0, le: int = MAX_ID, **field):
 
 # An annotated int for schemas and path parameters: `limit: Digits = AsciiInt(50, ge=1, le=200)`.
 Digits = Annotated[int, BeforeValidator(_digits_only)]
-# A database id (1 to 2**62) from a path: `def view(request, patient_id: Id)`.
-Id = Annotated[int, BeforeValidator(_digits_only), Field(ge=1, le=MAX_ID)]
+# A database id (1 to 2**62) from a path or query: `def view(request, patient_id: Id)`, or
+# `actor: Id | None = None`. The bounds come before the validator, so that they bound the integer
+# (JSON Schema `minimum`/`maximum`); after it, pydantic would write its own `ge`/`le` keys.
+Id = Annotated[int, Field(ge=1, le=MAX_ID), BeforeValidator(_digits_only)]

@@ -100,6 +100,9 @@ def main() -> int:
                     str(Path(sys.executable).parent / "schemathesis"),
                     "run",
                     f"{base}/api/openapi.json",
+                    # The document's server is "/" (its origin); say which one explicitly.
+                    "--url",
+                    base,
                     "--max-examples",
                     str(arguments.max_examples),
                     "--seed",

@@ -189,7 +189,21 @@ def _emergency_rows(accesses: list) -> list[dict]:
 # --- GDPR -----------------------------------------------------------------------------------
 
 
-@router.get("/patient/record/export", auth=PATIENTS)
+EXPORT_RESPONSES = {
+    "responses": {
+        200: {
+            "description": "A download: Patterm's JSON export, or with `format=fhir` a FHIR "
+            "Bundle (`application/fhir+json`).",
+            "content": {
+                "application/json": {"schema": {"type": "object"}},
+                FHIR_JSON: {"schema": {"type": "object"}},
+            },
+        }
+    }
+}
+
+
+@router.get("/patient/record/export", auth=PATIENTS, openapi_extra=EXPORT_RESPONSES)
 def export(request, format: Literal["json", "fhir"] = "json"):
     """Everything Patterm holds about the patient (GDPR Art. 15 and 20): profile, appointments,
     record entries, consents and the access log; `format=fhir` gives a FHIR R4(B) Bundle."""

@@ -26,7 +26,7 @@ from consent.services import consent_grant, consent_revoke, consents_of
 from patterm.numbers import Id
 from patterm.pagination import Pagination, RenderedPage
 from vault import relatives
-from vault.api import export_response, record_entry_out
+from vault.api import EXPORT_RESPONSES, export_response, record_entry_out
 from vault.schemas import (
     InvitationIn,
     InvitationOut,
@@ -188,7 +188,7 @@ def relative_access_log_proof(request, relative_id: int, seq: Id):
     return patient_event_proof(patient_id=found.id, seq=seq)
 
 
-@router.get("/relatives/{int:relative_id}/export")
+@router.get("/relatives/{int:relative_id}/export", openapi_extra=EXPORT_RESPONSES)
 def relative_export(request, relative_id: int, format: Literal["json", "fhir"] = "json"):
     """Everything Patterm holds about the relative, as GET /api/patient/record/export."""
     found = _relative(request, relative_id)

@@ -427,6 +427,33 @@ def appointment_cancel_by_the_clinic(scene):
     ]
 
 
+def appointment_move(scene):
+    issued = scene.patient()
+    appointment, clinic, practitioner = scene.booked(issued)
+    old_slot = appointment.slot
+    new_slot = slot_make(practitioner=practitioner, clinic=clinic, days=4)
+    url = f"/api/appointments/{appointment.pk}/move"
+    response = scene.act(lambda: scene.post(url, {"slot_id": new_slot.public_id}, issued.raw))
+    assert response.status_code == 200, response.json()
+    return [
+        Expected(
+            AuditAction.APPOINTMENT_MOVE,
+            issued.user,
+            object_type="appointment",
+            object_id=appointment.pk,
+            subject=issued.user,
+            clinic_id=clinic.pk,
+            details={
+                "from_slot": old_slot.public_id,
+                "slot": new_slot.public_id,
+                "slots": 1,
+                "by": "patient",
+            },
+            http=True,
+        )
+    ]
+
+
 def schedule_read(scene):
     """One row per patient whose booking snapshot is shown."""
     clinic, practitioner = scene.practice()
@@ -1130,6 +1157,7 @@ CASES = [
     appointment_book,
     appointment_cancel_by_the_patient,
     appointment_cancel_by_the_clinic,
+    appointment_move,
     schedule_read,
     slots_create,
     consent_grant,
@@ -1192,6 +1220,7 @@ def test_a6_every_action_of_the_vocabulary_is_covered():
         "record.write",
         "appointment.book",
         "appointment.cancel",
+        "appointment.move",
         "appointment.schedule_read",
         "slot.create",
         "key.rotation_start",

@@ -489,3 +489,75 @@ def test_a_40_minute_motive_racing_two_20_minute_bookings_exactly_one_side_wins(
         ) == {True}
     booked = Appointment.objects.filter(status=AppointmentStatus.BOOKED)
     assert booked.count() == winners["motive"] + 2 * winners["short"]
+
+
+# --- Issue 19: a move into a slot racing a booking of it -----------------------------------
+
+MOVE_ROUNDS = {"postgresql": 10, "sqlite": 4}
+
+
+@pytest.mark.django_db(transaction=True)
+@BOTH_DATABASES
+def test_a_move_into_a_slot_racing_a_booking_of_it_exactly_one_wins(vendor, make_patient):
+    """Each round: patient A moves their appointment into slot S while patient B books S, at
+    once. Exactly one gets S; A's move that lost leaves A's appointment where it was, its old
+    slot still booked; A's move that won frees the old slot."""
+    from booking.services import appointment_move
+
+    assert connection.vendor == vendor
+    doctor = practitioner_create()
+    mover, booker = make_patient().user, make_patient().user
+    rounds = []
+    for _ in range(MOVE_ROUNDS[vendor]):
+        old, target = slot_create(practitioner=doctor), slot_create(practitioner=doctor)
+        rounds.append((appointment_book(patient=mover, slot_id=old.public_id), old, target))
+    barrier = threading.Barrier(2)
+    outcomes: dict[int, dict[str, str]] = defaultdict(dict)
+
+    def racer(name, act):
+        def target():
+            connection.ensure_connection()
+            for number, (appointment, _, slot) in enumerate(rounds):
+                try:
+                    barrier.wait(timeout=60)
+                except threading.BrokenBarrierError:
+                    return
+                try:
+                    act(appointment, slot)
+                    outcome = "won"
+                except Conflict as conflict:
+                    outcome = conflict.code
+                except Exception as error:
+                    outcome = f"{type(error).__name__}: {error}"
+                outcomes[number][name] = outcome
+
+        return target
+
+    errors = run_together(
+        [
+            racer(
+                "move",
+                lambda appointment, slot: appointment_move(
+                    actor=mover, appointment_id=appointment.pk, slot_id=slot.public_id
+                ),
+            ),
+            racer(
+                "book",
+                lambda appointment, slot: appointment_book(patient=booker, slot_id=slot.public_id),
+            ),
+        ]
+    )
+
+    assert errors == []
+    for number, (appointment, old, target) in enumerate(rounds):
+        got = outcomes[number]
+        assert got in ({"move": "won", "book": "slot_taken"}, {"move": "slot_taken", "book": "won"})
+        appointment.refresh_from_db()
+        if got["move"] == "won":
+            assert appointment.slot_id == target.pk and appointment.moves == 1
+            assert booked_per_slot([old, target]) == {old.pk: 0, target.pk: 1}
+        else:
+            assert appointment.slot_id == old.pk and appointment.moves == 0
+            assert booked_per_slot([old, target]) == {old.pk: 1, target.pk: 1}
+            assert Appointment.objects.get(slot=target, status="booked").patient_id == booker.pk
+    assert slots_out_of_step([slot.pk for _, *pair in rounds for slot in pair]) == []

@@ -1,6 +1,8 @@
 """The API's shared contract: docs, health, pagination, and no secret in any of them."""
 
 import datetime
+import json
+from io import StringIO
 
 import pytest
 from django.core.management import call_command
@@ -28,6 +30,17 @@ def test_openapi_schema_and_swagger_ui_are_served(api_client):
     for path in ["/api/auth/register/patient", "/api/auth/login", "/api/me", "/api/clinics"]:
         assert path in paths
     assert docs.status_code == 200
+
+
+def test_the_document_the_linter_checks_is_the_one_served(api_client):
+    """`make openapi-lint` (CI) lints the command's dump; it must be what clients get."""
+    dumped = StringIO()
+    call_command("export_openapi_schema", api="patterm.api.api", stdout=dumped)
+
+    served = api_client.get("/api/openapi.json").json()
+
+    assert json.loads(dumped.getvalue()) == served
+    assert served["servers"] == [{"url": "/", "description": "This Patterm server"}]
 
 
 def test_health_reports_database_and_keys_without_secrets(api_client, settings):
