@@ -24,6 +24,7 @@ import datetime
 import statistics
 import sys
 import time
+import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,6 +57,7 @@ def main() -> int:
     django_on("bench_record", "bench/record_read.py")
 
     from django.db import connection, models
+    from django.utils import timezone
 
     from accounts.models import Clinic, Membership, Role, User
     from accounts.services import ClientInfo
@@ -64,17 +66,24 @@ def main() -> int:
     from vault.services import patient_register, record_entry_create, record_read
 
     class PlainEntry(models.Model):
+        """RecordEntry with its encrypted columns in clear and nothing else changed (the same
+        key, columns, ordering and index), so that the ratio is what encryption costs."""
+
+        id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
         patient = models.ForeignKey(User, on_delete=models.CASCADE, related_name="+")
         category = models.CharField(max_length=20)
         title = models.TextField()
         body = models.TextField()
+        code = models.TextField(null=True, blank=True)  # noqa: DJ001 (as RecordEntry.code)
         clinic = models.ForeignKey(Clinic, on_delete=models.CASCADE, related_name="+")
         author = models.ForeignKey(User, on_delete=models.CASCADE, related_name="+")
-        created_at = models.DateTimeField(auto_now_add=True)
+        created_at = models.DateTimeField(default=timezone.now)
 
         class Meta:
             app_label = "bench"
             db_table = "bench_plain_entry"
+            ordering = ["-created_at"]
+            indexes = [models.Index(fields=["patient", "clinic", "category", "created_at"])]
 
     with connection.schema_editor() as editor:
         editor.create_model(PlainEntry)

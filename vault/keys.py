@@ -278,6 +278,10 @@ def current_cipher(patient_id: int):
 
 def cipher(key_id: int, patient_id: int):
     """The AES-GCM object of the data key a stored value names (see `data_key`)."""
-    return _cached(
-        ("cipher", key_id, patient_id), lambda: crypto.cipher(data_key(key_id, patient_id))
-    )
+    cache_key = ("cipher", key_id, patient_id)
+    cache = _request_keys.get()
+    # Once per value of a page: the cached object straight from the dict (a cached cipher is
+    # never an error, see `_cached`), no closure made per call.
+    if cache is not None and (aead := cache.get(cache_key)) is not None:
+        return aead
+    return _cached(cache_key, lambda: crypto.cipher(data_key(key_id, patient_id)))
