@@ -387,14 +387,8 @@ def master_key_rotate(
             if not batch:
                 break
             rows = [
-                (
-                    key_id,
-                    target,
-                    keys.rewrap(
-                        patient_id=patient_id, version=version, wrapped=wrapped, target=target
-                    ),
-                )
-                for key_id, patient_id, version, wrapped in batch
+                (key_id, target, wrapped)
+                for key_id, wrapped in keys.rewrap_many(batch, target=target)
             ]
             # One statement for the whole batch (vault/bulk.py).
             rows_update(PatientKey, ["master_key_version", "wrapped_key"], rows)
