@@ -39,7 +39,7 @@ DATABASE = "bench_keys"
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--keys", type=int, default=10_000, help="patient data keys to re-wrap")
-    parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument("--batch-size", type=int, default=2000)
     parser.add_argument(
         "--rounds", type=int, default=5, help="rotations of every key, each beside the floor"
     )

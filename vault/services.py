@@ -351,7 +351,7 @@ def master_key_rotation_pending(*, target_version: int | None = None):
 
 def master_key_rotate(
     *,
-    batch_size: int = 500,
+    batch_size: int = 2000,
     dry_run: bool = False,
     on_batch: Callable[[int], None] | None = None,
     actor: User | None = None,
