@@ -188,11 +188,13 @@ def idle_estimate(seconds: float, runnable: float, cpu_seconds: float) -> float:
     With more runnable tasks than cores, each got `CORES / runnable` of a core; the bench
     (its process, its threads and the PostgreSQL backends serving it) is some of them, so this
     stretches its time by at most that factor. Below the core count nothing is scaled: the
-    estimate is never below the time measured on a machine that was not full, nor below the
-    bench's own CPU seconds spread over every core.
+    estimate is never below the time measured on a machine that was not full. Nor is it below
+    the bench's own CPU seconds: a bench is one Python process driving its work (its threads
+    share one interpreter lock), so that much it needs on any machine. A model, not a
+    measurement: the PostgreSQL server's own CPU time is in neither figure.
     """
     stretched = seconds * min(1.0, CORES / runnable) if runnable > 0 else seconds
-    return max(stretched, cpu_seconds / CORES)
+    return max(stretched, cpu_seconds)
 
 
 def children_cpu_seconds() -> float:
