@@ -301,6 +301,11 @@ def data_key(key_id: int, patient_id: int) -> bytes:
 def current_cipher(patient_id: int):
     """(key id, AES-GCM object) that encrypts new values of this patient: one object per key
     per request, not one per value."""
+    cache = _request_keys.get()
+    # Once per value saved: the cached pair straight from the dict (a cached pair is never an
+    # error, see `_cached`), no closure made per call.
+    if cache is not None and (pair := cache.get(("current-cipher", patient_id))) is not None:
+        return pair
 
     def load():
         key_id, key = current_data_key(patient_id)
