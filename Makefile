@@ -17,7 +17,7 @@ help:
 	@echo "make test   set up, lint, and run the suite on SQLite and on PostgreSQL"
 	@echo "make format format the code with ruff"
 	@echo "make messages collect and compile the German translations (needs gettext)"
-	@echo "make bench  measure Patterm against its peers on PostgreSQL (BENCH_ARGS=--quick: 2 min)"
+	@echo "make bench  measure Patterm against its peers on PostgreSQL (BENCH_ARGS=--quick: under 3 min)"
 	@echo "make fuzz   schemathesis against the development server's /api/openapi.json"
 
 $(BIN)/python:
