@@ -10,7 +10,7 @@ entries in plain text columns. Each of --repeat rounds reads the page once in ea
 ways, in a rotating order, so that a change of the machine's load falls on all three alike:
 
 - plain:      load N plain rows (with clinic and author) and touch title and body;
-- decrypted:  the same through the encrypted fields, the patient's data key joined to the
+- decrypted:  the same through the encrypted fields, the patient's data key brought by the
               entries' query and unwrapped once per read (as `record_read` does per request);
 - audited:    `vault.services.record_read` as the API calls it: consent decision, the entries
               query, the count of hidden entries, the chained audit row, and decryption.
@@ -123,7 +123,7 @@ def main() -> int:
             _ = (entry.title, entry.body, entry.clinic.name, entry.author.last_name)
 
     def read_decrypted():
-        with keys.request_key_cache():  # the page's query: the data key joined in, one unwrap
+        with keys.request_key_cache():  # the page's query: the data key comes with it, one unwrap
             entries = list(
                 keys.with_live_data_key(RecordEntry.objects.filter(patient=patient)).select_related(
                     "clinic", "author"

@@ -205,7 +205,7 @@ def record_read(
     """Read a patient's record as `actor` sees it, decided by `consent.policy` and audited.
 
     One query for the visible entries (each annotated with its legal basis, the patient's data
-    key joined in), one count of the rest, and one audit row: `success` with the bases used, or
+    key a column of it), one count of the rest, and one audit row: `success` with the bases used, or
     `denied` when nothing of the record may be read. Decryption happens when a title or body is
     first read, with the key unwrapped once for the request.
     """
