@@ -18,7 +18,7 @@ help:
 	@echo "make test   set up, lint, and run the suite on SQLite and on PostgreSQL"
 	@echo "make format format the code with ruff"
 	@echo "make messages collect and compile the German translations (needs gettext)"
-	@echo "make bench  measure Patterm against its peers on PostgreSQL (BENCH_ARGS=--quick: 2 min)"
+	@echo "make bench  measure Patterm against its peers on PostgreSQL (BENCH_ARGS=--quick: under 3 min)"
 	@echo "make fuzz   schemathesis against the development server's /api/openapi.json"
 	@echo "make fhir-schema fetch the official FHIR R4 JSON schema the FHIR tests validate against"
 	@echo "make openapi-lint  @redocly/cli lint (recommended rules) on the served OpenAPI document"

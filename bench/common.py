@@ -26,9 +26,14 @@ class Figure:
     goal: str = ""  # "<= 1.5" or ">= 0.5": what the ratio must be; "" when only reported
     scaling: list = field(default_factory=list)  # [(size, value), ...] for the plot
     note: str = ""
+    # The median of per-round ratios, when the bench measured both sides in each round: a
+    # change of the machine's load between rounds then cancels out instead of skewing it.
+    paired_ratio: float | None = None
 
     @property
     def ratio(self) -> float:
+        if self.paired_ratio is not None:
+            return self.paired_ratio
         return self.patterm / self.comparison if self.comparison else float("inf")
 
     @property

@@ -6,7 +6,8 @@ statement per batch and lets the database join the rows to their new values:
 
 - PostgreSQL: `UPDATE ... FROM unnest(%s::bigint[], %s::integer[], ...)`, one array parameter
   per column, so the statement stays small whatever the batch (a `VALUES` list of the same rows
-  took twice as long, most of it spent by the driver quoting 1,500 parameters into the text);
+  took twice as long, most of it spent by the driver quoting 1,500 parameters into the text),
+  and the rows' smallest and largest key, so that only that range of the table is read;
 - SQLite 3.33 or later: `UPDATE ... FROM (VALUES (...), ...)`; an older SQLite gets one
   statement per row.
 """
@@ -41,10 +42,13 @@ def rows_update(model, field_names: list[str], rows: list[tuple]) -> int:
         if connection.vendor == "postgresql":
             arrays = ", ".join(f"%s::{field.cast_db_type(connection)}[]" for field in fields)
             names = ", ".join(f"column{position}" for position in range(1, len(fields) + 1))
+            # The bounds let the planner read the batch's range of the primary key index; on
+            # the join alone it hashed the whole table for each batch (bench/keys.py).
             cursor.execute(
                 f"UPDATE {table} SET {assignments} "  # noqa: S608 (names come from the model)
-                f"FROM unnest({arrays}) AS v({names}) WHERE {table}.{pk_column} = v.column1",
-                columns,
+                f"FROM unnest({arrays}) AS v({names}) WHERE {table}.{pk_column} = v.column1 "
+                f"AND {table}.{pk_column} BETWEEN %s AND %s",
+                [*columns, min(columns[0]), max(columns[0])],
             )
             return cursor.rowcount
         prepared = list(zip(*columns, strict=True))

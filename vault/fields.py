@@ -15,7 +15,7 @@ lookups (`contains`, `iexact`, `regex`, ...) that would bypass it.
 
 import binascii
 import datetime
-from functools import cached_property
+from functools import cache, cached_property
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import models
@@ -39,6 +39,15 @@ ERASED = Erased("[erased]")
 
 def is_erased(value) -> bool:
     return isinstance(value, Erased)
+
+
+@cache
+def _keys():
+    """vault.keys, imported on first use (it imports the models, which import this module);
+    once, not once per value sealed or opened."""
+    from vault import keys
+
+    return keys
 
 
 def associated_data(*, table: str, column: str, patient_id, row_id) -> bytes:
@@ -132,9 +141,7 @@ class EncryptedTextField(models.TextField):
 
     def seal_for(self, patient_id, context: bytes, value) -> Sealed:
         """`value` sealed under the patient's current data key, bound to `context`."""
-        from vault import keys
-
-        key_id, aead = keys.current_cipher(patient_id)
+        key_id, aead = _keys().current_cipher(patient_id)
         sealed = crypto.seal_with(aead, self.plaintext_from_value(value).encode(), context)
         return Sealed(
             f"{ENVELOPE_VERSION}${key_id}${binascii.b2a_base64(sealed, newline=False).decode()}"
@@ -154,8 +161,6 @@ class EncryptedTextField(models.TextField):
 
     def unseal_for(self, patient_id, context: bytes, envelope: str):
         """The value of `envelope`, bound to `context`; `ERASED` when its key was destroyed."""
-        from vault import keys
-
         try:
             version, key_text, payload = envelope.split("$")
             if version != ENVELOPE_VERSION:
@@ -167,7 +172,7 @@ class EncryptedTextField(models.TextField):
                 f"{self.model.__name__}.{self.name}: not a Patterm envelope"
             ) from None
         try:
-            plaintext = crypto.open_with(keys.cipher(key_id, patient_id), sealed, context)
+            plaintext = crypto.open_with(_keys().cipher(key_id, patient_id), sealed, context)
         except crypto.KeyDestroyed:
             return ERASED
         return self.value_from_plaintext(plaintext.decode())

@@ -14,7 +14,7 @@ from functools import cache, lru_cache
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.db.models import F, FilteredRelation, Q
+from django.db.models import Expression, TextField
 
 from vault import crypto
 from vault.models import PatientKey
@@ -110,10 +110,24 @@ def unwrap(patient_key: PatientKey) -> bytes:
     )
 
 
-def rewrap(*, patient_id: int, version: int, wrapped: bytes, target: int) -> bytes:
-    """The same data key, unwrapped from `version` and wrapped again under `target`."""
-    plain = unwrap_stored(patient_id=patient_id, version=version, wrapped=wrapped)
-    return wrap(patient_id=patient_id, key=plain, version=target)[1]
+def rewrap_many(rows, *, target: int) -> list[tuple[int, bytes]]:
+    """(key id, wrapped under `target`) for each `(key id, patient id, version, wrapped)` row:
+    `rewrap` for a rotation batch, with the ring read and each master key's cipher looked up
+    once per batch instead of twice per key."""
+    ring = master_key_ring()
+    new_aead = _master_cipher(ring.key(target))
+    old_aeads: dict[int, object] = {}
+    rewrapped = []
+    for key_id, patient_id, version, wrapped in rows:
+        if wrapped is None:
+            raise crypto.KeyDestroyed("the patient's data key was destroyed (erased)")
+        if (old_aead := old_aeads.get(version)) is None:
+            old_aead = old_aeads[version] = _master_cipher(ring.key(version))
+        plain = crypto.open_with(old_aead, bytes(wrapped), _wrap_context(patient_id, version))
+        rewrapped.append(
+            (key_id, crypto.seal_with(new_aead, plain, _wrap_context(patient_id, target)))
+        )
+    return rewrapped
 
 
 # Unwrapped data keys, for the current request (or command batch) only: a record page costs one
@@ -184,45 +198,69 @@ def _remember(cache: dict, key_id, patient_id, version, wrapped, *, live: bool) 
         cache[("current", patient_id)] = (key_id, key)
 
 
-# The live data key of each row's patient, joined to the rows' own query by `with_live_data_key`.
+# The live data key of each row's patient, brought by the rows' own query (`with_live_data_key`)
+# as one text column, `id$version$hex of the wrapped key`.
 LIVE_KEY = "_patterm_live_key"
-_LIVE_KEY_COLUMNS = {
-    f"{LIVE_KEY}_id": "id",
-    f"{LIVE_KEY}_version": "master_key_version",
-    f"{LIVE_KEY}_wrapped": "wrapped_key",
-}
+
+
+class _LiveDataKey(Expression):
+    """The patient's one live data key as `id$version$hex`, or NULL (erased): a correlated
+    subquery on the partial unique index `patient_key_one_live_per_patient`.
+
+    Raw SQL, not a `FilteredRelation` join: the join's three column annotations cost more to
+    compile than the whole page's decryption (bench/record_read.py; decision 0019). The
+    subquery names the row's table by the alias the compiler gave it.
+    """
+
+    output_field = TextField()
+
+    def __init__(self, patient_column: str):
+        super().__init__()
+        self.patient_column = patient_column
+
+    def as_sql(self, compiler, connection):
+        quote = connection.ops.quote_name
+        row_table = compiler.quote_name_unless_alias(compiler.query.get_initial_alias())
+        if connection.vendor == "postgresql":
+            value = "k.id::text || '$' || k.master_key_version::text || '$' || encode(k.wrapped_key, 'hex')"  # noqa: E501
+        else:
+            value = "k.id || '$' || k.master_key_version || '$' || hex(k.wrapped_key)"
+        return (
+            f"(SELECT {value} FROM {quote(PatientKey._meta.db_table)} k "  # noqa: S608
+            f"WHERE k.patient_id = {row_table}.{quote(self.patient_column)} "
+            "AND k.destroyed_at IS NULL)",
+            [],
+        )
 
 
 def with_live_data_key(queryset, patient_field: str = "patient"):
-    """`queryset` with each row's patient's live data key joined in (one LEFT JOIN on the one
-    live key a patient has), so that a page of rows and its keys cost one query.
+    """`queryset` with each row's patient's live data key in its own query (a subquery on the
+    one live key a patient has), so that a page of rows and its keys cost one query.
 
     Call `data_keys_from_rows` on the rows it returns; a patient without a live key (erased)
-    joins nothing, and their values are looked up, and read as erased, as before.
+    brings none, and their values are looked up, and read as erased, as before.
     """
-    relation = f"{patient_field}__data_keys"
-    return queryset.annotate(
-        **{
-            LIVE_KEY: FilteredRelation(relation, condition=Q(**{f"{relation}__destroyed_at": None}))
-        },
-        **{name: F(f"{LIVE_KEY}__{column}") for name, column in _LIVE_KEY_COLUMNS.items()},
-    )
+    column = queryset.model._meta.get_field(patient_field).column
+    return queryset.annotate(**{LIVE_KEY: _LiveDataKey(column)})
 
 
 def data_keys_from_rows(rows, patient_field: str = "patient") -> None:
-    """Unwrap, once per patient, the live keys `with_live_data_key` joined to `rows`, into the
-    open request cache (no query). Outside a `request_key_cache()` block it does nothing."""
+    """Unwrap, once per patient, the live keys `with_live_data_key` brought with `rows`, into
+    the open request cache (no query). Outside a `request_key_cache()` block it does nothing."""
     cache = _request_keys.get()
     if cache is None:
         return
-    key_id_name, version_name, wrapped_name = _LIVE_KEY_COLUMNS
+    patient_attname = f"{patient_field}_id"
     for row in rows:
-        patient_id = getattr(row, f"{patient_field}_id")
-        key_id = getattr(row, key_id_name)
-        if key_id is None or ("key", key_id, patient_id) in cache:
+        live_key = getattr(row, LIVE_KEY)
+        if live_key is None:
             continue
-        version, wrapped = getattr(row, version_name), getattr(row, wrapped_name)
-        _remember(cache, key_id, patient_id, version, wrapped, live=True)
+        key_text, version_text, wrapped_hex = live_key.split("$")
+        key_id, patient_id = int(key_text), getattr(row, patient_attname)
+        if ("key", key_id, patient_id) in cache:
+            continue
+        wrapped = bytes.fromhex(wrapped_hex)
+        _remember(cache, key_id, patient_id, int(version_text), wrapped, live=True)
 
 
 def data_key_create(*, patient_id: int) -> PatientKey:
@@ -263,6 +301,11 @@ def data_key(key_id: int, patient_id: int) -> bytes:
 def current_cipher(patient_id: int):
     """(key id, AES-GCM object) that encrypts new values of this patient: one object per key
     per request, not one per value."""
+    cache = _request_keys.get()
+    # Once per value saved: the cached pair straight from the dict (a cached pair is never an
+    # error, see `_cached`), no closure made per call.
+    if cache is not None and (pair := cache.get(("current-cipher", patient_id))) is not None:
+        return pair
 
     def load():
         key_id, key = current_data_key(patient_id)
@@ -278,6 +321,10 @@ def current_cipher(patient_id: int):
 
 def cipher(key_id: int, patient_id: int):
     """The AES-GCM object of the data key a stored value names (see `data_key`)."""
-    return _cached(
-        ("cipher", key_id, patient_id), lambda: crypto.cipher(data_key(key_id, patient_id))
-    )
+    cache_key = ("cipher", key_id, patient_id)
+    cache = _request_keys.get()
+    # Once per value of a page: the cached object straight from the dict (a cached cipher is
+    # never an error, see `_cached`), no closure made per call.
+    if cache is not None and (aead := cache.get(cache_key)) is not None:
+        return aead
+    return _cached(cache_key, lambda: crypto.cipher(data_key(key_id, patient_id)))

@@ -209,7 +209,7 @@ def record_read(
     """Read a patient's record as `actor` sees it, decided by `consent.policy` and audited.
 
     One query for the visible entries (each annotated with its legal basis, the patient's data
-    key joined in), one count of the rest, and one audit row: `success` with the bases used, or
+    key a column of it), one count of the rest, and one audit row: `success` with the bases used, or
     `denied` when nothing of the record may be read. Decryption happens when a title or body is
     first read, with the key unwrapped once for the request.
 
@@ -453,7 +453,7 @@ def master_key_rotation_pending(*, target_version: int | None = None):
 
 def master_key_rotate(
     *,
-    batch_size: int = 500,
+    batch_size: int = 2000,
     dry_run: bool = False,
     on_batch: Callable[[int], None] | None = None,
     actor: User | None = None,
@@ -489,14 +489,8 @@ def master_key_rotate(
             if not batch:
                 break
             rows = [
-                (
-                    key_id,
-                    target,
-                    keys.rewrap(
-                        patient_id=patient_id, version=version, wrapped=wrapped, target=target
-                    ),
-                )
-                for key_id, patient_id, version, wrapped in batch
+                (key_id, target, wrapped)
+                for key_id, wrapped in keys.rewrap_many(batch, target=target)
             ]
             # One statement for the whole batch (vault/bulk.py).
             rows_update(PatientKey, ["master_key_version", "wrapped_key"], rows)

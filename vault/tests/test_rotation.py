@@ -293,6 +293,41 @@ def test_a_rotation_batch_costs_the_same_queries_for_2_or_6_keys(settings, make_
         assert len(keys.unwrap(key)) == 32
 
 
+@pytest.mark.requires_postgresql
+def test_rewrapping_keys_is_a_hot_update_that_adds_no_index_entry(settings, make_patient):
+    """Decision 0019: no index covers the columns a re-wrap changes, and the table's pages keep
+    room for the new row versions, so PostgreSQL writes them beside the old ones (HOT)."""
+    from django.db import connection
+
+    old, new = _master_key(1), _master_key(2)
+    settings.PATTERM_MASTER_KEYS = old
+    for _ in range(5):
+        make_patient()
+    settings.PATTERM_MASTER_KEYS = f"{new},{old}"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT reloptions FROM pg_class WHERE oid = %s::regclass",
+            [PatientKey._meta.db_table],
+        )
+        assert cursor.fetchone()[0] == ["fillfactor=50"]
+
+        def updated_and_hot() -> tuple[int, int]:
+            # The backend's counters not yet reported (the test runs in one transaction, so
+            # none are reported in between): updates of the table, and of them HOT.
+            cursor.execute(
+                "SELECT pg_stat_get_xact_tuples_updated(%s::regclass), "
+                "pg_stat_get_xact_tuples_hot_updated(%s::regclass)",
+                [PatientKey._meta.db_table] * 2,
+            )
+            return cursor.fetchone()
+
+        before = updated_and_hot()
+        master_key_rotate(batch_size=2)
+        after = updated_and_hot()
+        assert (after[0] - before[0], after[1] - before[1]) == (5, 5)
+    assert _live_versions() == [2] * 5
+
+
 def test_rotating_a_patients_key_costs_the_same_queries_for_2_or_20_entries(make_patient):
     from vault.services import patient_key_rotate
 

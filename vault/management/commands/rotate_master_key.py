@@ -17,8 +17,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--batch-size",
             type=int,
-            default=500,
-            help="data keys re-wrapped per transaction (default 500)",
+            default=2000,
+            help="data keys re-wrapped per transaction (default 2000)",
         )
         parser.add_argument(
             "--dry-run", action="store_true", help="only count the keys still to re-wrap"
