@@ -1,6 +1,7 @@
 """Staging and leaves: what an event records, how staged events become consecutive leaves, what
 the leaf covers, and that it survives the database (the old chain's hash function too)."""
 
+import contextlib
 import json
 from datetime import UTC, datetime, timedelta, timezone
 from types import SimpleNamespace
@@ -132,6 +133,35 @@ def test_a_failing_audit_write_propagates_to_the_sender():
     with pytest.raises(TypeError), transaction.atomic():
         send_event(action=AuditAction.AUTH_LOGIN, details={"not json": {1, 2}})
     assert AuditEvent.objects.count() == 0
+
+
+def test_a_staging_insert_the_database_refuses_rolls_the_callers_change_back_even_if_caught():
+    """No savepoint around the staging INSERT: a caller that catches the error cannot commit its
+    change without the event that records it."""
+    from django.contrib.auth.models import Group
+    from django.db import DatabaseError, connection
+
+    with connection.cursor() as cursor:  # a database that refuses one action (rolled back)
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                "CREATE FUNCTION test_refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                "RAISE EXCEPTION 'refused'; END; $$"
+            )
+            cursor.execute(
+                "CREATE TRIGGER test_refuse BEFORE INSERT ON audit_auditevent FOR EACH ROW "
+                "WHEN (NEW.action = 'test.refused') EXECUTE FUNCTION test_refuse()"
+            )
+        else:
+            cursor.execute(
+                "CREATE TRIGGER test_refuse BEFORE INSERT ON audit_auditevent "
+                "WHEN NEW.action = 'test.refused' BEGIN SELECT RAISE(ABORT, 'refused'); END"
+            )
+    with transaction.atomic():
+        Group.objects.create(name="changed without its event")
+        with contextlib.suppress(DatabaseError):  # the caller carries on as if nothing happened
+            event_append(action="test.refused", outcome=Outcome.SUCCESS)
+    assert not Group.objects.filter(name="changed without its event").exists()
+    assert not AuditEvent.objects.filter(action="test.refused").exists()
 
 
 # --- What the hash covers (no database) ---------------------------------------------------------
