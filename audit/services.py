@@ -11,7 +11,7 @@ import hmac
 import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import lru_cache
 
 from django.conf import settings
@@ -20,7 +20,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from audit import context, integrator, signing, tlog
-from audit.chain import GENESIS_HASH, HASHED_FIELDS, canonical_json, chain_hash
+from audit.chain import GENESIS_HASH, HASHED_FIELDS, canonical_json, canonical_leaf, chain_hash
 from audit.integrator import checkpoint_create, read_hashes  # noqa: F401 (public here)
 from audit.models import (
     AuditAction,
@@ -30,7 +30,7 @@ from audit.models import (
     AuditTreeHash,
     Outcome,
 )
-from audit.verify_export import Broken, leaf_hash
+from audit.verify_export import Broken, TreeBuilder
 from patterm.errors import DomainError, NotFound
 
 MESSAGE_NO_CHECKPOINT = _("The audit log has no signed checkpoint yet.")
@@ -225,33 +225,90 @@ def chain_verify(
         return _broken(
             f"the tree has {size} leaves: no leaf {from_leaf} to start at", staged=staged
         )
-    builder = integrator.builder_at(from_leaf)
-    stored_index = tlog.stored_hash_count(from_leaf)
-    stored = iter(
-        AuditTreeHash.objects.filter(id__gte=stored_index, id__lt=tlog.stored_hash_count(size))
-        .order_by("id")
-        .values_list("id", "hash")
-        .iterator(chunk_size=chunk_size)
+    with transaction.atomic():  # one snapshot, and cursors that stream without WITH HOLD
+        return _tree_verify(
+            from_leaf=from_leaf,
+            size=size,
+            signed=signed,
+            chunk_size=chunk_size,
+            on_progress=on_progress,
+            staged=staged,
+        )
+
+
+_STREAMED_COLUMNS = {
+    # The leaf's values as plain tuples, the time already as canonical_json writes it.
+    "postgresql": (
+        "leaf_index, seq, to_char(occurred_at AT TIME ZONE 'UTC', "
+        '\'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"\'), actor_id, actor_role, action, object_type, '
+        "object_id, subject_ref, clinic_id, purpose, outcome, request_id, host(client_address), "
+        "details::text"
+    ),
+    "sqlite": (
+        "leaf_index, seq, occurred_at, actor_id, actor_role, action, object_type, object_id, "
+        "subject_ref, clinic_id, purpose, outcome, request_id, client_address, details"
+    ),
+}
+
+
+def _sqlite_time(value: datetime | str) -> str:
+    """SQLite's stored time (naive UTC; Django's connection parses the declared type) as
+    canonical_json writes it."""
+    moment = value if isinstance(value, datetime) else datetime.fromisoformat(value)
+    moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    return moment.isoformat(timespec="microseconds")
+
+
+def _streamed(sql: str, params: list, chunk_size: int):
+    """Rows of `sql` as plain tuples, `chunk_size` at a time: a server-side cursor on
+    PostgreSQL (inside the caller's transaction), SQLite's own stepping cursor otherwise."""
+    with connection.chunked_cursor() as cursor:
+        cursor.execute(sql, params)
+        while rows := cursor.fetchmany(chunk_size):
+            yield from rows
+
+
+def _leaves(from_leaf: int, size: int, chunk_size: int):
+    """(leaf index, seq, canonical leaf bytes) of the leaves from_leaf..size-1, in order."""
+    rows = _streamed(
+        f"SELECT {_STREAMED_COLUMNS[connection.vendor]} FROM {AuditEvent._meta.db_table} "  # noqa: S608
+        "WHERE leaf_index >= %s AND leaf_index < %s ORDER BY leaf_index",
+        [from_leaf, size],
+        chunk_size,
     )
-    events = (
-        AuditEvent.objects.filter(leaf_index__gte=from_leaf, leaf_index__lt=size)
-        .order_by("leaf_index")
-        .values_list("leaf_index", *HASHED_FIELDS)
-        .iterator(chunk_size=chunk_size)
+    loads = json.loads
+    sqlite = connection.vendor == "sqlite"
+    for index, seq, occurred_at, *middle, address, details in rows:
+        if sqlite:
+            occurred_at = _sqlite_time(occurred_at)
+        yield index, seq, canonical_leaf(seq, occurred_at, *middle, address, loads(details))
+
+
+def _tree_verify(*, from_leaf, size, signed, chunk_size, on_progress, staged) -> ChainVerification:
+    """Recompute the tree's stored hashes in the order tlog stores them (a leaf's hash, then the
+    subtrees it completes), each against the stored one as both stream by, and the root at every
+    signed size. Memory: the right edge (log2 n hashes) and one chunk of rows."""
+    sha256 = hashlib.sha256
+    edge = integrator.builder_at(from_leaf)._edge
+    stored_index = tlog.stored_hash_count(from_leaf)
+    stored = _streamed(
+        f"SELECT id, hash FROM {AuditTreeHash._meta.db_table} "  # noqa: S608
+        "WHERE id >= %s AND id < %s ORDER BY id",
+        [stored_index, tlog.stored_hash_count(size)],
+        chunk_size,
     )
     last_signed = max((n for n in signed if n <= from_leaf), default=0)
-    checked, head_seq = 0, None
-    for row in events:
-        index, seq = row[0], row[1]
-        if index != builder.size:
+    built, checked, head_seq = from_leaf, 0, None
+    for index, seq, leaf in _leaves(from_leaf, size, chunk_size):
+        if index != built:
             return _broken(
-                f"leaf {builder.size} is missing (the next event, #{seq}, is leaf {index})",
-                leaf=builder.size,
+                f"leaf {built} is missing (the next event, #{seq}, is leaf {index})",
+                leaf=built,
                 checked=checked,
                 staged=staged,
             )
-        leaf = canonical_json(dict(zip(HASHED_FIELDS, row[1:], strict=True))).encode()
-        for computed in builder.append_hash(leaf_hash(leaf)):
+        hashed, n = sha256(b"\x00" + leaf).digest(), built
+        while True:
             found = next(stored, None)
             if found is None or found[0] != stored_index:
                 return _broken(
@@ -261,7 +318,7 @@ def chain_verify(
                     checked=checked,
                     staged=staged,
                 )
-            if bytes(found[1]) != computed:
+            if bytes(found[1]) != hashed:
                 first, last = tlog.leaf_range(stored_index)
                 problem = (
                     f"event #{seq} (leaf {index}): its content does not match the tree"
@@ -270,25 +327,30 @@ def chain_verify(
                 )
                 return _broken(problem, leaf=first, seq=seq, checked=checked, staged=staged)
             stored_index += 1
-        if builder.size in signed:
-            if builder.root() != signed[builder.size]:
+            if not n & 1:
+                break
+            hashed, n = sha256(b"\x01" + edge.pop() + hashed).digest(), n >> 1
+        edge.append(hashed)
+        built += 1
+        if built in signed:
+            if _edge_root(edge) != signed[built]:
                 return _broken(
-                    f"leaves {last_signed} to {builder.size - 1} were rewritten: the tree of "
-                    f"{builder.size} events does not have its signed root",
+                    f"leaves {last_signed} to {built - 1} were rewritten: the tree of "
+                    f"{built} events does not have its signed root",
                     leaf=last_signed,
                     checked=last_signed - from_leaf if last_signed > from_leaf else 0,
                     staged=staged,
                 )
-            last_signed = builder.size
+            last_signed = built
         checked, head_seq = checked + 1, seq
         if on_progress and checked % chunk_size == 0:
             on_progress(chunk_size)
     if on_progress and checked % chunk_size:
         on_progress(checked % chunk_size)
-    if builder.size != size:
+    if built != size:
         return _broken(
-            f"leaf {builder.size} is missing (the tree has {size} leaves)",
-            leaf=builder.size,
+            f"leaf {built} is missing (the tree has {size} leaves)",
+            leaf=built,
             checked=checked,
             staged=staged,
         )
@@ -300,7 +362,7 @@ def chain_verify(
             checked=checked,
             staged=staged,
         )
-    root = builder.root()
+    root = _edge_root(edge)
     return ChainVerification(
         ok=True,
         events_checked=checked,
@@ -311,6 +373,12 @@ def chain_verify(
         root_hash=base64.b64encode(root).decode() if size else None,
         staged_events=staged,
     )
+
+
+def _edge_root(edge: list[bytes]) -> bytes:
+    builder = TreeBuilder()
+    builder._edge = edge
+    return builder.root()
 
 
 def _broken(
