@@ -318,7 +318,7 @@ def _tree_verify(*, from_leaf, size, signed, chunk_size, on_progress, staged) ->
                     checked=checked,
                     staged=staged,
                 )
-            if bytes(found[1]) != hashed:
+            if found[1] != hashed:  # bytes, or a memoryview that compares as them
                 first, last = tlog.leaf_range(stored_index)
                 problem = (
                     f"event #{seq} (leaf {index}): its content does not match the tree"

@@ -312,21 +312,61 @@ def main() -> int:
     for _ in AuditEvent.objects.order_by("seq").values().iterator(chunk_size=2000):
         pass
     read_seconds = time.perf_counter() - started
+
+    # The streaming floor: PostgreSQL sending the same rows as fast as it can (COPY ... TO, the
+    # columns verification reads), each row's bytes hashed as a leaf and once more as a node.
+    # No verifier that reads the database can beat reading it; the in-memory floor above leaves
+    # the reading out (decision 0018).
+    from audit.services import _STREAMED_COLUMNS
+
+    sha256 = hashlib.sha256
+    started = time.perf_counter()
+    with transaction.atomic(), connection.cursor() as cursor:
+        copy_sql = (
+            f"COPY (SELECT {_STREAMED_COLUMNS['postgresql']} FROM audit_auditevent "
+            "ORDER BY leaf_index) TO STDOUT"
+        )
+        copied, rest = 0, b""
+        with cursor.cursor.copy(copy_sql) as copy:
+            for block in copy:
+                lines = (rest + bytes(block)).split(b"\n")
+                rest = lines.pop()
+                for line in lines:
+                    sha256(b"\x01" + pair + sha256(b"\x00" + line).digest()).digest()
+                copied += len(lines)
+    copy_seconds = time.perf_counter() - started
+    if copied != sizes[0]:
+        raise SystemExit(f"COPY gave {copied} rows of {sizes[0]}")
     verify_rate = sizes[0] / verify_seconds
     floor_rate, read_rate = sizes[0] / floor_seconds, sizes[0] / read_seconds
+    copy_rate = sizes[0] / copy_seconds
     print(f"\nVerification of {sizes[0]:,} events (ok={result.ok}):")
-    print(f"{'':<36}{'events/s':>12}{'x floor':>14}")
-    print(f"{'hashlib.sha256 in memory (floor)':<36}{floor_rate:>12.0f}{1:>14.2f}")
-    print(f"{'reading the rows':<36}{read_rate:>12.0f}{read_rate / floor_rate:>14.2f}")
-    print(f"{'chain_verify (tree)':<36}{verify_rate:>12.0f}{verify_rate / floor_rate:>14.2f}")
+    print(f"{'':<40}{'events/s':>12}{'x floor':>10}{'x COPY':>10}")
+    for name, rate in [
+        ("hashlib.sha256 in memory (floor)", floor_rate),
+        ("COPY ... TO + hashlib (stream floor)", copy_rate),
+        ("reading the rows (ORM .values())", read_rate),
+        ("chain_verify (tree)", verify_rate),
+    ]:
+        print(f"{name:<40}{rate:>12.0f}{rate / floor_rate:>10.2f}{rate / copy_rate:>10.2f}")
     figures.append(
         Figure(
             name=f"verification, {sizes[0]:,} events",
             unit="events/s",
             patterm=verify_rate,
-            comparison=floor_rate,
-            comparison_name="hashlib.sha256, same bytes",
+            comparison=copy_rate,
+            comparison_name="COPY TO of the same rows + hashlib",
             goal=">= 0.3",
+        )
+    )
+    figures.append(
+        Figure(
+            name=f"verification, {sizes[0]:,} events, vs hashing in memory",
+            unit="events/s",
+            patterm=verify_rate,
+            comparison=floor_rate,
+            comparison_name="hashlib.sha256, same bytes, in memory",
+            note="reading the rows alone is below 0.3x of this floor (decision 0018)",
         )
     )
     figures.append(
@@ -335,10 +375,10 @@ def main() -> int:
             unit="events/s",
             patterm=verify_rate,
             comparison=read_rate,
-            comparison_name="reading the rows",
+            comparison_name="reading the rows (ORM)",
         )
     )
-    if figures[-2].met is False:
+    if figures[-3].met is False:
         profile_to(
             arguments.profile_dir and f"{arguments.profile_dir}/verification.txt", chain_verify
         )
