@@ -9,7 +9,7 @@ import base64
 import hashlib
 import hmac
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -186,6 +186,7 @@ def chain_verify(
     chunk_size: int = 2000,
     from_leaf: int = 0,
     on_progress: Callable[[int], None] | None = None,
+    kept: Sequence[str] = (),
 ) -> ChainVerification:
     """Recompute the Merkle tree from the events, streaming, and compare it with every stored
     subtree hash and every signed checkpoint; report the first thing that does not hold.
@@ -221,6 +222,12 @@ def chain_verify(
                 staged=staged,
             )
         signed[signed_size] = root
+    for note in kept:
+        problem = _kept_problem(note, signed, size)
+        if problem:
+            return _broken(problem[0], leaf=problem[1], staged=staged)
+        _, kept_size, root = signing.note_verify(note)
+        signed[kept_size] = root  # the tree must have its root at that size, as for the log's
     if not 0 <= from_leaf <= size:
         return _broken(
             f"the tree has {size} leaves: no leaf {from_leaf} to start at", staged=staged
@@ -356,8 +363,8 @@ def _tree_verify(*, from_leaf, size, signed, chunk_size, on_progress, staged) ->
         )
     if signed and max(signed) > size:
         return _broken(
-            f"the log ends at {size} leaves but a checkpoint signed {max(signed)}: its tail was "
-            "cut",
+            f"the log ends at {size} leaves but a checkpoint signed {max(signed)}: the tree "
+            "shrank, its tail was cut",
             leaf=size,
             checked=checked,
             staged=staged,
@@ -379,6 +386,29 @@ def _edge_root(edge: list[bytes]) -> bytes:
     builder = TreeBuilder()
     builder._edge = edge
     return builder.root()
+
+
+def _kept_problem(note: str, signed: dict[int, bytes], size: int) -> tuple[str, int] | None:
+    """(problem, leaf) of a checkpoint an auditor kept, against the log's own: a kept checkpoint
+    signed by no key of the log, a fork (the log signed another root for the same size), or a
+    tree that shrank below it. None when it can be checked against the tree."""
+    try:
+        _, kept_size, root = signing.note_verify(note)
+    except Broken as problem:
+        return f"the kept checkpoint: {problem}", None
+    if kept_size in signed and signed[kept_size] != root:
+        return (
+            f"a fork: the kept checkpoint and the log's checkpoint of {kept_size} events sign "
+            "different roots",
+            kept_size - 1,
+        )
+    if kept_size > size:
+        return (
+            f"the tree shrank: you kept a checkpoint of {kept_size} events, the log has {size} "
+            "leaves",
+            size,
+        )
+    return None
 
 
 def _broken(
@@ -457,9 +487,12 @@ def verification_run(
     chunk_size: int = 2000,
     from_leaf: int = 0,
     on_progress: Callable[[int], None] | None = None,
+    kept: Sequence[str] = (),
 ) -> ChainVerification:
     """Verify the log and record that it was verified, with the result (A.8.15: logs analysed)."""
-    result = chain_verify(chunk_size=chunk_size, from_leaf=from_leaf, on_progress=on_progress)
+    result = chain_verify(
+        chunk_size=chunk_size, from_leaf=from_leaf, on_progress=on_progress, kept=kept
+    )
     event_append(
         action=AuditAction.AUDIT_VERIFY,
         actor=actor,
