@@ -82,12 +82,12 @@ class AuditEvent(models.Model):
     request_id = models.CharField(_("request id"), max_length=64, blank=True)
     client_address = models.GenericIPAddressField(_("client address"), null=True, blank=True)
     details = models.JSONField(_("details"), default=dict, blank=True)
-    leaf_index = models.PositiveBigIntegerField(_("leaf index"), null=True, blank=True, unique=True)
+    leaf_index = models.PositiveBigIntegerField(_("leaf index"), null=True, blank=True)
     # NULL, not "": the unique constraints must not see the newer events as one shared value.
     prev_hash = models.CharField(  # noqa: DJ001
         _("previous hash"), max_length=64, null=True, blank=True
     )
-    hash = models.CharField(_("hash"), max_length=64, unique=True, null=True, blank=True)
+    hash = models.CharField(_("hash"), max_length=64, null=True, blank=True)  # noqa: DJ001
 
     class Meta:
         ordering = ["seq"]
@@ -102,8 +102,22 @@ class AuditEvent(models.Model):
                 fields=["seq"], condition=models.Q(leaf_index=None), name="audit_event_staged"
             ),
         ]
+        # Unique where set: a staged event (all three NULL) adds no entry to these indexes, so
+        # staging writes four index entries fewer (bench/audit.py, decision 0018).
         constraints = [
-            models.UniqueConstraint(fields=["prev_hash"], name="audit_event_one_successor"),
+            models.UniqueConstraint(
+                fields=["prev_hash"],
+                condition=models.Q(prev_hash__isnull=False),
+                name="audit_event_one_successor",
+            ),
+            models.UniqueConstraint(
+                fields=["hash"], condition=models.Q(hash__isnull=False), name="audit_event_hash"
+            ),
+            models.UniqueConstraint(
+                fields=["leaf_index"],
+                condition=models.Q(leaf_index__isnull=False),
+                name="audit_event_one_leaf",
+            ),
         ]
 
     def __str__(self):

@@ -9,17 +9,19 @@ import base64
 import hashlib
 import hmac
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+from functools import lru_cache, partial
+from itertools import chain
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from audit import context, integrator, signing, tlog
-from audit.chain import GENESIS_HASH, HASHED_FIELDS, canonical_json, chain_hash
+from audit.chain import GENESIS_HASH, HASHED_FIELDS, canonical_json, canonical_leaf, chain_hash
 from audit.integrator import checkpoint_create, read_hashes  # noqa: F401 (public here)
 from audit.models import (
     AuditAction,
@@ -29,7 +31,7 @@ from audit.models import (
     AuditTreeHash,
     Outcome,
 )
-from audit.verify_export import Broken, leaf_hash
+from audit.verify_export import Broken, TreeBuilder
 from patterm.errors import DomainError, NotFound
 
 MESSAGE_NO_CHECKPOINT = _("The audit log has no signed checkpoint yet.")
@@ -67,6 +69,58 @@ def _as_stored(details: dict) -> dict:
     return json.loads(json.dumps(details), parse_float=number)
 
 
+# The columns a writer fills; `seq` comes from the database, `leaf_index` from the integrator.
+_STAGED_COLUMNS = (
+    "occurred_at",
+    "actor_id",
+    "actor_role",
+    "action",
+    "object_type",
+    "object_id",
+    "subject_ref",
+    "clinic_id",
+    "purpose",
+    "outcome",
+    "request_id",
+    "client_address",
+    "details",
+)
+
+
+# The columns whose values the database layer adapts (a time zone, an address's one spelling,
+# JSON); the others are plain str, int or None by construction and are passed as they are.
+_ADAPTED_COLUMNS = ("occurred_at", "client_address", "details")
+
+
+@lru_cache(maxsize=4)
+def _staging_statement(vendor: str, returning: bool) -> tuple[str, tuple]:
+    """The one INSERT a writer runs, compiled once (bench/audit.py: the ORM's save machinery
+    was most of a staged event's cost beyond the INSERT itself), and the positions and fields
+    of the values that the fields' own `get_db_prep_save` prepares, as the ORM would."""
+    adapted = tuple(
+        (_STAGED_COLUMNS.index(name), AuditEvent._meta.get_field(name)) for name in _ADAPTED_COLUMNS
+    )
+    sql = (
+        f"INSERT INTO {AuditEvent._meta.db_table} ({', '.join(_STAGED_COLUMNS)}) "  # noqa: S608
+        f"VALUES ({', '.join(['%s'] * len(_STAGED_COLUMNS))})"
+    )
+    return sql + (" RETURNING seq" if returning else ""), adapted
+
+
+def _stage(values: dict) -> AuditEvent:
+    returning = connection.features.can_return_columns_from_insert
+    sql, adapted = _staging_statement(connection.vendor, returning)
+    params = [values[name] for name in _STAGED_COLUMNS]
+    for position, field in adapted:
+        params[position] = field.get_db_prep_save(params[position], connection)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        seq = cursor.fetchone()[0] if returning else cursor.lastrowid
+    event = AuditEvent(seq=seq, **values)
+    event._state.adding, event._state.db = False, connection.alias
+    return event
+
+
 def event_append(
     *,
     action: str,
@@ -80,24 +134,27 @@ def event_append(
     details: dict | None = None,
 ) -> AuditEvent:
     """Stage one event inside the caller's transaction (or a new one): a plain INSERT, so
-    writers never wait for each other. If it fails, the caller's change rolls back with it.
-    The integrator makes it a leaf of the tree once the transaction has committed."""
-    with transaction.atomic():
-        event = AuditEvent.objects.create(
-            occurred_at=timezone.now(),
-            actor_id=getattr(actor, "pk", None),
-            actor_role=getattr(actor, "role", "") or "",
-            action=str(action),
-            # As the CharFields give them back (an int id would hash differently from "5").
-            object_type=str(object_type),
-            object_id="" if object_id is None else str(object_id),
-            subject_ref=subject_pseudonym(subject_id) if subject_id is not None else "",
-            clinic_id=clinic_id,
-            purpose=str(purpose),
-            outcome=str(outcome),
-            request_id=context.request_id.get(),
-            client_address=context.client_address.get(),
-            details=_as_stored(details or {}),
+    writers never wait for each other. If it fails, the caller's whole transaction is rolled
+    back (no savepoint: a caller catching the error cannot commit its change without its
+    event). The integrator makes it a leaf of the tree once the transaction has committed."""
+    with transaction.atomic(savepoint=False):
+        event = _stage(
+            {
+                "occurred_at": timezone.now(),
+                "actor_id": getattr(actor, "pk", None),
+                "actor_role": getattr(actor, "role", "") or "",
+                "action": str(action),
+                # As the CharFields give them back (an int id would hash differently from "5").
+                "object_type": str(object_type),
+                "object_id": "" if object_id is None else str(object_id),
+                "subject_ref": subject_pseudonym(subject_id) if subject_id is not None else "",
+                "clinic_id": clinic_id,
+                "purpose": str(purpose),
+                "outcome": str(outcome),
+                "request_id": context.request_id.get(),
+                "client_address": context.client_address.get(),
+                "details": _as_stored(details or {}),
+            }
         )
         integrator.schedule_inline_integration()
         return event
@@ -130,6 +187,7 @@ def chain_verify(
     chunk_size: int = 2000,
     from_leaf: int = 0,
     on_progress: Callable[[int], None] | None = None,
+    kept: Sequence[str] = (),
 ) -> ChainVerification:
     """Recompute the Merkle tree from the events, streaming, and compare it with every stored
     subtree hash and every signed checkpoint; report the first thing that does not hold.
@@ -165,37 +223,105 @@ def chain_verify(
                 staged=staged,
             )
         signed[signed_size] = root
+    for note in kept:
+        problem = _kept_problem(note, signed, size)
+        if problem:
+            return _broken(problem[0], leaf=problem[1], staged=staged)
+        _, kept_size, root = signing.note_verify(note)
+        signed[kept_size] = root  # the tree must have its root at that size, as for the log's
     if not 0 <= from_leaf <= size:
         return _broken(
             f"the tree has {size} leaves: no leaf {from_leaf} to start at", staged=staged
         )
-    builder = integrator.builder_at(from_leaf)
-    stored_index = tlog.stored_hash_count(from_leaf)
-    stored = iter(
-        AuditTreeHash.objects.filter(id__gte=stored_index, id__lt=tlog.stored_hash_count(size))
-        .order_by("id")
-        .values_list("id", "hash")
-        .iterator(chunk_size=chunk_size)
+    with transaction.atomic():  # one snapshot, and cursors that stream without WITH HOLD
+        return _tree_verify(
+            from_leaf=from_leaf,
+            size=size,
+            signed=signed,
+            chunk_size=chunk_size,
+            on_progress=on_progress,
+            staged=staged,
+        )
+
+
+_STREAMED_COLUMNS = {
+    # The leaf's values as plain tuples, the time already as canonical_json writes it.
+    "postgresql": (
+        "leaf_index, seq, to_char(occurred_at AT TIME ZONE 'UTC', "
+        '\'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"\'), actor_id, actor_role, action, object_type, '
+        "object_id, subject_ref, clinic_id, purpose, outcome, request_id, host(client_address), "
+        "details::text"
+    ),
+    "sqlite": (
+        "leaf_index, seq, occurred_at, actor_id, actor_role, action, object_type, object_id, "
+        "subject_ref, clinic_id, purpose, outcome, request_id, client_address, details"
+    ),
+}
+
+
+def _sqlite_time(value: datetime | str) -> str:
+    """SQLite's stored time (naive UTC; Django's connection parses the declared type) as
+    canonical_json writes it."""
+    moment = value if isinstance(value, datetime) else datetime.fromisoformat(value)
+    moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    return moment.isoformat(timespec="microseconds")
+
+
+def _streamed(sql: str, params: list, chunk_size: int) -> Iterator[tuple]:
+    """Rows of `sql` as plain tuples, `chunk_size` at a time: a server-side cursor on
+    PostgreSQL (closed with the caller's transaction), SQLite's own stepping cursor otherwise.
+    Chained in C (no Python frame per row): verification takes two rows per event."""
+    cursor = connection.chunked_cursor()
+    cursor.execute(sql, params)
+    return chain.from_iterable(iter(partial(cursor.fetchmany, chunk_size), []))
+
+
+def _leaves(from_leaf: int, size: int, chunk_size: int):
+    """(leaf index, seq, canonical leaf bytes) of the leaves from_leaf..size-1, in order."""
+    rows = _streamed(
+        f"SELECT {_STREAMED_COLUMNS[connection.vendor]} FROM {AuditEvent._meta.db_table} "  # noqa: S608
+        "WHERE leaf_index >= %s AND leaf_index < %s ORDER BY leaf_index",
+        [from_leaf, size],
+        chunk_size,
     )
-    events = (
-        AuditEvent.objects.filter(leaf_index__gte=from_leaf, leaf_index__lt=size)
-        .order_by("leaf_index")
-        .values_list("leaf_index", *HASHED_FIELDS)
-        .iterator(chunk_size=chunk_size)
+    loads = json.loads
+    if connection.vendor == "sqlite":
+        for index, seq, occurred_at, *middle, details in rows:
+            yield (
+                index,
+                seq,
+                canonical_leaf(seq, _sqlite_time(occurred_at), *middle, loads(details)),
+            )
+        return
+    for row in rows:
+        yield row[0], row[1], canonical_leaf(*row[1:14], loads(row[14]))
+
+
+def _tree_verify(*, from_leaf, size, signed, chunk_size, on_progress, staged) -> ChainVerification:
+    """Recompute the tree's stored hashes in the order tlog stores them (a leaf's hash, then the
+    subtrees it completes), each against the stored one as both stream by, and the root at every
+    signed size. Memory: the right edge (log2 n hashes) and one chunk of rows."""
+    sha256 = hashlib.sha256
+    edge = integrator.builder_at(from_leaf)._edge
+    stored_index = tlog.stored_hash_count(from_leaf)
+    stored = _streamed(
+        f"SELECT id, hash FROM {AuditTreeHash._meta.db_table} "  # noqa: S608
+        "WHERE id >= %s AND id < %s ORDER BY id",
+        [stored_index, tlog.stored_hash_count(size)],
+        chunk_size,
     )
     last_signed = max((n for n in signed if n <= from_leaf), default=0)
-    checked, head_seq = 0, None
-    for row in events:
-        index, seq = row[0], row[1]
-        if index != builder.size:
+    built, checked, head_seq = from_leaf, 0, None
+    for index, seq, leaf in _leaves(from_leaf, size, chunk_size):
+        if index != built:
             return _broken(
-                f"leaf {builder.size} is missing (the next event, #{seq}, is leaf {index})",
-                leaf=builder.size,
+                f"leaf {built} is missing (the next event, #{seq}, is leaf {index})",
+                leaf=built,
                 checked=checked,
                 staged=staged,
             )
-        leaf = canonical_json(dict(zip(HASHED_FIELDS, row[1:], strict=True))).encode()
-        for computed in builder.append_hash(leaf_hash(leaf)):
+        hashed, n = sha256(b"\x00" + leaf).digest(), built
+        while True:
             found = next(stored, None)
             if found is None or found[0] != stored_index:
                 return _broken(
@@ -205,7 +331,7 @@ def chain_verify(
                     checked=checked,
                     staged=staged,
                 )
-            if bytes(found[1]) != computed:
+            if found[1] != hashed:  # bytes, or a memoryview that compares as them
                 first, last = tlog.leaf_range(stored_index)
                 problem = (
                     f"event #{seq} (leaf {index}): its content does not match the tree"
@@ -214,37 +340,42 @@ def chain_verify(
                 )
                 return _broken(problem, leaf=first, seq=seq, checked=checked, staged=staged)
             stored_index += 1
-        if builder.size in signed:
-            if builder.root() != signed[builder.size]:
+            if not n & 1:
+                break
+            hashed, n = sha256(b"\x01" + edge.pop() + hashed).digest(), n >> 1
+        edge.append(hashed)
+        built += 1
+        if built in signed:
+            if _edge_root(edge) != signed[built]:
                 return _broken(
-                    f"leaves {last_signed} to {builder.size - 1} were rewritten: the tree of "
-                    f"{builder.size} events does not have its signed root",
+                    f"leaves {last_signed} to {built - 1} were rewritten: the tree of "
+                    f"{built} events does not have its signed root",
                     leaf=last_signed,
                     checked=last_signed - from_leaf if last_signed > from_leaf else 0,
                     staged=staged,
                 )
-            last_signed = builder.size
+            last_signed = built
         checked, head_seq = checked + 1, seq
         if on_progress and checked % chunk_size == 0:
             on_progress(chunk_size)
     if on_progress and checked % chunk_size:
         on_progress(checked % chunk_size)
-    if builder.size != size:
+    if built != size:
         return _broken(
-            f"leaf {builder.size} is missing (the tree has {size} leaves)",
-            leaf=builder.size,
+            f"leaf {built} is missing (the tree has {size} leaves)",
+            leaf=built,
             checked=checked,
             staged=staged,
         )
     if signed and max(signed) > size:
         return _broken(
-            f"the log ends at {size} leaves but a checkpoint signed {max(signed)}: its tail was "
-            "cut",
+            f"the log ends at {size} leaves but a checkpoint signed {max(signed)}: the tree "
+            "shrank, its tail was cut",
             leaf=size,
             checked=checked,
             staged=staged,
         )
-    root = builder.root()
+    root = _edge_root(edge)
     return ChainVerification(
         ok=True,
         events_checked=checked,
@@ -255,6 +386,35 @@ def chain_verify(
         root_hash=base64.b64encode(root).decode() if size else None,
         staged_events=staged,
     )
+
+
+def _edge_root(edge: list[bytes]) -> bytes:
+    builder = TreeBuilder()
+    builder._edge = edge
+    return builder.root()
+
+
+def _kept_problem(note: str, signed: dict[int, bytes], size: int) -> tuple[str, int] | None:
+    """(problem, leaf) of a checkpoint an auditor kept, against the log's own: a kept checkpoint
+    signed by no key of the log, a fork (the log signed another root for the same size), or a
+    tree that shrank below it. None when it can be checked against the tree."""
+    try:
+        _, kept_size, root = signing.note_verify(note)
+    except Broken as problem:
+        return f"the kept checkpoint: {problem}", None
+    if kept_size in signed and signed[kept_size] != root:
+        return (
+            f"a fork: the kept checkpoint and the log's checkpoint of {kept_size} events sign "
+            "different roots",
+            kept_size - 1,
+        )
+    if kept_size > size:
+        return (
+            f"the tree shrank: you kept a checkpoint of {kept_size} events, the log has {size} "
+            "leaves",
+            size,
+        )
+    return None
 
 
 def _broken(
@@ -333,9 +493,12 @@ def verification_run(
     chunk_size: int = 2000,
     from_leaf: int = 0,
     on_progress: Callable[[int], None] | None = None,
+    kept: Sequence[str] = (),
 ) -> ChainVerification:
     """Verify the log and record that it was verified, with the result (A.8.15: logs analysed)."""
-    result = chain_verify(chunk_size=chunk_size, from_leaf=from_leaf, on_progress=on_progress)
+    result = chain_verify(
+        chunk_size=chunk_size, from_leaf=from_leaf, on_progress=on_progress, kept=kept
+    )
     event_append(
         action=AuditAction.AUDIT_VERIFY,
         actor=actor,

@@ -270,8 +270,8 @@ def _verifiers(keys: list[str]) -> dict:
 def _json(line: str, number: int) -> dict:
     try:
         item = json.loads(line)
-    except ValueError:
-        raise Unreadable(f"line {number} is not JSON") from None
+    except (ValueError, RecursionError):
+        raise Unreadable(f"line {number} is not JSON (is the file cut short?)") from None
     if not isinstance(item, dict):
         raise Unreadable(f"line {number} is not a JSON object")
     return item
@@ -297,6 +297,7 @@ def verify(lines, kept: list[tuple[int, bytes]] = (), extra_keys: list[str] = ()
     kept_at = dict(kept)
     tree = TreeBuilder()
     chain_prev, chain_seq, checkpoints, legacy_checkpoints, last_size = GENESIS_HASH, 0, 0, 0, 0
+    last_root = None
     for number, line in numbered:
         item = _json(line, number)
         try:
@@ -323,11 +324,20 @@ def verify(lines, kept: list[tuple[int, bytes]] = (), extra_keys: list[str] = ()
                 tree.append(leaf)
                 if tree.size in kept_at and tree.root() != kept_at.pop(tree.size):
                     raise Broken(
-                        f"the log at size {tree.size} differs from the checkpoint you kept: "
-                        f"an event before leaf {tree.size} was changed, dropped or reordered"
+                        f"line {number}: the file's tree of {tree.size} events has another root "
+                        f"than the checkpoint of size {tree.size} you kept: a fork, or an event "
+                        f"before leaf {tree.size} was changed, dropped or reordered"
                     )
             elif kind == "checkpoint":
-                _, size, root = checkpoint_verify(item["note"], verifiers, origin)
+                try:
+                    _, size, root = checkpoint_verify(item["note"], verifiers, origin)
+                except Broken as problem:
+                    raise Broken(f"line {number}: {problem}") from None
+                if checkpoints and size == last_size and root != last_root:
+                    raise Broken(
+                        f"line {number}: two checkpoints of size {size} with different roots: "
+                        "a fork"
+                    )
                 if size < last_size:
                     raise Broken(
                         f"line {number}: the checkpoint of size {size} follows one of size "
@@ -346,7 +356,7 @@ def verify(lines, kept: list[tuple[int, bytes]] = (), extra_keys: list[str] = ()
                         f"among leaves {last_size} to {size - 1} was changed, dropped or "
                         "reordered"
                     )
-                checkpoints, last_size = checkpoints + 1, size
+                checkpoints, last_size, last_root = checkpoints + 1, size, root
             elif kind == "legacy_checkpoint":
                 key = legacy_keys.get(item["key_id"])
                 if key is None:
@@ -375,8 +385,8 @@ def verify(lines, kept: list[tuple[int, bytes]] = (), extra_keys: list[str] = ()
     if kept_at:
         size = min(kept_at)
         raise Broken(
-            f"you kept a checkpoint of size {size}, the file holds {tree.size} events: the "
-            "log's tail was cut"
+            f"the tree shrank: you kept a checkpoint of size {size}, the file holds {tree.size} "
+            "events (the log's tail was cut)"
         )
     return {
         "events": tree.size,
@@ -516,10 +526,13 @@ def _kept(paths: list[str], keys: list[str]) -> list[tuple[int, bytes]]:
     verifiers = _verifiers(keys) if keys else None
     for path in paths:
         note = _read_text(path)
-        if verifiers:
-            _, size, root = checkpoint_verify(note, verifiers)
-        else:
-            _, size, root = checkpoint_parse(note_body(note))
+        try:
+            if verifiers:
+                _, size, root = checkpoint_verify(note, verifiers)
+            else:
+                _, size, root = checkpoint_parse(note_body(note))
+        except Broken as problem:
+            raise Broken(f"the kept checkpoint {path}: {problem}") from None
         kept.append((size, root))
     return kept
 

@@ -331,8 +331,10 @@ def appointment_book(
             )
             if not claimed:
                 raise Conflict(MESSAGE_SLOT_TAKEN, "slot_taken")
+        # No savepoint (two round trips a booking): a clash ends the whole booking anyway, and
+        # Conflict leaves this atomic block, which rolls back the claims above with it.
         try:
-            with transaction.atomic():
+            with transaction.atomic(savepoint=False):
                 appointment = Appointment.objects.create(
                     slot=slot,
                     patient=patient,

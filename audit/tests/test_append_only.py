@@ -112,8 +112,12 @@ def raw_upsert(conflict: str):
         if connection.vendor == "sqlite":
             cursor.execute(insert.replace("INSERT INTO", "INSERT OR REPLACE INTO", 1), [target])
         else:
+            # The leaf index is unique where set (a partial index): the upsert names it so.
+            target_index = f"({conflict})" + (
+                " WHERE leaf_index IS NOT NULL" if conflict == "leaf_index" else ""
+            )
             cursor.execute(
-                f"{insert} ON CONFLICT ({conflict}) DO UPDATE SET details = EXCLUDED.details",
+                f"{insert} ON CONFLICT {target_index} DO UPDATE SET details = EXCLUDED.details",
                 [target],
             )
 

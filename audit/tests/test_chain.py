@@ -1,6 +1,7 @@
 """Staging and leaves: what an event records, how staged events become consecutive leaves, what
 the leaf covers, and that it survives the database (the old chain's hash function too)."""
 
+import contextlib
 import json
 from datetime import UTC, datetime, timedelta, timezone
 from types import SimpleNamespace
@@ -12,12 +13,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from audit import context, tlog
-from audit.chain import GENESIS_HASH, HASHED_FIELDS, canonical_json, chain_hash
+from audit.chain import GENESIS_HASH, HASHED_FIELDS, canonical_json, canonical_leaf, chain_hash
 from audit.integrator import integrate_pending
 from audit.models import AuditAction, AuditEvent, AuditTreeHash, Outcome
 from audit.services import chain_verify, event_append, event_leaf, subject_pseudonym
 from audit.signals import send_event
-from audit.tests.helpers import stored_rows
+from audit.tests.helpers import append_varied, stored_rows
 from audit.verify_export import leaf_hash
 
 pytestmark = pytest.mark.django_db
@@ -134,6 +135,35 @@ def test_a_failing_audit_write_propagates_to_the_sender():
     assert AuditEvent.objects.count() == 0
 
 
+def test_a_staging_insert_the_database_refuses_rolls_the_callers_change_back_even_if_caught():
+    """No savepoint around the staging INSERT: a caller that catches the error cannot commit its
+    change without the event that records it."""
+    from django.contrib.auth.models import Group
+    from django.db import DatabaseError, connection
+
+    with connection.cursor() as cursor:  # a database that refuses one action (rolled back)
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                "CREATE FUNCTION test_refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                "RAISE EXCEPTION 'refused'; END; $$"
+            )
+            cursor.execute(
+                "CREATE TRIGGER test_refuse BEFORE INSERT ON audit_auditevent FOR EACH ROW "
+                "WHEN (NEW.action = 'test.refused') EXECUTE FUNCTION test_refuse()"
+            )
+        else:
+            cursor.execute(
+                "CREATE TRIGGER test_refuse BEFORE INSERT ON audit_auditevent "
+                "WHEN NEW.action = 'test.refused' BEGIN SELECT RAISE(ABORT, 'refused'); END"
+            )
+    with transaction.atomic():
+        Group.objects.create(name="changed without its event")
+        with contextlib.suppress(DatabaseError):  # the caller carries on as if nothing happened
+            event_append(action="test.refused", outcome=Outcome.SUCCESS)
+    assert not Group.objects.filter(name="changed without its event").exists()
+    assert not AuditEvent.objects.filter(action="test.refused").exists()
+
+
 # --- What the hash covers (no database) ---------------------------------------------------------
 
 
@@ -208,6 +238,72 @@ def test_canonical_json_is_independent_of_key_order_time_zone_and_a_json_round_t
     reordered["occurred_at"] = instant.astimezone(timezone(timedelta(minutes=offset_minutes)))
 
     assert canonical_json(reordered) == canonical_json(row)
+
+
+texts = st.text(max_size=12)
+optional_ids = st.none() | st.integers(0, 2**62)
+
+
+@given(
+    seq=st.integers(1, 2**62),
+    actor_id=optional_ids,
+    clinic_id=optional_ids,
+    strings=st.lists(texts, min_size=8, max_size=8),
+    address=st.none() | st.sampled_from(["192.0.2.1", "2001:DB8::1", "::ffff:192.0.2.9", "x y"]),
+    details=st.dictionaries(
+        st.text(max_size=8),
+        json_values | st.floats(allow_nan=False, allow_infinity=False),
+        max_size=6,
+    ),
+    microsecond=st.integers(0, 999_999),
+)
+def test_the_streamed_leaf_is_byte_for_byte_the_canonical_json(
+    seq, actor_id, clinic_id, strings, address, details, microsecond
+):
+    """Verification writes leaves directly (canonical_leaf); the integrator and the export use
+    canonical_json: they must never differ, or an intact log would verify as broken."""
+    role, action, object_type, object_id, subject_ref, purpose, outcome, request_id = strings
+    instant = datetime(2026, 3, 1, 9, 30, 15, microsecond, tzinfo=UTC)
+    row = {
+        "seq": seq,
+        "occurred_at": instant,
+        "actor_id": actor_id,
+        "actor_role": role,
+        "action": action,
+        "object_type": object_type,
+        "object_id": object_id,
+        "subject_ref": subject_ref,
+        "clinic_id": clinic_id,
+        "purpose": purpose,
+        "outcome": outcome,
+        "request_id": request_id,
+        "client_address": address,
+        "details": details,
+    }
+    streamed = [row[name] for name in HASHED_FIELDS]
+    streamed[1] = instant.isoformat(timespec="microseconds")
+
+    assert canonical_leaf(*streamed) == canonical_json(row).encode()
+
+
+def test_the_leaves_streamed_from_the_database_are_the_events_leaves():
+    from audit.services import _leaves
+
+    for index in range(40):
+        append_varied(index)
+    event_append(
+        action="test.unicode",
+        outcome=Outcome.SUCCESS,
+        details={"ß": "Größe \u2014 \u0001", "z": [1.5, -0.0, 1e20, None, True], "a": {"b": {}}},
+    )
+    integrate_pending()
+    events = list(AuditEvent.objects.order_by("leaf_index"))
+
+    with transaction.atomic():
+        streamed = list(_leaves(0, len(events), chunk_size=7))
+
+    assert [(index, seq) for index, seq, _ in streamed] == [(e.leaf_index, e.seq) for e in events]
+    assert [leaf for _, _, leaf in streamed] == [event_leaf(event) for event in events]
 
 
 # --- The pseudonym of a patient -----------------------------------------------------------------

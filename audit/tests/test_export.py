@@ -13,11 +13,13 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 from django.core.management import call_command
+from django.test import override_settings
 
 from accounts.models import Role, User
 from audit.integrator import checkpoint_create, integrate_pending
 from audit.services import consistency_proof_document, inclusion_proof_document
-from audit.tests.builders import bearer, staff_with_token, token_for
+from audit.signing import checkpoint_note
+from audit.tests.builders import bearer, new_signing_key, staff_with_token, token_for
 from audit.tests.helpers import append_varied
 
 pytestmark = pytest.mark.django_db
@@ -118,12 +120,51 @@ def forge_signature(lines):
     return lines
 
 
+def _checkpoint_lines(lines) -> list[int]:
+    return [number for number, line in enumerate(lines) if '"type": "checkpoint"' in line]
+
+
+def _checkpoint_line(note: str) -> str:
+    return json.dumps({"type": "checkpoint", "note": note})
+
+
+def fork(lines):
+    # The log's own key signs a second, different tree of the same size: a split view.
+    lines.append(_checkpoint_line(checkpoint_note(tree_size=30, root_hash=bytes(32))))
+    return lines
+
+
+def unknown_key(lines):
+    private, _ = new_signing_key()
+    with override_settings(PATTERM_AUDIT_SIGNING_KEY=private):
+        note = checkpoint_note(tree_size=30, root_hash=bytes(32))
+    lines[_checkpoint_lines(lines)[-1]] = _checkpoint_line(note)
+    return lines
+
+
+def shrink(lines):
+    # The signed checkpoint of 10 again after the one of 30: the tree went back.
+    lines.append(lines[_checkpoint_lines(lines)[0]])
+    return lines
+
+
+def reorder_lines(lines):
+    first, second = _event_lines(lines)[5:7]
+    lines[first], lines[second] = lines[second], lines[first]
+    return lines
+
+
+# name: (tampering, what verify_export.py says, what the Go program says); each names where.
 TAMPERINGS = {
-    "edit_leaf": (edit_leaf, "signed root"),
-    "drop_event": (drop_event, "leaf 3 is missing"),
-    "swap_events": (swap_events, "signed root"),
-    "cut_tail": (cut_tail, "tail was cut"),
-    "forge_signature": (forge_signature, "signature"),
+    "edit_leaf": (edit_leaf, "among leaves 0 to 9", "among 0 to 9"),
+    "drop_event": (drop_event, "leaf 3 is missing", "leaf 3 missing"),
+    "swap_events": (swap_events, "among leaves 0 to 9", "among 0 to 9"),
+    "reorder_lines": (reorder_lines, "leaf 5 is missing or out of order", "leaf 5 missing"),
+    "cut_tail": (cut_tail, "tail was cut", "tail cut"),
+    "forge_signature": (forge_signature, "signature", "signature"),
+    "fork": (fork, "two checkpoints of size 30 with different roots: a fork", "size 30"),
+    "unknown_key": (unknown_key, "no known key (only by unknown", "no known key (only by"),
+    "shrink": (shrink, "checkpoint of size 10 follows one of size 30: the tree shrank", "shrank"),
 }
 
 
@@ -132,11 +173,11 @@ def test_the_offline_verifier_and_the_go_program_reject_a_tampered_export(
     evidence, tlogcheck, name
 ):
     folder, _ = evidence
-    tamper, problem = TAMPERINGS[name]
+    tamper, problem, go_problem = TAMPERINGS[name]
     (folder / "export.jsonl").write_text("\n".join(tamper(_lines(folder))) + "\n", "utf-8")
 
     checked = run_verifier(folder / "export.jsonl")
-    assert checked.returncode == 1, checked.stdout
+    assert checked.returncode == 1, checked.stdout + checked.stderr
     assert checked.stdout.startswith("BROKEN: ")
     assert problem in checked.stdout
     assert "Traceback" not in checked.stderr
@@ -145,6 +186,87 @@ def test_the_offline_verifier_and_the_go_program_reject_a_tampered_export(
     )
     assert go.returncode == 1, go.stdout + go.stderr
     assert go.stdout.startswith("BROKEN: ")
+    assert go_problem in go.stdout
+
+
+def _kept_fork(tmp_path):
+    return checkpoint_note(tree_size=10, root_hash=bytes(32))
+
+
+def _kept_beyond(tmp_path):
+    return checkpoint_note(tree_size=40, root_hash=bytes(32))
+
+
+def _kept_by_unknown_key(tmp_path):
+    private, _ = new_signing_key()
+    with override_settings(PATTERM_AUDIT_SIGNING_KEY=private):
+        return checkpoint_note(tree_size=10, root_hash=bytes(32))
+
+
+# A checkpoint the auditor kept, against the export: (note, verify_export.py, Go program).
+KEPT = {
+    "fork": (_kept_fork, "another root than the checkpoint of size 10 you kept: a fork", "a fork"),
+    "shrunk": (_kept_beyond, "the tree shrank: you kept a checkpoint of size 40", "shrank"),
+    "unknown_key": (_kept_by_unknown_key, "no known key (only by unknown", "no known key"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(KEPT))
+def test_a_kept_checkpoint_the_export_does_not_extend_fails_in_both_verifiers(
+    evidence, tlogcheck, tmp_path, name
+):
+    folder, key = evidence
+    make, problem, go_problem = KEPT[name]
+    kept = tmp_path / "kept-elsewhere.txt"
+    kept.write_text(make(tmp_path), encoding="utf-8")
+
+    checked = run_verifier(folder / "export.jsonl", "--kept", kept, "--key", key)
+    assert checked.returncode == 1, checked.stdout + checked.stderr
+    assert checked.stdout.startswith("BROKEN: ")
+    assert problem in checked.stdout
+    go = subprocess.run(  # noqa: S603
+        [tlogcheck, "-export", folder / "export.jsonl", "-kept", kept],
+        capture_output=True,
+        text=True,
+    )
+    assert go.returncode == 1, go.stdout + go.stderr
+    assert go_problem in go.stdout
+
+
+def _truncated(content: bytes) -> bytes:
+    return content[: len(content) * 2 // 3]  # mid-line: its JSON is cut
+
+
+def _reordered(content: bytes) -> bytes:
+    lines = content.splitlines(keepends=True)  # the first ten events, last one first
+    return b"".join([lines[0], *reversed(lines[1:11]), *lines[11:]])
+
+
+def _not_utf8_inside(content: bytes) -> bytes:
+    lines = content.splitlines(keepends=True)
+    lines[5] = lines[5].replace(b"token", b"tok\xffen", 1)
+    return b"".join(lines)
+
+
+BAD_EXPORTS = {
+    "truncated": (_truncated, 2, "is not JSON"),
+    "reordered": (_reordered, 1, "leaf 0 is missing or out of order"),
+    "not utf-8 inside": (_not_utf8_inside, 2, "not UTF-8"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_EXPORTS))
+def test_a_damaged_export_exits_non_zero_with_a_message_and_no_traceback(evidence, name):
+    folder, _ = evidence
+    damage, status, message = BAD_EXPORTS[name]
+    path = folder / "export.jsonl"
+    path.write_bytes(damage(path.read_bytes()))
+
+    checked = run_verifier(path)
+
+    assert checked.returncode == status, checked.stdout + checked.stderr
+    assert message in checked.stdout + checked.stderr
+    assert "Traceback" not in checked.stderr
 
 
 @pytest.mark.parametrize(

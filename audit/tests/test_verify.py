@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from audit import signing, triggers
 from audit.chain import GENESIS_HASH, HASHED_FIELDS, canonical_json, chain_hash
-from audit.integrator import checkpoint_create, integrate_pending
+from audit.integrator import checkpoint_create, integrate_pending, tree_root
 from audit.models import AuditCheckpoint, AuditEvent, AuditTreeCheckpoint, AuditTreeHash
 from audit.services import chain_verify
 from audit.tests.builders import new_signing_key
@@ -250,6 +250,61 @@ def test_the_command_prints_the_tree_and_exits_1_naming_the_break(
     with pytest.raises(SystemExit) as exited:
         call_command("verify_audit", "--json", stdout=StringIO(), stderr=StringIO())
     assert exited.value.code == 1
+
+
+def _kept_note(case: str) -> str:
+    if case == "unknown_key":
+        private, _ = new_signing_key()
+        with override_settings(PATTERM_AUDIT_SIGNING_KEY=private):
+            return signing.checkpoint_note(tree_size=10, root_hash=tree_root(10))
+    size, root = {
+        "intact": (10, None),
+        "intact_between_checkpoints": (5, None),
+        "fork": (10, bytes(32)),
+        "rewritten_before_it": (5, bytes(32)),
+        "shrunk": (40, bytes(32)),
+    }[case]
+    return signing.checkpoint_note(tree_size=size, root_hash=root or tree_root(size))
+
+
+KEPT = {
+    "intact": None,
+    "intact_between_checkpoints": None,
+    "fork": "a fork: the kept checkpoint and the log's checkpoint of 10 events sign different",
+    "rewritten_before_it": "leaves 0 to 4 were rewritten: the tree of 5 events",
+    "shrunk": "the tree shrank: you kept a checkpoint of 40 events, the log has 12 leaves",
+    "unknown_key": "the kept checkpoint: the checkpoint is signed by no known key (only by unknown",
+}
+
+
+@pytest.mark.parametrize("case", sorted(KEPT))
+def test_verify_audit_checks_a_kept_checkpoint_and_names_a_fork_or_a_shrunk_tree(
+    build_chain, tmp_path, case
+):
+    build_chain(10)
+    checkpoint_create()
+    build_chain(2)
+    integrate_pending()
+    kept = tmp_path / "kept.txt"
+    kept.write_text(_kept_note(case), encoding="utf-8")
+    out = StringIO()
+
+    if KEPT[case] is None:
+        call_command("verify_audit", "--kept", str(kept), stdout=out, stderr=StringIO())
+        assert "intact: 12 events" in out.getvalue()
+        return
+    with pytest.raises(CommandError) as broken:
+        call_command("verify_audit", "--kept", str(kept), stdout=out, stderr=StringIO())
+    assert KEPT[case] in str(broken.value)
+
+
+def test_verify_audit_refuses_a_kept_file_it_cannot_read(build_chain, tmp_path):
+    build_chain(3)
+    (tmp_path / "binary.txt").write_bytes(b"\xff\xfe")
+    with pytest.raises(CommandError, match="not UTF-8"):
+        call_command("verify_audit", "--kept", str(tmp_path / "binary.txt"), stdout=StringIO())
+    with pytest.raises(CommandError, match="Cannot read"):
+        call_command("verify_audit", "--kept", str(tmp_path / "missing.txt"), stdout=StringIO())
 
 
 # --- The hash chain written before the tree ---------------------------------------------------

@@ -88,7 +88,11 @@ func openCheckpoint(text string, verifiers note.Verifiers) (checkpoint, error) {
 	if err != nil {
 		var unknown *note.UnverifiedNoteError
 		if errors.As(err, &unknown) {
-			return checkpoint{}, brokenf("checkpoint signed by no known key")
+			var names []string
+			for _, sig := range unknown.Note.UnverifiedSigs {
+				names = append(names, fmt.Sprintf("%s+%08x", sig.Name, sig.Hash))
+			}
+			return checkpoint{}, brokenf("checkpoint signed by no known key (only by unknown %s)", strings.Join(names, ", "))
 		}
 		return checkpoint{}, brokenf("checkpoint signature: %v", err)
 	}
@@ -163,6 +167,7 @@ func run() (string, error) {
 
 	var hashes storage
 	var size, checkpoints, lastSize int64
+	var lastRoot tlog.Hash
 	for number := 2; scanner.Scan(); number++ {
 		var item line
 		if err := json.Unmarshal(scanner.Bytes(), &item); err != nil {
@@ -190,6 +195,9 @@ func run() (string, error) {
 			if c.origin != header.Origin {
 				return "", brokenf("line %d: checkpoint of log %q, not %q", number, c.origin, header.Origin)
 			}
+			if checkpoints > 0 && c.size == lastSize && c.root != lastRoot {
+				return "", brokenf("line %d: two checkpoints of size %d with different roots: a fork", number, c.size)
+			}
 			if c.size < lastSize {
 				return "", brokenf("line %d: checkpoint of size %d after one of %d: the tree shrank", number, c.size, lastSize)
 			}
@@ -204,7 +212,7 @@ func run() (string, error) {
 				return "", brokenf("the tree of %d leaves does not have the signed root: a leaf among %d to %d was changed", size, lastSize, size-1)
 			}
 			checkpoints++
-			lastSize = c.size
+			lastSize, lastRoot = c.size, c.root
 		case "legacy_checkpoint":
 			// The hash chain before the tree: checked by verify_export.py, not a tlog format.
 		default:
@@ -218,6 +226,30 @@ func run() (string, error) {
 		return "", brokenf("the export holds no checkpoint")
 	}
 	report := []string{fmt.Sprintf("export: %d leaves, %d checkpoints verified by sumdb/note and sumdb/tlog", size, checkpoints)}
+
+	// A kept checkpoint: the export's tree must have its root at its size (a fork or a tree that
+	// shrank below it fails), whether or not a consistency proof is given too.
+	for _, path := range kept {
+		text, err := os.ReadFile(path)
+		if err != nil {
+			return "", err
+		}
+		old, err := openCheckpoint(string(text), verifiers)
+		if err != nil {
+			return "", brokenf("%s: %v", path, err)
+		}
+		if old.size > size {
+			return "", brokenf("%s: the tree shrank: the kept checkpoint signs %d leaves, the export has %d", path, old.size, size)
+		}
+		root, err := tlog.TreeHash(old.size, hashes)
+		if err != nil {
+			return "", err
+		}
+		if root != old.root {
+			return "", brokenf("%s: a fork: the export's tree of %d leaves has another root than the kept checkpoint of size %d", path, old.size, old.size)
+		}
+		report = append(report, fmt.Sprintf("kept: the export's tree of %d leaves has the kept checkpoint's root", old.size))
+	}
 
 	for _, path := range inclusions {
 		var p inclusionProof
@@ -293,4 +325,3 @@ func main() {
 	fmt.Println(report)
 	fmt.Println("OK")
 }
-

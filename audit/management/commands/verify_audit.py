@@ -27,12 +27,21 @@ class Command(BaseCommand):
             help="start at this leaf, trusting the stored tree before it (default 0: all)",
         )
         parser.add_argument(
+            "--kept",
+            action="append",
+            default=[],
+            metavar="CHECKPOINT",
+            help="a checkpoint (signed note file) kept earlier: the log must still have its root "
+            "at its size (a fork or a shrunk tree fails); repeatable",
+        )
+        parser.add_argument(
             "--json", action="store_true", help="print the result as JSON (API.md AuditVerify)"
         )
 
-    def handle(self, *args, chunk_size, from_leaf, json: bool, **options):
+    def handle(self, *args, chunk_size, from_leaf, kept, json: bool, **options):
         if chunk_size < 1 or from_leaf < 0:
             raise CommandError("--chunk-size must be at least 1 and --from-leaf at least 0.")
+        kept_notes = [_read_note(path) for path in kept]
         show_progress = sys.stderr.isatty() and options["verbosity"] > 0 and not json
         with tqdm(
             total=max(tree_size() - from_leaf, 0) if show_progress else None,
@@ -41,7 +50,10 @@ class Command(BaseCommand):
             desc="Verifying audit log",
         ) as progress:
             result = verification_run(
-                chunk_size=chunk_size, from_leaf=from_leaf, on_progress=progress.update
+                chunk_size=chunk_size,
+                from_leaf=from_leaf,
+                on_progress=progress.update,
+                kept=kept_notes,
             )
         if json:
             self.stdout.write(_dumps(result.as_dict()))
@@ -67,6 +79,16 @@ class Command(BaseCommand):
                 "for the integrator."
             )
         )
+
+
+def _read_note(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    except UnicodeDecodeError:
+        raise CommandError(f"{path} is not a checkpoint: not UTF-8 text.") from None
+    except OSError as error:
+        raise CommandError(f"Cannot read {path}: {error.strerror}.") from None
 
 
 def _dumps(value) -> str:
