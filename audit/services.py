@@ -69,22 +69,9 @@ def _as_stored(details: dict) -> dict:
     return json.loads(json.dumps(details), parse_float=number)
 
 
-# The columns a writer fills; `seq` comes from the database, `leaf_index` from the integrator.
-_STAGED_COLUMNS = (
-    "occurred_at",
-    "actor_id",
-    "actor_role",
-    "action",
-    "object_type",
-    "object_id",
-    "subject_ref",
-    "clinic_id",
-    "purpose",
-    "outcome",
-    "request_id",
-    "client_address",
-    "details",
-)
+# The columns a writer fills: the hashed ones but `seq`, which comes from the database
+# (`leaf_index` comes from the integrator).
+_STAGED_COLUMNS = tuple(name for name in HASHED_FIELDS if name != "seq")
 
 
 # The columns whose values the database layer adapts (a time zone, an address's one spelling,

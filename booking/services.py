@@ -394,22 +394,28 @@ def _send_confirmation(*, appointment: Appointment, to: str, language: str | Non
 
     E-mail is not an encrypted channel, and the console backend is a log like any other.
     """
-    slot = appointment.slot
-    local_start = timezone.localtime(slot.starts_at)
+    local_start = timezone.localtime(appointment.slot.starts_at)
     with translation.override(language):
-        context = {
-            "starts_at": local_start,
-            "clinic": slot.clinic,
-            "specialty": slot.specialty.name,
-            **appointment_links(appointment),
-            "cutoff_hours": slot.clinic.cancellation_cutoff_hours,
-        }
         _send_with_calendar_file(
             appointment,
             to=to,
             subject=str(_("Your appointment on %(date)s") % {"date": f"{local_start:%d.%m.%Y}"}),
-            body=render_to_string("booking/confirmation_email.txt", context),
+            body=render_to_string(
+                "booking/confirmation_email.txt", _mail_context(appointment, local_start)
+            ),
         )
+
+
+def _mail_context(appointment: Appointment, local_start) -> dict:
+    """What the confirmation and the move e-mail show: time, clinic, specialty, links."""
+    slot = appointment.slot
+    return {
+        "starts_at": local_start,
+        "clinic": slot.clinic,
+        "specialty": slot.specialty.name,
+        **appointment_links(appointment),
+        "cutoff_hours": slot.clinic.cancellation_cutoff_hours,
+    }
 
 
 def _send_with_calendar_file(appointment: Appointment, *, to: str, subject: str, body: str):
@@ -643,15 +649,8 @@ def appointment_move(*, actor: User, appointment_id, slot_id: str) -> Appointmen
 def _send_move(*, appointment: Appointment, to: str, language: str | None) -> None:
     """The e-mail for a move, with the METHOD:REQUEST file: calendars take the new time."""
     local_start = timezone.localtime(appointment.starts_at)
-    slot = appointment.slot
     with translation.override(language):
-        context = {
-            "starts_at": local_start,
-            "clinic": slot.clinic,
-            "specialty": slot.specialty.name,
-            **appointment_links(appointment),
-            "cutoff_hours": slot.clinic.cancellation_cutoff_hours,
-        }
+        context = _mail_context(appointment, local_start)
         _send_with_calendar_file(
             appointment,
             to=to,
