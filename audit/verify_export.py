@@ -398,7 +398,8 @@ def verify(lines, kept: list[tuple[int, bytes]] = (), extra_keys: list[str] = ()
     }
 
 
-def _decode_hashes(values) -> list[bytes]:
+def proof_hashes(values) -> list[bytes]:
+    """A proof's base64 hashes as bytes; Unreadable unless each is a SHA-256 hash."""
     try:
         hashes = [base64.b64decode(value, validate=True) for value in values]
     except (TypeError, ValueError, binascii.Error):
@@ -413,7 +414,7 @@ def inclusion_verify(proof: dict, verifiers: dict) -> str:
     try:
         _, size, root = checkpoint_verify(proof["checkpoint"], verifiers)
         index, tree_size = proof["leaf_index"], proof["tree_size"]
-        hashes = _decode_hashes(proof["proof"])
+        hashes = proof_hashes(proof["proof"])
         leaf = proof["leaf"].encode()
     except (KeyError, TypeError, AttributeError) as error:
         if isinstance(error, Unreadable):
@@ -430,7 +431,7 @@ def consistency_verify(proof: dict, kept_note: str, verifiers: dict) -> str:
     try:
         origin, old_size, old_root = checkpoint_verify(kept_note, verifiers)
         _, new_size, new_root = checkpoint_verify(proof["checkpoint"], verifiers, origin)
-        hashes = _decode_hashes(proof["proof"])
+        hashes = proof_hashes(proof["proof"])
         claimed_from, claimed_to = proof["from"], proof["to"]
     except (KeyError, TypeError) as error:
         raise Unreadable(f"not a consistency proof ({error})") from None

@@ -34,6 +34,7 @@ from audit.verify_export import (
     consistency_roots,
     key_hash,
     note_open,
+    proof_hashes,
     verifier_parse,
 )
 
@@ -202,16 +203,6 @@ def checkpoint_open(note: str, verifiers: dict) -> tuple[str, int, bytes]:
     return origin, size, root
 
 
-def _hashes(values) -> list[bytes]:
-    try:
-        hashes = [base64.b64decode(value, validate=True) for value in values]
-    except (TypeError, ValueError, binascii.Error):
-        raise Unreadable("the consistency proof's hashes are not base64") from None
-    if any(len(value) != 32 for value in hashes):
-        raise Unreadable("the consistency proof's hashes are not SHA-256 hashes")
-    return hashes
-
-
 def note_cosign(note: str, key: Ed25519PrivateKey, name: str) -> str:
     """`note` with the witness's Ed25519 signature line over its body added (a line of the
     same key from an earlier run replaced)."""
@@ -285,7 +276,7 @@ def _consistency_check(proof, origin, old_size, new_size, old_root_text, new_roo
         )
     old_root = base64.b64decode(old_root_text)
     try:
-        hashes = _hashes(proof["proof"])
+        hashes = proof_hashes(proof["proof"])
     except (KeyError, TypeError):
         raise Unreadable("the consistency proof has no `proof` hashes") from None
     try:
