@@ -13,17 +13,13 @@ STATEMENT_DATE = "2026-12-03"
 
 
 def _documentation(resource_type: str) -> str:
-    scopes = (
-        f"Scopes: patient/{resource_type}.rs (a patient's own data) or user/{resource_type}.rs; "
-        "r reads, s searches."
-    )
+    scopes = f"Scopes: patient/{resource_type}.rs or user/{resource_type}.rs; r reads, s searches."
     if resource_type in FHIR_DIRECTORY_TYPES:
         return (
-            f"Public directory data (what the portal's search shows: names, clinic addresses; "
-            f"no e-mail or phone). Scopes: patient/{resource_type}.rs or "
-            f"user/{resource_type}.rs; r reads, s searches."
+            "Public directory data, as the portal's search shows it (names, clinic names and "
+            f"addresses; no e-mail, phone or anything else). {scopes}"
         )
-    return scopes
+    return f"A patient's own data with patient/ scopes, what consent allows with user/. {scopes}"
 
 
 def capability_statement(base_url: str) -> dict:
