@@ -399,8 +399,10 @@ def _slots_json(slots: list[Slot]) -> list[dict]:
             condition |= Q(user_id=user_id, clinic_id=clinic_id)
         schedules = {
             (user_id, clinic_id): pk
+            # The Schedules served (`_schedules`): a slot of another keeps only its display, so
+            # that every reference resolves.
             for pk, user_id, clinic_id in Membership.objects.filter(
-                condition, role=Role.PRACTITIONER
+                condition, role=Role.PRACTITIONER, user__is_active=True
             ).values_list("pk", "user_id", "clinic_id")
         }
     return [

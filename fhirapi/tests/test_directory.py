@@ -107,6 +107,18 @@ def test_a_departed_practitioners_entries_still_resolve_their_author(api_client,
     assert author.status_code == 200 and author.json()["active"] is False
 
 
+def test_a_deactivated_practitioners_slots_point_to_no_schedule_that_is_not_served(
+    api_client, record
+):
+    slot = slot_make(practitioner=record.doctor, clinic=record.clinic, days=5)
+    record.doctor.is_active = False
+    record.doctor.save()
+    assert _get(api_client, "/Schedule", record.patient_token).json()["total"] == 0
+    resource = _get(api_client, f"/Slot/{slot.public_id}", record.patient_token).json()
+    assert resource["schedule"] == {"display": record.clinic.name}
+    assert_r4_valid(resource)
+
+
 def test_the_directory_shows_only_public_data(api_client, record):
     record.clinic.city = "Hamburg"
     record.clinic.address = "Lange Reihe 1, 20099 Hamburg"
