@@ -2,6 +2,8 @@
 resolves on the server (the twin of the export's bundle-resolution test), and the directory
 shows what the portal's public search shows, nothing more (decision 0020)."""
 
+import datetime
+
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -12,6 +14,7 @@ from audit.models import AuditEvent
 from audit.tests.builders import slot_make
 from fhirapi.tests.conftest import FHIR, fhir_headers, fhir_token
 from fhirapi.tests.schema import assert_r4_valid
+from vault import relatives
 from vault.tests.factories import record_entry_write
 
 pytestmark = pytest.mark.django_db
@@ -55,9 +58,23 @@ def _search_urls(record, who: str) -> list[str]:
     return urls
 
 
-@pytest.mark.parametrize("who", ["patient", "doctor"])
+@pytest.mark.parametrize("who", ["patient", "holder", "doctor"])
 def test_every_reference_the_api_gives_resolves_on_the_server(api_client, record, who):
-    token = record.patient_token if who == "patient" else record.doctor_token
+    """`holder`: the patient's token with user/ scopes, which also reads their child's
+    record."""
+    token = record.doctor_token if who == "doctor" else record.patient_token
+    child = None
+    if who == "holder":
+        token = fhir_token(record.patient, "user/*.rs")
+        child = relatives.relative_add(
+            holder=record.patient,
+            first_name="Paul",
+            last_name="Pfeiffer",
+            date_of_birth=datetime.date.today() - datetime.timedelta(days=365 * 6),
+        ).link.relative
+        record_entry_write(
+            author=record.doctor, patient=child, clinic=record.clinic, category="diagnosis"
+        )
     slot_make(practitioner=record.doctor, clinic=record.clinic, days=5)  # a free one for all
     resources = []
     for url in _search_urls(record, who):
@@ -88,6 +105,8 @@ def test_every_reference_the_api_gives_resolves_on_the_server(api_client, record
     assert {ref.split("/")[0] for ref in walked} == {
         "Patient", "Practitioner", "Organization", "Location", "Schedule",
     }  # fmt: skip
+    if child is not None:
+        assert f"Patient/{child.pk}" in walked
     assert f"Practitioner/{record.doctor.pk}" in walked
     assert f"Organization/{record.clinic.pk}" in walked
     assert f"Location/{record.clinic.pk}" in walked
