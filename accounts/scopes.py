@@ -27,7 +27,13 @@ FHIR_RESOURCE_TYPES = (
     "Observation",
     "Slot",
     "Schedule",
+    "Practitioner",
+    "Organization",
+    "Location",
 )
+# Of these, the public directory (decision 0020): what the portal's search and practitioner
+# pages show anyone. A scope for the type is still needed; reads are not consent-decided.
+FHIR_DIRECTORY_TYPES = ("Practitioner", "Organization", "Location")
 PATIENT = "patient"
 USER = "user"
 MAX_LENGTH = 1000

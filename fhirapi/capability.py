@@ -3,13 +3,23 @@ same tables the API answers from (search.SEARCH_PARAMETERS, accounts.scopes)."""
 
 from django.conf import settings
 
-from accounts.scopes import FHIR_RESOURCE_TYPES
+from accounts.scopes import FHIR_DIRECTORY_TYPES, FHIR_RESOURCE_TYPES
 from fhirapi.search import COUNT_MAX, PARAMETER_DOCUMENTATION, RESULT_PARAMETERS, SEARCH_PARAMETERS
 
 FHIR_VERSION = "4.0.1"
 FHIR_JSON = "application/fhir+json"
 # Released with the code: the statement describes this build, not a point in time.
 STATEMENT_DATE = "2026-12-03"
+
+
+def _documentation(resource_type: str) -> str:
+    scopes = f"Scopes: patient/{resource_type}.rs or user/{resource_type}.rs; r reads, s searches."
+    if resource_type in FHIR_DIRECTORY_TYPES:
+        return (
+            "Public directory data, as the portal's search shows it (names, clinic names and "
+            f"addresses; no e-mail, phone or anything else). {scopes}"
+        )
+    return f"A patient's own data with patient/ scopes, what consent allows with user/. {scopes}"
 
 
 def capability_statement(base_url: str) -> dict:
@@ -35,8 +45,7 @@ def capability_statement(base_url: str) -> dict:
                 "conditionalUpdate": False,
                 "conditionalDelete": "not-supported",
                 "searchParam": parameters,
-                "documentation": f"Scopes: patient/{resource_type}.rs (a patient's own data) "
-                f"or user/{resource_type}.rs; r reads, s searches.",
+                "documentation": _documentation(resource_type),
             }
         )
     public_url = settings.PATTERM_PUBLIC_URL.rstrip("/")

@@ -38,6 +38,9 @@ SEARCH_PARAMETERS: dict[str, dict[str, str]] = {
     "Appointment": {"_id": "token", "patient": "reference", "date": "date", "status": "token"},
     "Slot": {"_id": "token", "schedule": "reference", "start": "date", "status": "token"},
     "Schedule": {"_id": "token", "actor": "reference"},
+    "Practitioner": {"_id": "token", "name": "string"},
+    "Organization": {"_id": "token", "name": "string"},
+    "Location": {"_id": "token", "organization": "reference", "address-city": "string"},
 }
 # What each parameter means, for the CapabilityStatement.
 PARAMETER_DOCUMENTATION = {
@@ -52,6 +55,9 @@ PARAMETER_DOCUMENTATION = {
     "schedule": "The Schedule (Schedule/<id> or <id>) the slot belongs to.",
     "start": "When the slot starts; eq, ge, le, gt, lt prefixes.",
     "actor": "The practitioner (Practitioner/<id> or <id>) or clinic (Location/<id>).",
+    "name": "The start of a name (of any of its words for a practitioner), any case.",
+    "organization": "The clinic (Organization/<id> or <id>) the location belongs to.",
+    "address-city": "The start of the city, any case.",
 }
 RESULT_PARAMETERS = ("_count", "_offset")
 COUNT_DEFAULT, COUNT_MAX = 20, 100
@@ -243,7 +249,7 @@ def search_parse(resource_type: str, query, *, lenient: bool) -> Search:
             elif kind == "token":
                 occurrences.append([token(name, value) for value in values])
             else:
-                occurrences.append(values)  # references: resolved by the operation
+                occurrences.append(values)  # references and strings: read by the operation
         search.values[name] = occurrences
     if ignored:
         search.warnings.append(str(MESSAGE_IGNORED_PARAMETERS) % {"names": ", ".join(ignored)})

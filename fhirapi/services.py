@@ -11,12 +11,12 @@ import uuid
 from dataclasses import dataclass, field
 
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from accounts import scopes
-from accounts.models import ApiToken, Membership, Role, User
+from accounts.models import ApiToken, Clinic, Membership, Role, User
 from accounts.services import user_has_login
 from audit.models import AuditAction
 from audit.signals import send_event
@@ -399,8 +399,10 @@ def _slots_json(slots: list[Slot]) -> list[dict]:
             condition |= Q(user_id=user_id, clinic_id=clinic_id)
         schedules = {
             (user_id, clinic_id): pk
+            # The Schedules served (`_schedules`): a slot of another keeps only its display, so
+            # that every reference resolves.
             for pk, user_id, clinic_id in Membership.objects.filter(
-                condition, role=Role.PRACTITIONER
+                condition, role=Role.PRACTITIONER, user__is_active=True
             ).values_list("pk", "user_id", "clinic_id")
         }
     return [
@@ -500,17 +502,125 @@ def schedules_search(*, caller: Caller, search: Search) -> Page:
     return Page(_schedules_json(page), total)
 
 
+# --- The directory: Practitioner, Organization, Location --------------------------------------
+# Public data (decision 0020): the names and addresses the portal's search and practitioner
+# pages show anyone. The token needs a scope for the type, as for Slot and Schedule; nothing
+# here is medical, so there is no consent decision and no audit row.
+
+
+def _ids(values) -> list[int]:
+    return sorted({number for value in values if (number := ascii_int(value)) is not None})
+
+
+def _starts_with(search: Search, name: str, *fields: str) -> Q:
+    """Every occurrence of a string parameter (AND), any of its values (OR), matching the
+    start of any of `fields`, whatever the case (FHIR's default string search)."""
+    condition = Q()
+    for values in search.all(name):
+        any_value = Q(pk__in=[])
+        for value in values:
+            for field_name in fields:
+                any_value |= Q(**{f"{field_name}__istartswith": value})
+        condition &= any_value
+    return condition
+
+
+def _practitioners():
+    """Everyone who practises or practised at a clinic: their entries and appointments point
+    to them. `practising`: a practitioner membership now (FHIR's `active`, with the login)."""
+    practises = Membership.objects.filter(user=OuterRef("pk"), role=Role.PRACTITIONER)
+    return (
+        User.objects.filter(Q(role=Role.PRACTITIONER) | Q(Exists(practises)))
+        .annotate(practising=Exists(practises))
+        .only("pk", "first_name", "last_name", "is_active")
+        .order_by("last_name", "first_name", "pk")
+    )
+
+
+def _practitioner_json(user: User) -> dict:
+    return mapping.practitioner_json(user, active=user.is_active and user.practising)
+
+
+def practitioner_read(*, caller: Caller, resource_id: str) -> dict:
+    scope_check(caller, "Practitioner", "r")
+    user_id = ascii_int(resource_id)
+    user = _practitioners().filter(pk=user_id).first() if user_id else None
+    if user is None:
+        raise NotFound()
+    return _practitioner_json(user)
+
+
+def practitioners_search(*, caller: Caller, search: Search) -> Page:
+    scope_check(caller, "Practitioner", "s")
+    users = _practitioners().filter(_starts_with(search, "name", "first_name", "last_name"))
+    if (wanted := id_values(search)) is not None:
+        users = users.filter(pk__in=_ids(wanted))
+    total = users.count()
+    page = users[search.offset : search.offset + search.count]
+    return Page([_practitioner_json(user) for user in page], total)
+
+
+def _clinics():
+    return Clinic.objects.only("pk", "name", "city", "address").order_by("name", "pk")
+
+
+def _clinic_read(caller: Caller, resource_type: str, resource_id: str) -> Clinic:
+    scope_check(caller, resource_type, "r")
+    clinic_id = ascii_int(resource_id)
+    clinic = _clinics().filter(pk=clinic_id).first() if clinic_id else None
+    if clinic is None:
+        raise NotFound()
+    return clinic
+
+
+def _clinics_search(search: Search, *conditions: Q) -> tuple[list[Clinic], int]:
+    clinics = _clinics().filter(*conditions)
+    if (wanted := id_values(search)) is not None:
+        clinics = clinics.filter(pk__in=_ids(wanted))
+    return list(clinics[search.offset : search.offset + search.count]), clinics.count()
+
+
+def organization_read(*, caller: Caller, resource_id: str) -> dict:
+    return mapping.organization_json(_clinic_read(caller, "Organization", resource_id))
+
+
+def organizations_search(*, caller: Caller, search: Search) -> Page:
+    scope_check(caller, "Organization", "s")
+    clinics, total = _clinics_search(search, _starts_with(search, "name", "name"))
+    return Page([mapping.organization_json(clinic) for clinic in clinics], total)
+
+
+def location_read(*, caller: Caller, resource_id: str) -> dict:
+    return mapping.location_json(_clinic_read(caller, "Location", resource_id))
+
+
+def locations_search(*, caller: Caller, search: Search) -> Page:
+    scope_check(caller, "Location", "s")
+    conditions = [_starts_with(search, "address-city", "city")]
+    for values in search.all("organization"):
+        ids = [reference_id("organization", value, "Organization")[1] for value in values]
+        conditions.append(Q(pk__in=ids))
+    clinics, total = _clinics_search(search, *conditions)
+    return Page([mapping.location_json(clinic) for clinic in clinics], total)
+
+
 READS = {
     "Patient": patient_read,
     "Appointment": appointment_read,
     "Slot": slot_read,
     "Schedule": schedule_read,
+    "Practitioner": practitioner_read,
+    "Organization": organization_read,
+    "Location": location_read,
 }
 SEARCHES = {
     "Patient": patients_search,
     "Appointment": appointments_search,
     "Slot": slots_search,
     "Schedule": schedules_search,
+    "Practitioner": practitioners_search,
+    "Organization": organizations_search,
+    "Location": locations_search,
 }
 
 

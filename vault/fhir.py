@@ -170,6 +170,31 @@ OBSERVATION_CATEGORY = {
 }
 
 
+def organization_resource(name: str, *, resource_id: str) -> Organization:
+    """A clinic as an Organization: its name only (what the portal's clinic directory shows)."""
+    return Organization(id=resource_id, name=name, active=True)
+
+
+def location_resource(clinic, *, resource_id: str, links) -> Location:
+    """A clinic's premises as a Location: name and the address the public search shows."""
+    return Location(
+        id=resource_id,
+        status="active",
+        name=clinic.name,
+        address={"text": clinic.address, "city": clinic.city, "country": "DE"},
+        managingOrganization=links.organization(clinic.pk, clinic.name),
+    )
+
+
+def practitioner_resource(name: str, *, resource_id: str, active: bool = True) -> Practitioner:
+    """A practitioner: the name the portal's practitioner page shows, nothing else (no e-mail,
+    phone or address: decision 0020)."""
+    practitioner = {"id": resource_id, "active": active}
+    if name:
+        practitioner["name"] = [{"text": name}]
+    return Practitioner(**practitioner)
+
+
 class _Directory:
     """The export's references: urn:uuid fullUrls, and the Practitioners, Organizations and
     Locations they point to, each added once."""
@@ -183,35 +208,28 @@ class _Directory:
     def organization(self, clinic_id: int, name: str) -> dict:
         key = ("Organization", clinic_id)
         if key not in self.resources:
-            self.resources[key] = Organization(id=f"clinic-{clinic_id}", name=name, active=True)
+            self.resources[key] = organization_resource(name, resource_id=f"clinic-{clinic_id}")
         return _ref("Organization", clinic_id, name)
 
     def location(self, clinic) -> dict:
         key = ("Location", clinic.pk)
         if key not in self.resources:
-            self.resources[key] = Location(
-                id=f"location-{clinic.pk}",
-                status="active",
-                name=clinic.name,
-                address={"text": clinic.address, "city": clinic.city, "country": "DE"},
-                managingOrganization=self.organization(clinic.pk, clinic.name),
+            self.resources[key] = location_resource(
+                clinic, resource_id=f"location-{clinic.pk}", links=self
             )
         return _ref("Location", clinic.pk, clinic.name)
 
     def practitioner(self, user_id: int, name: str) -> dict:
         key = ("Practitioner", user_id)
         if key not in self.resources:
-            practitioner = {"id": f"practitioner-{user_id}", "active": True}
-            if name:
-                practitioner["name"] = [{"text": name}]
-            self.resources[key] = Practitioner(**practitioner)
+            self.resources[key] = practitioner_resource(name, resource_id=f"practitioner-{user_id}")
         return _ref("Practitioner", user_id, name)
 
 
 class RestLinks:
-    """The read API's references: relative (`Patient/7`), as a FHIR server gives them. Only
-    Patient, Schedule and Slot are served there; Practitioner, Organization and Location
-    references carry their display and the id the Schedule search takes (decision 0020)."""
+    """The read API's references: relative (`Patient/7`), as a FHIR server gives them; each
+    resolves on the server (Practitioner, Organization and Location too, decision 0020), and
+    keeps its display."""
 
     def patient(self, patient_id: int) -> dict:
         return {"reference": f"Patient/{patient_id}"}
@@ -227,6 +245,26 @@ class RestLinks:
         if name:
             reference["display"] = name
         return reference
+
+
+def _json(resource) -> dict:
+    return resource.model_dump(mode="json", exclude_none=True)
+
+
+def organization_json(clinic) -> dict:
+    """The read API's Organization of a clinic (id: the clinic's)."""
+    return _json(organization_resource(clinic.name, resource_id=str(clinic.pk)))
+
+
+def location_json(clinic) -> dict:
+    """The read API's Location of a clinic (id: the clinic's, as its Organization's)."""
+    return _json(location_resource(clinic, resource_id=str(clinic.pk), links=RestLinks()))
+
+
+def practitioner_json(user, *, active: bool) -> dict:
+    """The read API's Practitioner of a staff user (id: the user's)."""
+    name = f"{user.first_name} {user.last_name}".strip()
+    return _json(practitioner_resource(name, resource_id=str(user.pk), active=active))
 
 
 APPOINTMENT_STATUS = {"booked": "booked", "cancelled": "cancelled", "completed": "fulfilled"}

@@ -86,9 +86,28 @@ def test_slot_and_schedule_are_valid_r4(api_client, record):
         assert_r4_valid(body)
 
 
+@pytest.mark.parametrize("resource_type", ["Practitioner", "Organization", "Location"])
+@pytest.mark.parametrize("token", ["patient", "doctor"])
+def test_the_directory_types_read_and_searched_are_valid_r4(
+    api_client, record, resource_type, token
+):
+    token = record.patient_token if token == "patient" else record.doctor_token
+    key = record.doctor.pk if resource_type == "Practitioner" else record.clinic.pk
+    read = _get(api_client, f"/{resource_type}/{key}", token)
+    found = _get(api_client, f"/{resource_type}?_id={key}", token)
+    for response in (read, found):
+        assert response.status_code == 200, response.content
+        assert_r4_valid(response.json())
+    assert read.json()["resourceType"] == resource_type
+    assert found.json()["total"] == 1
+    assert found.json()["entry"][0]["resource"] == read.json()
+
+
 @pytest.mark.parametrize(
     "url",
     [
+        "/Practitioner/999999",
+        "/Location?organization=Organization/x",
         "/Condition?nonsense=1",
         "/Condition/not-a-uuid",
         "/Unknown",

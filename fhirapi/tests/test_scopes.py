@@ -48,7 +48,7 @@ def test_a_patient_logs_in_with_scopes_and_gets_them_back(api_client, make_patie
         ("patient/*.read", Role.PATIENT),  # SMART v1
         ("patient/*.cruds", Role.PATIENT),  # this server only reads
         ("patient/*.sr", Role.PATIENT),  # letters out of order
-        ("patient/Practitioner.rs", Role.PATIENT),  # a type not served
+        ("patient/PractitionerRole.rs", Role.PATIENT),  # a type not served
         ("system/*.rs", Role.PATIENT),
         ("patient/*.rs", Role.PRACTITIONER),  # no patient in context for staff
         ("openid", Role.PATIENT),
