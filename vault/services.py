@@ -492,8 +492,9 @@ def master_key_rotate(
                 (key_id, target, wrapped)
                 for key_id, wrapped in keys.rewrap_many(batch, target=target)
             ]
-            # One statement for the whole batch (vault/bulk.py).
-            rows_update(PatientKey, ["master_key_version", "wrapped_key"], rows)
+            # One statement for the whole batch (vault/bulk.py), of values as stored: the
+            # database's own ids, the version number and the wrapped bytes.
+            rows_update(PatientKey, ["master_key_version", "wrapped_key"], rows, prepared=True)
             first_key, last_key = batch[0][0], batch[-1][0]
             send_event(
                 action=AuditAction.KEY_ROTATION_BATCH,
