@@ -272,12 +272,17 @@ def data_keys_from_rows(rows, patient_field: str = "patient") -> None:
     if cache is None:
         return
     patient_attname = f"{patient_field}_id"
+    seen = None  # (key text, patient) of the row before: a page is mostly one patient's rows
     for row in rows:
         live_key = getattr(row, LIVE_KEY)
         if live_key is None:
             continue
+        patient_id = getattr(row, patient_attname)
+        if seen is not None and seen[0] == live_key and seen[1] == patient_id:
+            continue
+        seen = (live_key, patient_id)
         key_text, version_text, wrapped_hex = live_key.split("$")
-        key_id, patient_id = int(key_text), getattr(row, patient_attname)
+        key_id = int(key_text)
         if ("key", key_id, patient_id) in cache:
             continue
         wrapped = bytes.fromhex(wrapped_hex)
