@@ -203,6 +203,23 @@ def test_value_copied_to_another_patient_is_refused(make_patient):
     assert _profile(ben).first_name == "Ben"
 
 
+def test_an_instance_pointed_at_another_row_binds_its_next_reads_to_that_row(make_patient):
+    """The row's part of the associated data is kept per instance between reads; pointed at
+    another patient's row after a first read, the instance must not reuse it: the values it
+    still holds are Anna's, bound to Anna's row, and now refuse to open."""
+    anna = make_patient(first_name="Anna")
+    ben = make_patient(first_name="Ben")
+    profile = _profile(anna)
+    assert profile.first_name == "Anna"  # the row's context is now kept on the instance
+
+    profile.patient_id = ben.user.pk
+    with pytest.raises(DecryptionError, match=r"PatientProfile\.last_name"):
+        profile.last_name  # noqa: B018
+
+    profile.patient_id = int(str(anna.user.pk))  # equal, though not the same object
+    assert profile.last_name == "Mustermann"
+
+
 @pytest.mark.parametrize(
     "source, target",
     [
