@@ -220,49 +220,64 @@ def _remember(cache: dict, key_id, patient_id, version, wrapped, *, live: bool) 
 
 
 # The live data key of each row's patient, brought by the rows' own query (`with_live_data_key`)
-# as one text column, `id$version$hex of the wrapped key`.
+# as one text column, `id$patient$version$hex of the wrapped key`.
 LIVE_KEY = "_patterm_live_key"
 
 
 class _LiveDataKey(Expression):
-    """The patient's one live data key as `id$version$hex`, or NULL (erased): a correlated
+    """The patient's one live data key as `id$patient$version$hex`, or NULL (erased): a
     subquery on the partial unique index `patient_key_one_live_per_patient`.
 
-    Raw SQL, not a `FilteredRelation` join: the join's three column annotations cost more to
-    compile than the whole page's decryption (bench/record_read.py; decision 0019). The
-    subquery names the row's table by the alias the compiler gave it.
+    Correlated with each row's patient, or, when the rows are known to be one patient's,
+    on that patient's id: PostgreSQL then runs it once for the query, not once per row
+    (bench/record_read.py; decision 0019). Raw SQL, not a `FilteredRelation` join: the join's
+    three column annotations cost more to compile than the whole page's decryption. The
+    correlated subquery names the row's table by the alias the compiler gave it.
     """
 
     output_field = TextField()
 
-    def __init__(self, patient_column: str):
+    def __init__(self, patient_column: str, patient_id: int | None = None):
         super().__init__()
-        self.patient_column = patient_column
+        self.patient_column, self.patient_id = patient_column, patient_id
 
     def as_sql(self, compiler, connection):
         quote = connection.ops.quote_name
-        row_table = compiler.quote_name_unless_alias(compiler.query.get_initial_alias())
         if connection.vendor == "postgresql":
-            value = "k.id::text || '$' || k.master_key_version::text || '$' || encode(k.wrapped_key, 'hex')"  # noqa: E501
+            value = (
+                "k.id::text || '$' || k.patient_id::text || '$' || "
+                "k.master_key_version::text || '$' || encode(k.wrapped_key, 'hex')"
+            )
         else:
-            value = "k.id || '$' || k.master_key_version || '$' || hex(k.wrapped_key)"
+            value = (
+                "k.id || '$' || k.patient_id || '$' || k.master_key_version || '$' || "
+                "hex(k.wrapped_key)"
+            )
+        if self.patient_id is None:
+            row_table = compiler.quote_name_unless_alias(compiler.query.get_initial_alias())
+            patient, params = f"{row_table}.{quote(self.patient_column)}", []
+        else:
+            patient, params = "%s", [self.patient_id]
         return (
             f"(SELECT {value} FROM {quote(PatientKey._meta.db_table)} k "  # noqa: S608
-            f"WHERE k.patient_id = {row_table}.{quote(self.patient_column)} "
-            "AND k.destroyed_at IS NULL)",
-            [],
+            f"WHERE k.patient_id = {patient} AND k.destroyed_at IS NULL)",
+            params,
         )
 
 
-def with_live_data_key(queryset, patient_field: str = "patient"):
+def with_live_data_key(queryset, patient_field: str = "patient", *, patient_id=None):
     """`queryset` with each row's patient's live data key in its own query (a subquery on the
     one live key a patient has), so that a page of rows and its keys cost one query.
+
+    `patient_id`: the rows are all this patient's (the queryset filters on it), so the key is
+    read once for the query instead of once per row; a row of another patient gets no key
+    from it (`data_keys_from_rows` checks) and its values are looked up as before.
 
     Call `data_keys_from_rows` on the rows it returns; a patient without a live key (erased)
     brings none, and their values are looked up, and read as erased, as before.
     """
     column = queryset.model._meta.get_field(patient_field).column
-    return queryset.annotate(**{LIVE_KEY: _LiveDataKey(column)})
+    return queryset.annotate(**{LIVE_KEY: _LiveDataKey(column, patient_id)})
 
 
 def data_keys_from_rows(rows, patient_field: str = "patient") -> None:
@@ -281,9 +296,11 @@ def data_keys_from_rows(rows, patient_field: str = "patient") -> None:
         if seen is not None and seen[0] == live_key and seen[1] == patient_id:
             continue
         seen = (live_key, patient_id)
-        key_text, version_text, wrapped_hex = live_key.split("$")
+        key_text, key_patient_text, version_text, wrapped_hex = live_key.split("$")
         key_id = int(key_text)
-        if ("key", key_id, patient_id) in cache:
+        # Another patient's key (a row the caller's filter let through; its unwrap would fail
+        # on the patient the wrapping binds anyway), or one known already.
+        if int(key_patient_text) != patient_id or ("key", key_id, patient_id) in cache:
             continue
         wrapped = bytes.fromhex(wrapped_hex)
         _remember(cache, key_id, patient_id, int(version_text), wrapped, live=True)

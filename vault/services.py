@@ -223,7 +223,7 @@ def record_read(
     entries: list[RecordEntry] = []
     if grants:
         entries = list(
-            keys.with_live_data_key(own_entries.filter(_any_of(grants)))
+            keys.with_live_data_key(own_entries.filter(_any_of(grants)), patient_id=patient.pk)
             .annotate(basis=_first_basis(grants))
             .select_related("clinic", "author")
             .order_by("-created_at", "pk")
