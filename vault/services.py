@@ -610,7 +610,7 @@ def _row_open(patient_id: int, fields, row: tuple) -> tuple:
             raise crypto.DecryptionError(
                 f"{field.model.__name__}.{field.name} (row {row_id}) cannot be decrypted: {error}"
             ) from error
-        values.append(envelope if is_erased(value) else value)
+        values.append(Sealed(envelope) if is_erased(value) else value)
     return row_id, values
 
 
