@@ -125,9 +125,9 @@ def main() -> int:
     def read_decrypted():
         with keys.request_key_cache():  # the page's query: the data key comes with it, one unwrap
             entries = list(
-                keys.with_live_data_key(RecordEntry.objects.filter(patient=patient)).select_related(
-                    "clinic", "author"
-                )
+                keys.with_live_data_key(
+                    RecordEntry.objects.filter(patient=patient), patient_id=patient.pk
+                ).select_related("clinic", "author")
             )
             keys.data_keys_from_rows(entries)
             for entry in entries:

@@ -7,11 +7,13 @@ newest first: the newest wraps new data keys, every listed version still unwraps
 
 import base64
 import binascii
+import os
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import cache, lru_cache
 
+from cryptography.exceptions import InvalidTag
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db.models import Expression, TextField
@@ -70,8 +72,12 @@ def master_key_ring() -> MasterKeyRing:
     return _parse_master_keys(settings.PATTERM_MASTER_KEYS)
 
 
+_WRAP_CONTEXT = b"patterm:patient-key:v1|patient=%d|master=%d"
+
+
 def _wrap_context(patient_id: int, version: int) -> bytes:
-    return f"patterm:patient-key:v1|patient={patient_id}|master={version}".encode()
+    """What a wrapped data key is bound to: its patient and its master key version."""
+    return _WRAP_CONTEXT % (patient_id, version)
 
 
 @lru_cache(maxsize=16)
@@ -113,20 +119,35 @@ def unwrap(patient_key: PatientKey) -> bytes:
 def rewrap_many(rows, *, target: int) -> list[tuple[int, bytes]]:
     """(key id, wrapped under `target`) for each `(key id, patient id, version, wrapped)` row:
     `rewrap` for a rotation batch, with the ring read and each master key's cipher looked up
-    once per batch instead of twice per key."""
+    once per batch instead of twice per key.
+
+    The loop is `crypto.open_with` and `crypto.seal_with` written out (same nonce size, same
+    checks, same errors): the calls and attribute look-ups around the two AES operations were
+    a third of the batch's Python time (bench/keys.py).
+    """
     ring = master_key_ring()
-    new_aead = _master_cipher(ring.key(target))
-    old_aeads: dict[int, object] = {}
-    rewrapped = []
+    seal = _master_cipher(ring.key(target)).encrypt
+    opens: dict[int, object] = {}
+    context, nonce_size = _WRAP_CONTEXT, crypto.NONCE_SIZE
+    shortest = nonce_size + crypto.TAG_SIZE
+    random_bytes, rewrapped = os.urandom, []
+    append = rewrapped.append
     for key_id, patient_id, version, wrapped in rows:
         if wrapped is None:
             raise crypto.KeyDestroyed("the patient's data key was destroyed (erased)")
-        if (old_aead := old_aeads.get(version)) is None:
-            old_aead = old_aeads[version] = _master_cipher(ring.key(version))
-        plain = crypto.open_with(old_aead, bytes(wrapped), _wrap_context(patient_id, version))
-        rewrapped.append(
-            (key_id, crypto.seal_with(new_aead, plain, _wrap_context(patient_id, target)))
-        )
+        if (open_ := opens.get(version)) is None:
+            open_ = opens[version] = _master_cipher(ring.key(version)).decrypt
+        sealed = bytes(wrapped)
+        if len(sealed) < shortest:
+            raise crypto.DecryptionError("sealed value is too short")
+        try:
+            plain = open_(sealed[:nonce_size], sealed[nonce_size:], context % (patient_id, version))
+        except InvalidTag as error:
+            raise crypto.DecryptionError(
+                "authentication failed: wrong key, wrong context, or the value was altered"
+            ) from error
+        nonce = random_bytes(nonce_size)
+        append((key_id, nonce + seal(nonce, plain, context % (patient_id, target))))
     return rewrapped
 
 
@@ -199,49 +220,64 @@ def _remember(cache: dict, key_id, patient_id, version, wrapped, *, live: bool) 
 
 
 # The live data key of each row's patient, brought by the rows' own query (`with_live_data_key`)
-# as one text column, `id$version$hex of the wrapped key`.
+# as one text column, `id$patient$version$hex of the wrapped key`.
 LIVE_KEY = "_patterm_live_key"
 
 
 class _LiveDataKey(Expression):
-    """The patient's one live data key as `id$version$hex`, or NULL (erased): a correlated
+    """The patient's one live data key as `id$patient$version$hex`, or NULL (erased): a
     subquery on the partial unique index `patient_key_one_live_per_patient`.
 
-    Raw SQL, not a `FilteredRelation` join: the join's three column annotations cost more to
-    compile than the whole page's decryption (bench/record_read.py; decision 0019). The
-    subquery names the row's table by the alias the compiler gave it.
+    Correlated with each row's patient, or, when the rows are known to be one patient's,
+    on that patient's id: PostgreSQL then runs it once for the query, not once per row
+    (bench/record_read.py; decision 0019). Raw SQL, not a `FilteredRelation` join: the join's
+    three column annotations cost more to compile than the whole page's decryption. The
+    correlated subquery names the row's table by the alias the compiler gave it.
     """
 
     output_field = TextField()
 
-    def __init__(self, patient_column: str):
+    def __init__(self, patient_column: str, patient_id: int | None = None):
         super().__init__()
-        self.patient_column = patient_column
+        self.patient_column, self.patient_id = patient_column, patient_id
 
     def as_sql(self, compiler, connection):
         quote = connection.ops.quote_name
-        row_table = compiler.quote_name_unless_alias(compiler.query.get_initial_alias())
         if connection.vendor == "postgresql":
-            value = "k.id::text || '$' || k.master_key_version::text || '$' || encode(k.wrapped_key, 'hex')"  # noqa: E501
+            value = (
+                "k.id::text || '$' || k.patient_id::text || '$' || "
+                "k.master_key_version::text || '$' || encode(k.wrapped_key, 'hex')"
+            )
         else:
-            value = "k.id || '$' || k.master_key_version || '$' || hex(k.wrapped_key)"
+            value = (
+                "k.id || '$' || k.patient_id || '$' || k.master_key_version || '$' || "
+                "hex(k.wrapped_key)"
+            )
+        if self.patient_id is None:
+            row_table = compiler.quote_name_unless_alias(compiler.query.get_initial_alias())
+            patient, params = f"{row_table}.{quote(self.patient_column)}", []
+        else:
+            patient, params = "%s", [self.patient_id]
         return (
             f"(SELECT {value} FROM {quote(PatientKey._meta.db_table)} k "  # noqa: S608
-            f"WHERE k.patient_id = {row_table}.{quote(self.patient_column)} "
-            "AND k.destroyed_at IS NULL)",
-            [],
+            f"WHERE k.patient_id = {patient} AND k.destroyed_at IS NULL)",
+            params,
         )
 
 
-def with_live_data_key(queryset, patient_field: str = "patient"):
+def with_live_data_key(queryset, patient_field: str = "patient", *, patient_id=None):
     """`queryset` with each row's patient's live data key in its own query (a subquery on the
     one live key a patient has), so that a page of rows and its keys cost one query.
+
+    `patient_id`: the rows are all this patient's (the queryset filters on it), so the key is
+    read once for the query instead of once per row; a row of another patient gets no key
+    from it (`data_keys_from_rows` checks) and its values are looked up as before.
 
     Call `data_keys_from_rows` on the rows it returns; a patient without a live key (erased)
     brings none, and their values are looked up, and read as erased, as before.
     """
     column = queryset.model._meta.get_field(patient_field).column
-    return queryset.annotate(**{LIVE_KEY: _LiveDataKey(column)})
+    return queryset.annotate(**{LIVE_KEY: _LiveDataKey(column, patient_id)})
 
 
 def data_keys_from_rows(rows, patient_field: str = "patient") -> None:
@@ -251,13 +287,20 @@ def data_keys_from_rows(rows, patient_field: str = "patient") -> None:
     if cache is None:
         return
     patient_attname = f"{patient_field}_id"
+    seen = None  # (key text, patient) of the row before: a page is mostly one patient's rows
     for row in rows:
         live_key = getattr(row, LIVE_KEY)
         if live_key is None:
             continue
-        key_text, version_text, wrapped_hex = live_key.split("$")
-        key_id, patient_id = int(key_text), getattr(row, patient_attname)
-        if ("key", key_id, patient_id) in cache:
+        patient_id = getattr(row, patient_attname)
+        if seen is not None and seen[0] == live_key and seen[1] == patient_id:
+            continue
+        seen = (live_key, patient_id)
+        key_text, key_patient_text, version_text, wrapped_hex = live_key.split("$")
+        key_id = int(key_text)
+        # Another patient's key (a row the caller's filter let through; its unwrap would fail
+        # on the patient the wrapping binds anyway), or one known already.
+        if int(key_patient_text) != patient_id or ("key", key_id, patient_id) in cache:
             continue
         wrapped = bytes.fromhex(wrapped_hex)
         _remember(cache, key_id, patient_id, int(version_text), wrapped, live=True)

@@ -223,7 +223,7 @@ def record_read(
     entries: list[RecordEntry] = []
     if grants:
         entries = list(
-            keys.with_live_data_key(own_entries.filter(_any_of(grants)))
+            keys.with_live_data_key(own_entries.filter(_any_of(grants)), patient_id=patient.pk)
             .annotate(basis=_first_basis(grants))
             .select_related("clinic", "author")
             .order_by("-created_at", "pk")
@@ -492,8 +492,9 @@ def master_key_rotate(
                 (key_id, target, wrapped)
                 for key_id, wrapped in keys.rewrap_many(batch, target=target)
             ]
-            # One statement for the whole batch (vault/bulk.py).
-            rows_update(PatientKey, ["master_key_version", "wrapped_key"], rows)
+            # One statement for the whole batch (vault/bulk.py), of values as stored: the
+            # database's own ids, the version number and the wrapped bytes.
+            rows_update(PatientKey, ["master_key_version", "wrapped_key"], rows, prepared=True)
             first_key, last_key = batch[0][0], batch[-1][0]
             send_event(
                 action=AuditAction.KEY_ROTATION_BATCH,
@@ -609,7 +610,7 @@ def _row_open(patient_id: int, fields, row: tuple) -> tuple:
             raise crypto.DecryptionError(
                 f"{field.model.__name__}.{field.name} (row {row_id}) cannot be decrypted: {error}"
             ) from error
-        values.append(envelope if is_erased(value) else value)
+        values.append(Sealed(envelope) if is_erased(value) else value)
     return row_id, values
 
 

@@ -100,6 +100,31 @@ def test_untouched_values_are_written_back_unchanged(make_patient):
     assert _stored(patient) == before
 
 
+def test_values_loaded_deferred_or_through_a_relation_stay_sealed_until_read(make_patient):
+    """Loaded values are marked sealed by the model's `from_db` (no converter per value):
+    also when they come later (a deferred column) or with another model (select_related)."""
+    patient = make_patient()
+    before = _stored(patient)
+
+    deferred = PatientProfile.objects.only("pk").get(pk=patient.user.pk)
+    assert deferred.first_name == "Erika"  # loaded now, then opened
+    assert deferred.last_name == "Mustermann"
+
+    from accounts.models import User
+
+    user = User.objects.select_related("patient_profile").get(pk=patient.user.pk)
+    user.patient_profile.save()
+    assert user.patient_profile.last_name == "Mustermann"
+    assert _stored(patient) == before
+
+    # values() and values_list() give the stored text itself, never a plaintext.
+    (stored_first_name,) = PatientProfile.objects.filter(pk=patient.user.pk).values_list(
+        "first_name", flat=True
+    )
+    assert stored_first_name == before["first_name"]
+    assert "Erika" not in stored_first_name
+
+
 def test_changing_one_value_reseals_only_that_value(make_patient):
     patient = make_patient()
     before = _stored(patient)
@@ -201,6 +226,23 @@ def test_value_copied_to_another_patient_is_refused(make_patient):
 
     profile_column_set(ben.user.pk, "first_name", original)  # put back, it opens again
     assert _profile(ben).first_name == "Ben"
+
+
+def test_an_instance_pointed_at_another_row_binds_its_next_reads_to_that_row(make_patient):
+    """The row's part of the associated data is kept per instance between reads; pointed at
+    another patient's row after a first read, the instance must not reuse it: the values it
+    still holds are Anna's, bound to Anna's row, and now refuse to open."""
+    anna = make_patient(first_name="Anna")
+    ben = make_patient(first_name="Ben")
+    profile = _profile(anna)
+    assert profile.first_name == "Anna"  # the row's context is now kept on the instance
+
+    profile.patient_id = ben.user.pk
+    with pytest.raises(DecryptionError, match=r"PatientProfile\.last_name"):
+        profile.last_name  # noqa: B018
+
+    profile.patient_id = int(str(anna.user.pk))  # equal, though not the same object
+    assert profile.last_name == "Mustermann"
 
 
 @pytest.mark.parametrize(

@@ -168,3 +168,66 @@ def test_a_destroyed_data_key_reads_as_erased_and_encrypts_nothing(make_patient)
     profile.last_name = "Neu"
     with pytest.raises(KeyDestroyed, match="destroyed"):
         profile.save()
+
+
+# --- The live key brought by the rows' own query (the record page) ---------------------------
+
+
+def _entries_with_keys(queryset, **kwargs):
+    from vault.models import RecordEntry
+
+    assert queryset.model is RecordEntry
+    rows = list(keys.with_live_data_key(queryset, **kwargs).order_by("created_at"))
+    keys.data_keys_from_rows(rows)
+    return rows
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("one_patient", [False, True])
+def test_a_page_of_rows_brings_its_key_and_opens_without_another_query(
+    make_patient, django_assert_num_queries, one_patient
+):
+    from accounts.tests.factories import ClinicFactory, StaffFactory
+    from vault.models import RecordEntry
+    from vault.tests.factories import record_entry_write
+
+    clinic = ClinicFactory()
+    author = StaffFactory(clinic=clinic)
+    patient = make_patient().user
+    for title in ("A", "B", "C"):
+        record_entry_write(author=author, patient=patient, clinic=clinic, title=title)
+    kwargs = {"patient_id": patient.pk} if one_patient else {}
+    with keys.request_key_cache():
+        with django_assert_num_queries(1):  # the entries, their key with them
+            rows = _entries_with_keys(RecordEntry.objects.filter(patient=patient), **kwargs)
+        with django_assert_num_queries(0):
+            assert sorted(row.title for row in rows) == ["A", "B", "C"]
+
+
+@pytest.mark.django_db
+def test_the_one_patient_key_is_not_taken_for_another_patients_row(
+    make_patient, django_assert_num_queries
+):
+    """`patient_id` says whose key the query brings; a row of someone else that the filter let
+    through gets no key from it: its values are opened with its own key, looked up."""
+    from accounts.tests.factories import ClinicFactory, StaffFactory
+    from vault.models import RecordEntry
+    from vault.tests.factories import record_entry_write
+
+    clinic = ClinicFactory()
+    author = StaffFactory(clinic=clinic)
+    anna, ben = make_patient().user, make_patient().user
+    record_entry_write(author=author, patient=anna, clinic=clinic, title="Anna")
+    record_entry_write(author=author, patient=ben, clinic=clinic, title="Ben")
+    with keys.request_key_cache():
+        rows = _entries_with_keys(
+            RecordEntry.objects.filter(patient__in=[anna, ben]), patient_id=anna.pk
+        )
+        annas, bens = rows
+        with django_assert_num_queries(0):
+            assert annas.title == "Anna"
+        with django_assert_num_queries(1):  # Ben's key, by the id his value names
+            assert bens.title == "Ben"
+        # Nor is it taken for the key Ben's new values are sealed with: erasing Ben must
+        # destroy every key his values need.
+        assert keys.current_data_key(ben.pk)[0] == PatientKey.objects.get(patient=ben).pk

@@ -294,6 +294,27 @@ def test_a_rotation_batch_costs_the_same_queries_for_2_or_6_keys(settings, make_
 
 
 @pytest.mark.requires_postgresql
+def test_a_rotation_batch_sends_its_keys_as_parameters_not_in_the_statement(settings, make_patient):
+    """The batch's UPDATE is bound (decision 0019): the statement PostgreSQL parses is the same
+    text for 2 keys as for 6, and no wrapped key is quoted into it."""
+    old, new = _master_key(1), _master_key(2)
+    statements = []
+    for count in (2, 6):
+        settings.PATTERM_MASTER_KEYS = old
+        for _ in range(count):
+            make_patient()
+        settings.PATTERM_MASTER_KEYS = f"{new},{old}"
+        (update,) = _key_updates(
+            _queries_of(lambda count=count: master_key_rotate(batch_size=count))
+        )
+        statements.append(update)
+    assert statements[0] == statements[1]
+    assert "\\x" not in statements[0]
+    assert "$1" in statements[0]
+    assert _live_versions() == [2] * 8
+
+
+@pytest.mark.requires_postgresql
 def test_rewrapping_keys_is_a_hot_update_that_adds_no_index_entry(settings, make_patient):
     """Decision 0019: no index covers the columns a re-wrap changes, and the table's pages keep
     room for the new row versions, so PostgreSQL writes them beside the old ones (HOT)."""
