@@ -29,7 +29,7 @@ from consent.relatives import contact_for
 from consent.services import care_relationship_record
 from patterm.errors import Forbidden, InvalidInput, NotFound
 from vault import coding, crypto, keys
-from vault.bulk import rows_update
+from vault.bulk import rows_read, rows_update
 from vault.fields import EncryptedTextField, Sealed, is_erased
 from vault.models import (
     EmergencyNote,
@@ -480,7 +480,7 @@ def master_key_rotate(
         with transaction.atomic():
             # Plain tuples, locked, in key order from where the last batch ended (the keys
             # before it are done: no rescan of them per batch).
-            batch = list(
+            batch = rows_read(
                 pending.filter(pk__gt=last_key)
                 .select_for_update()
                 .order_by("pk")
