@@ -349,3 +349,28 @@ def test_one_aes_gcm_object_per_data_key_per_request(make_patient, monkeypatch):
     assert names == ["Name0", "Name1", "Name2"]
     # Nine values read, three written, each key expanded once: 3 data keys and the master key.
     assert len(made) == len(set(made)) == 4
+
+
+def test_a_value_saved_after_the_instance_moved_to_another_patient_is_bound_to_that_patient(
+    make_patient,
+):
+    """`pre_save` reuses the row's part of the associated data the instance keeps; after the
+    instance is pointed at another patient it must seal under that patient's key and row, not
+    the one kept from before."""
+    from vault import keys
+    from vault.models import RecordEntry
+
+    anna, ben = make_patient(first_name="Anna"), make_patient(first_name="Ben")
+    title = RecordEntry._meta.get_field("title")
+    entry = RecordEntry(patient_id=anna.user.pk, title="Erstbefund")
+    with keys.request_key_cache():
+        first = title.pre_save(entry, True)  # the row's context is now kept on the instance
+        assert title.unseal_for(anna.user.pk, title.row_context(anna.user.pk, entry.pk), first) == (
+            "Erstbefund"
+        )
+        entry.patient_id, entry.title = int(str(ben.user.pk)), "Zweitbefund"
+        second = title.pre_save(entry, True)
+        ben_context = title.row_context(ben.user.pk, entry.pk)
+        assert title.unseal_for(ben.user.pk, ben_context, second) == "Zweitbefund"
+        with pytest.raises(DecryptionError):
+            title.unseal_for(anna.user.pk, title.row_context(anna.user.pk, entry.pk), second)
