@@ -283,15 +283,7 @@ def appointment_book(
     if slot_pk:
         waitlist.hold_expire_if_due(slot_pk=slot_pk)  # an ended hold passes on first
     with transaction.atomic():
-        slot = (
-            Slot.objects.select_related("clinic", "practitioner", "specialty")
-            .filter(pk=slot_pk)
-            .first()
-            if slot_pk
-            else None
-        )
-        if slot is None:
-            raise NotFound(MESSAGE_SLOT_NOT_FOUND, "slot_not_found")
+        slot = _slot_found(slot_pk)
         motive = None
         if motive_id is not None:
             motive = VisitMotive.objects.select_related("membership").filter(pk=motive_id).first()
@@ -387,6 +379,15 @@ def appointment_links(appointment: Appointment) -> dict:
         "appointment_url": base_url + reverse("booking:appointment", kwargs=kwargs),
         "ics_url": base_url + reverse("booking:ics", kwargs=kwargs),
     }
+
+
+def _slot_found(slot_pk: int | None) -> Slot:
+    """The slot a booking or a move asks for, with what its checks read; else 404."""
+    found = Slot.objects.select_related("clinic", "practitioner", "specialty")
+    slot = found.filter(pk=slot_pk).first() if slot_pk else None
+    if slot is None:
+        raise NotFound(MESSAGE_SLOT_NOT_FOUND, "slot_not_found")
+    return slot
 
 
 def _send_confirmation(*, appointment: Appointment, to: str, language: str | None) -> None:
@@ -552,15 +553,7 @@ def appointment_move(*, actor: User, appointment_id, slot_id: str) -> Appointmen
                 MESSAGE_TOO_LATE_TO_MOVE % {"hours": clinic.cancellation_cutoff_hours},
                 "too_late_to_move",
             )
-        slot = (
-            Slot.objects.select_related("clinic", "practitioner", "specialty")
-            .filter(pk=slot_pk)
-            .first()
-            if slot_pk
-            else None
-        )
-        if slot is None:
-            raise NotFound(MESSAGE_SLOT_NOT_FOUND, "slot_not_found")
+        slot = _slot_found(slot_pk)
         if (slot.practitioner_id, slot.clinic_id, slot.specialty_id) != (
             old_slot.practitioner_id,
             old_slot.clinic_id,
