@@ -1,7 +1,14 @@
 """Helpers shared by the audit tests: varied events appended through the real path, and the
-rows exactly as the database returns them."""
+rows exactly as the database returns them, and the project's Go checkers built offline."""
 
+import os
+import shutil
+import subprocess
+from pathlib import Path
 from types import SimpleNamespace
+
+import pytest
+from django.conf import settings
 
 from audit import context
 from audit.chain import HASHED_FIELDS
@@ -40,3 +47,29 @@ def stored_rows() -> list[dict]:
     return list(
         AuditEvent.objects.order_by("seq").values(*HASHED_FIELDS, "leaf_index", "prev_hash", "hash")
     )
+
+
+def go_program_build(tmp_path_factory, package: str) -> str:
+    """Build the project's Go program `package` (e.g. "audit/tlogcheck") offline, GOPATH mode,
+    against Debian's golang-golang-x-mod-dev. In CI (PATTERM_REQUIRE_GO=1, set by .ci/run after
+    installing Go) a missing Go fails; elsewhere the test is skipped."""
+    go = shutil.which("go")
+    if go is None or not Path("/usr/share/gocode/src/golang.org/x/mod/sumdb/tlog").is_dir():
+        if os.environ.get("PATTERM_REQUIRE_GO"):
+            pytest.fail("go and golang-golang-x-mod-dev are required (apt-get install ...)")
+        pytest.skip("needs go and golang-golang-x-mod-dev (installed by .ci/run)")
+    binary = tmp_path_factory.mktemp("go") / Path(package).name
+    env = {
+        **os.environ,
+        "GO111MODULE": "off",
+        "GOPATH": "/usr/share/gocode",
+        "GOCACHE": str(tmp_path_factory.mktemp("gocache")),
+        "GOFLAGS": "",
+    }
+    subprocess.run(  # noqa: S603
+        [go, "build", "-o", str(binary), f"./{package}"],
+        cwd=settings.BASE_DIR,
+        env=env,
+        check=True,
+    )
+    return str(binary)

@@ -4,7 +4,6 @@ golang.org/x/mod/sumdb/note and sumdb/tlog. The proof endpoints answer bad input
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from io import StringIO
@@ -20,7 +19,7 @@ from audit.integrator import checkpoint_create, integrate_pending
 from audit.services import consistency_proof_document, inclusion_proof_document
 from audit.signing import checkpoint_note
 from audit.tests.builders import bearer, new_signing_key, staff_with_token, token_for
-from audit.tests.helpers import append_varied
+from audit.tests.helpers import append_varied, go_program_build
 
 pytestmark = pytest.mark.django_db
 
@@ -303,26 +302,8 @@ def test_a_consistency_proof_against_a_forked_checkpoint_fails(evidence, tmp_pat
 
 @pytest.fixture(scope="session")
 def tlogcheck(tmp_path_factory) -> str:
-    """audit/tlogcheck built offline with Debian's golang-golang-x-mod-dev (GOPATH mode). In
-    CI (PATTERM_REQUIRE_GO=1, set by .ci/run after installing Go) a missing Go fails."""
-    go = shutil.which("go")
-    source = Path("/usr/share/gocode/src/golang.org/x/mod/sumdb/tlog")
-    if go is None or not source.is_dir():
-        if os.environ.get("PATTERM_REQUIRE_GO"):
-            pytest.fail("go and golang-golang-x-mod-dev are required (apt-get install ...)")
-        pytest.skip("needs go and golang-golang-x-mod-dev (installed by .ci/run)")
-    binary = tmp_path_factory.mktemp("go") / "tlogcheck"
-    env = {
-        **os.environ,
-        "GO111MODULE": "off",
-        "GOPATH": "/usr/share/gocode",
-        "GOCACHE": str(tmp_path_factory.mktemp("gocache")),
-        "GOFLAGS": "",
-    }
-    subprocess.run(  # noqa: S603
-        [go, "build", "-o", str(binary), "./audit/tlogcheck"], cwd=ROOT, env=env, check=True
-    )
-    return str(binary)
+    """audit/tlogcheck, built offline with Debian's golang-golang-x-mod-dev."""
+    return go_program_build(tmp_path_factory, "audit/tlogcheck")
 
 
 def test_go_sumdb_note_and_tlog_verify_the_export_and_the_proofs(evidence, tlogcheck):

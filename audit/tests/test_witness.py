@@ -7,7 +7,6 @@ import base64
 import fcntl
 import json
 import os
-import shutil
 import subprocess
 import sys
 from io import StringIO
@@ -23,6 +22,7 @@ from audit import signing, witness
 from audit.integrator import checkpoint_create
 from audit.services import consistency_proof_document, event_append
 from audit.tests.builders import staff_with_token
+from audit.tests.helpers import go_program_build
 from audit.verify_export import note_open, verifier_parse
 
 pytestmark = pytest.mark.django_db
@@ -394,24 +394,8 @@ def test_the_witness_fetches_checkpoint_and_proof_from_the_portal(witnessed, liv
 
 @pytest.fixture(scope="session")
 def witnesscheck(tmp_path_factory) -> str:
-    """audit/witnesscheck built offline as audit/tests/test_export.py builds tlogcheck."""
-    go = shutil.which("go")
-    if go is None or not Path("/usr/share/gocode/src/golang.org/x/mod/sumdb/note").is_dir():
-        if os.environ.get("PATTERM_REQUIRE_GO"):
-            pytest.fail("go and golang-golang-x-mod-dev are required (apt-get install ...)")
-        pytest.skip("needs go and golang-golang-x-mod-dev (installed by .ci/run)")
-    binary = tmp_path_factory.mktemp("go") / "witnesscheck"
-    env = {
-        **os.environ,
-        "GO111MODULE": "off",
-        "GOPATH": "/usr/share/gocode",
-        "GOCACHE": str(tmp_path_factory.mktemp("gocache")),
-        "GOFLAGS": "",
-    }
-    subprocess.run(  # noqa: S603
-        [go, "build", "-o", str(binary), "./audit/witnesscheck"], cwd=ROOT, env=env, check=True
-    )
-    return str(binary)
+    """audit/witnesscheck, built offline as tlogcheck is."""
+    return go_program_build(tmp_path_factory, "audit/witnesscheck")
 
 
 def test_go_sumdb_note_verifies_the_witness_and_the_log_signature(witnessed, witnesscheck):
