@@ -233,13 +233,11 @@ def record_read(
     # Denied too when the grants cover none of the entries there are (a practitioner whose
     # clinics wrote none of them): the reader was refused everything the record holds.
     allowed = bool(grants) and (bool(entries) or hidden_count == 0)
-    send_event(
-        action=AuditAction.RECORD_READ,
+    _read_audit(
         actor=actor,
-        outcome=Outcome.SUCCESS if allowed else Outcome.DENIED,
+        allowed=allowed,
         object_type="patient_record",
         subject_id=patient.pk,
-        clinic_id=policy.acting_clinic_id(actor),
         purpose=purpose,
         details={
             # The bases that showed something (those of the grants for an empty record).
@@ -252,6 +250,30 @@ def record_read(
         },
     )
     return RecordRead(entries=entries, hidden_count=hidden_count, granted=bool(grants))
+
+
+def _read_audit(
+    *,
+    actor: User,
+    allowed: bool,
+    object_type: str,
+    subject_id: int | None,
+    purpose: str,
+    details: dict,
+    object_id: object = "",
+) -> None:
+    """The one audit row of a medical read, allowed or denied, in the caller's transaction."""
+    send_event(
+        action=AuditAction.RECORD_READ,
+        actor=actor,
+        outcome=Outcome.SUCCESS if allowed else Outcome.DENIED,
+        object_type=object_type,
+        object_id=object_id,
+        subject_id=subject_id,
+        clinic_id=policy.acting_clinic_id(actor),
+        purpose=purpose,
+        details=details,
+    )
 
 
 def record_entry_read(
@@ -301,14 +323,12 @@ def _record_entry_decide(*, actor, entry_id, categories, patient_ids, purpose):
             source_clinic_id=entry.clinic_id,
             purpose=purpose,
         )
-    send_event(
-        action=AuditAction.RECORD_READ,
+    _read_audit(
         actor=actor,
-        outcome=Outcome.SUCCESS if decision.allowed else Outcome.DENIED,
+        allowed=decision.allowed,
         object_type="record_entry",
         object_id=entry.pk,
         subject_id=entry.patient_id,
-        clinic_id=policy.acting_clinic_id(actor),
         purpose=purpose,
         details={
             "bases": [decision.basis] if decision.allowed else [],
@@ -331,13 +351,11 @@ def patient_profile_read(
     profile is personal data of the record's subject). No basis: NotFound, audited denied."""
     found = policy.grants(actor=actor, patient=patient, purpose=purpose)
     with transaction.atomic():  # the denied row is committed before the refusal is raised
-        send_event(
-            action=AuditAction.RECORD_READ,
+        _read_audit(
             actor=actor,
-            outcome=Outcome.SUCCESS if found else Outcome.DENIED,
+            allowed=bool(found),
             object_type="patient_profile",
             subject_id=patient.pk,
-            clinic_id=policy.acting_clinic_id(actor),
             purpose=purpose,
             details={"bases": sorted({grant.basis for grant in found})},
         )
@@ -644,13 +662,11 @@ def record_read_refusal_audit(*, actor: User, patient_id: int | None, reason: st
     SMART scopes) is audited as denied, like every read."""
     patient = User.objects.filter(pk=patient_id, role=Role.PATIENT).first() if patient_id else None
     with transaction.atomic():
-        send_event(
-            action=AuditAction.RECORD_READ,
+        _read_audit(
             actor=actor,
-            outcome=Outcome.DENIED,
+            allowed=False,
             object_type="patient_record",
             subject_id=patient.pk if patient else None,
-            clinic_id=policy.acting_clinic_id(actor),
             purpose=policy.Purpose.TREATMENT,
             details={"bases": [], "reason": reason},
         )
