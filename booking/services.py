@@ -967,10 +967,16 @@ def free_slots(
     a motive open to them, or with no motives at all."""
     zone = ZoneInfo(settings.TIME_ZONE)
     slots = Slot.objects.filter(is_booked=False, held_for=None, starts_at__gt=timezone.now())
+    # The specialty and the city as ids in the statement, not as joins: with the values before
+    # it, PostgreSQL estimates the matches from the slot table's own statistics, and the capped
+    # count stops after the cap's matches instead of joining every free future slot
+    # (docs/performance.md, search). An unknown slug or city leaves an empty list: no query.
     if specialty:
-        slots = slots.filter(specialty__slug=specialty)
+        specialty_ids = Specialty.objects.filter(slug=specialty).values_list("pk", flat=True)
+        slots = slots.filter(specialty_id__in=list(specialty_ids))
     if city:
-        slots = slots.filter(clinic__city__iexact=city)
+        city_clinic_ids = Clinic.objects.filter(city__iexact=city).values_list("pk", flat=True)
+        slots = slots.filter(clinic_id__in=list(city_clinic_ids))
     if clinic:  # a slug, or an id
         condition = Q(clinic__slug=clinic)
         if (clinic_id := ascii_int(clinic)) is not None:
