@@ -12,12 +12,9 @@ from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
-from django.core.mail import EmailMessage
 from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef, Q, QuerySet
-from django.template.loader import render_to_string
-from django.urls import reverse
-from django.utils import timezone, translation
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Clinic, Membership, Role, User
@@ -25,12 +22,12 @@ from accounts.services import user_has_login
 from audit.models import AuditAction
 from audit.signals import send_event
 from booking import search, waitlist
-from booking.calendar import ics_attachment
 from booking.models import (
     Absence,
     Appointment,
     AppointmentSlot,
     AppointmentStatus,
+    MailKind,
     MotivePatients,
     OpeningHours,
     SentReminder,
@@ -38,6 +35,7 @@ from booking.models import (
     Specialty,
     VisitMotive,
 )
+from booking.outbox import mail_enqueue
 from consent.models import CareRelationship, CareSource
 from consent.relatives import acting_for
 from consent.services import care_relationship_record
@@ -362,23 +360,10 @@ def appointment_book(
             clinic_id=slot.clinic_id,
             details=details | acting,
         )
-        # To whoever booked: a relative has no address of their own.
-        email, language = actor.email, translation.get_language()
-        transaction.on_commit(
-            lambda: _send_confirmation(appointment=appointment, to=email, language=language)
-        )
+        # To whoever booked: a relative has no address of their own. Rendered and sent after
+        # the commit, by the outbox's sender (decision 0022).
+        mail_enqueue(kind=MailKind.CONFIRMATION, appointment=appointment, recipient=actor)
     return appointment
-
-
-def appointment_links(appointment: Appointment) -> dict:
-    """The e-mails' links: the portal's appointment page (details, cancel) and its calendar
-    file. Not the API, whose endpoints need a bearer token a mail client does not send."""
-    base_url = settings.PATTERM_PUBLIC_URL.rstrip("/")
-    kwargs = {"appointment_id": appointment.pk}
-    return {
-        "appointment_url": base_url + reverse("booking:appointment", kwargs=kwargs),
-        "ics_url": base_url + reverse("booking:ics", kwargs=kwargs),
-    }
 
 
 def _slot_found(slot_pk: int | None) -> Slot:
@@ -388,63 +373,6 @@ def _slot_found(slot_pk: int | None) -> Slot:
     if slot is None:
         raise NotFound(MESSAGE_SLOT_NOT_FOUND, "slot_not_found")
     return slot
-
-
-def _send_confirmation(*, appointment: Appointment, to: str, language: str | None) -> None:
-    """The confirmation e-mail: time, clinic, address, links; no name, birth date or reason.
-
-    E-mail is not an encrypted channel, and the console backend is a log like any other.
-    """
-    local_start = timezone.localtime(appointment.slot.starts_at)
-    with translation.override(language):
-        _send_with_calendar_file(
-            appointment,
-            to=to,
-            subject=str(_("Your appointment on %(date)s") % {"date": f"{local_start:%d.%m.%Y}"}),
-            body=render_to_string(
-                "booking/confirmation_email.txt", _mail_context(appointment, local_start)
-            ),
-        )
-
-
-def _mail_context(appointment: Appointment, local_start) -> dict:
-    """What the confirmation and the move e-mail show: time, clinic, specialty, links."""
-    slot = appointment.slot
-    return {
-        "starts_at": local_start,
-        "clinic": slot.clinic,
-        "specialty": slot.specialty.name,
-        **appointment_links(appointment),
-        "cutoff_hours": slot.clinic.cancellation_cutoff_hours,
-    }
-
-
-def _send_with_calendar_file(appointment: Appointment, *, to: str, subject: str, body: str):
-    """An e-mail with the appointment's iCalendar file attached (booking/calendar.py)."""
-    message = EmailMessage(subject=subject, body=body, to=[to])
-    message.attach(*ics_attachment(appointment))
-    message.send()
-
-
-def _send_cancellation(*, appointment: Appointment, to: str, language: str | None) -> None:
-    """The cancellation e-mail with the METHOD:CANCEL file: calendars remove the event."""
-    slot = appointment.slot
-    local_start = timezone.localtime(slot.starts_at)
-    with translation.override(language):
-        context = {
-            "starts_at": local_start,
-            "clinic": slot.clinic,
-            "specialty": slot.specialty.name,
-            **appointment_links(appointment),
-        }
-        _send_with_calendar_file(
-            appointment,
-            to=to,
-            subject=str(
-                _("Your appointment on %(date)s is cancelled") % {"date": f"{local_start:%d.%m.%Y}"}
-            ),
-            body=render_to_string("booking/cancellation_email.txt", context),
-        )
 
 
 def appointment_cancel(*, actor: User, appointment_id) -> Appointment:
@@ -483,10 +411,7 @@ def appointment_cancel(*, actor: User, appointment_id) -> Appointment:
         # To whoever booked (a relative has no address), or the patient: their calendar updates.
         recipient = appointment.booked_by or appointment.patient
         if user_has_login(recipient):
-            email, language = recipient.email, translation.get_language()
-            transaction.on_commit(
-                lambda: _send_cancellation(appointment=appointment, to=email, language=language)
-            )
+            mail_enqueue(kind=MailKind.CANCELLATION, appointment=appointment, recipient=recipient)
     return appointment
 
 
@@ -632,26 +557,8 @@ def appointment_move(*, actor: User, appointment_id, slot_id: str) -> Appointmen
         _slots_offer(appointment, freed_ids, cause="move")
         recipient = appointment.booked_by or patient
         if user_has_login(recipient):
-            email, language = recipient.email, translation.get_language()
-            transaction.on_commit(
-                lambda: _send_move(appointment=appointment, to=email, language=language)
-            )
+            mail_enqueue(kind=MailKind.MOVE, appointment=appointment, recipient=recipient)
     return appointment
-
-
-def _send_move(*, appointment: Appointment, to: str, language: str | None) -> None:
-    """The e-mail for a move, with the METHOD:REQUEST file: calendars take the new time."""
-    local_start = timezone.localtime(appointment.starts_at)
-    with translation.override(language):
-        context = _mail_context(appointment, local_start)
-        _send_with_calendar_file(
-            appointment,
-            to=to,
-            subject=str(
-                _("Your appointment is moved to %(date)s") % {"date": f"{local_start:%d.%m.%Y}"}
-            ),
-            body=render_to_string("booking/move_email.txt", context),
-        )
 
 
 def _cancel(appointment: Appointment, *, actor: User, by: str) -> None:
