@@ -277,11 +277,11 @@ def appointment_book(
     if actor.role != Role.PATIENT or patient.role != Role.PATIENT:
         raise Forbidden(MESSAGE_ONLY_PATIENTS_BOOK, "not_a_patient")
     actor, acting = acting_for(actor=actor, patient=patient)
-    slot_pk = Slot.pk_from_public_id(slot_id)
-    if slot_pk:
-        waitlist.hold_expire_if_due(slot_pk=slot_pk)  # an ended hold passes on first
+    slot = _slot_found(Slot.pk_from_public_id(slot_id))
+    if waitlist.hold_ended(slot):  # an ended hold passes on first, in its own transaction
+        waitlist.hold_expire_if_due(slot_pk=slot.pk)
+        slot = _slot_found(slot.pk)
     with transaction.atomic():
-        slot = _slot_found(slot_pk)
         motive = None
         if motive_id is not None:
             motive = VisitMotive.objects.select_related("membership").filter(pk=motive_id).first()
@@ -310,17 +310,7 @@ def appointment_book(
         )
         if overlapping.exists():
             raise Conflict(MESSAGE_OVERLAPPING, "overlapping_appointment")
-        # Free, and not held for someone else by the waitlist (a held slot looks taken). One
-        # conditional UPDATE per slot, earliest first: every booking locks a practitioner's
-        # slots in the order of time, so two overlapping multi-slot bookings cannot deadlock;
-        # a slot taken meanwhile rolls back the ones claimed before it.
-        claimable = Q(held_for=None) | Q(held_for=patient, held_until__gt=timezone.now())
-        for part in occupied:
-            claimed = Slot.objects.filter(claimable, pk=part.pk, is_booked=False).update(
-                is_booked=True, held_for=None, held_until=None
-            )
-            if not claimed:
-                raise Conflict(MESSAGE_SLOT_TAKEN, "slot_taken")
+        held_for_patient = _slots_claim(occupied, patient=patient)
         # No savepoint (two round trips a booking): a clash ends the whole booking anyway, and
         # Conflict leaves this atomic block, which rolls back the claims above with it.
         try:
@@ -344,8 +334,8 @@ def appointment_book(
         except IntegrityError as error:  # the partial unique indexes: someone else holds it
             raise Conflict(MESSAGE_SLOT_TAKEN, "slot_taken") from error
         # A slot held for this patient: their waitlist offer is confirmed. Row changes come
-        # before the first audit event, which takes the chain's lock until commit.
-        for part in occupied:
+        # before the first audit event.
+        for part in held_for_patient:
             waitlist.offer_fulfil(slot=part, patient=patient, appointment=appointment)
         care_relationship_record(patient=patient, clinic=slot.clinic, source=CareSource.BOOKING)
         details = {"slot": slot.public_id}
@@ -364,6 +354,30 @@ def appointment_book(
         # the commit, by the outbox's sender (decision 0022).
         mail_enqueue(kind=MailKind.CONFIRMATION, appointment=appointment, recipient=actor)
     return appointment
+
+
+def _slots_claim(parts: list[Slot], *, patient: User) -> list[Slot]:
+    """Claim `parts` for `patient`: each free, and not held for someone else by the waitlist (a
+    held slot looks taken). Returns those that were held for `patient` (their waitlist offer
+    is then confirmed: `waitlist.offer_fulfil`); a slot taken meanwhile is Conflict, which
+    rolls back the ones claimed before it with the caller's transaction.
+
+    Conditional UPDATEs, earliest slot first: every booking locks a practitioner's slots in the
+    order of time, so two overlapping multi-slot bookings cannot deadlock. The common case, a
+    free slot held for nobody, is one UPDATE; only when it finds none does a second one try the
+    hold for `patient`, so the booking knows without reading offers whether it confirms one.
+    """
+    now = timezone.now()
+    held_for_patient = []
+    for part in parts:
+        free = Slot.objects.filter(pk=part.pk, is_booked=False)
+        if free.filter(held_for=None).update(is_booked=True):
+            continue
+        held = free.filter(held_for=patient, held_until__gt=now)
+        if not held.update(is_booked=True, held_for=None, held_until=None):
+            raise Conflict(MESSAGE_SLOT_TAKEN, "slot_taken")
+        held_for_patient.append(part)
+    return held_for_patient
 
 
 def _slot_found(slot_pk: int | None) -> Slot:
@@ -517,14 +531,8 @@ def appointment_move(*, actor: User, appointment_id, slot_id: str) -> Appointmen
         # Claim first, earliest first (as appointment_book): slots it occupies already (a move
         # by less than its length) stay its own; a slot taken meanwhile rolls everything back.
         old_ids = _occupied_slot_ids(appointment)
-        claimable = Q(held_for=None) | Q(held_for=patient, held_until__gt=timezone.now())
         new_parts = [part for part in occupied if part.pk not in old_ids]
-        for part in new_parts:
-            claimed = Slot.objects.filter(claimable, pk=part.pk, is_booked=False).update(
-                is_booked=True, held_for=None, held_until=None
-            )
-            if not claimed:
-                raise Conflict(MESSAGE_SLOT_TAKEN, "slot_taken")
+        held_for_patient = _slots_claim(new_parts, patient=patient)
         freed_ids = old_ids - {part.pk for part in occupied}
         _slots_free(appointment, freed_ids)
         try:
@@ -540,7 +548,7 @@ def appointment_move(*, actor: User, appointment_id, slot_id: str) -> Appointmen
                 SentReminder.objects.filter(appointment=appointment).delete()
         except IntegrityError as error:  # the partial unique indexes: someone else holds it
             raise Conflict(MESSAGE_SLOT_TAKEN, "slot_taken") from error
-        for part in new_parts:
+        for part in held_for_patient:
             waitlist.offer_fulfil(slot=part, patient=patient, appointment=appointment)
         holder = appointment.patient_id != actor.pk
         details = {"from_slot": old_slot.public_id, "slot": slot.public_id, "slots": len(occupied)}

@@ -478,9 +478,7 @@ def test_the_event_description_names_practitioner_specialty_and_link_never_the_r
     assert "Ausschlag" not in str(event.to_ical())
 
 
-def test_the_confirmation_email_attaches_the_calendar_file(
-    api_client, slot, patient, sent_mails
-):
+def test_the_confirmation_email_attaches_the_calendar_file(api_client, slot, patient, sent_mails):
     response = book(api_client, patient, slot, reason=REASON)
 
     (mail,) = sent_mails()

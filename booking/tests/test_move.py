@@ -274,9 +274,7 @@ def test_someone_elses_appointment_is_not_found_and_staff_cannot_move(
     assert booked_flags([mine, other]) == [True, False]
 
 
-def test_a_holder_moves_their_relatives_appointment(
-    doctor, make_patient, sent_mails
-):
+def test_a_holder_moves_their_relatives_appointment(doctor, make_patient, sent_mails):
     holder = make_patient(email="mutter@example.com").user
     child = relatives.relative_add(
         holder=holder,

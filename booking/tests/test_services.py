@@ -9,7 +9,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from django.core import mail
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
+from django.test.utils import CaptureQueriesContext
 from django.utils import translation
 
 from accounts.models import Role
@@ -179,6 +180,26 @@ def test_booking_puts_the_patient_in_care_at_the_clinic_once(clinic, doctor, pat
 
     relationship = CareRelationship.objects.get(patient=patient.user)
     assert (relationship.clinic, relationship.source) == (clinic, CareSource.BOOKING)
+
+
+def test_a_booking_costs_ten_queries_whatever_came_before(doctor, make_patient):
+    """Issue 15: slot, profile with its data key, the patient's lock, the overlap check, the
+    claim, the appointment and its slot row, the care relationship (one INSERT that does
+    nothing once it exists), the audit row and the e-mail's outbox row; no key lookup, no
+    waitlist read for a slot held for nobody, no e-mail rendered (decision 0022)."""
+    patient = make_patient().user
+    for _ in range(2):  # the first booking at the clinic and one where the patient is known
+        slot = slot_create(practitioner=doctor)
+        with CaptureQueriesContext(connection) as queries:
+            appointment_book(patient=patient, slot_id=slot.public_id)
+        statements = [
+            query["sql"]
+            for query in queries.captured_queries
+            if not query["sql"].startswith(("SAVEPOINT", "RELEASE SAVEPOINT"))
+        ]
+        assert len(statements) == 10, statements
+        assert not [sql for sql in statements if "waitlistoffer" in sql]
+        assert not [sql for sql in statements if sql.startswith('SELECT "vault_patientkey"')]
 
 
 # --- The confirmation e-mail -----------------------------------------------------------------
