@@ -3,12 +3,18 @@
 
 import datetime
 import json
+import os
+import signal
 import smtplib
+import subprocess
+import sys
 import threading
+import time
 from io import StringIO
 
 import pytest
 import time_machine
+from django.conf import settings
 from django.core import mail
 from django.core.mail.backends.base import BaseEmailBackend
 from django.core.management import call_command
@@ -188,3 +194,33 @@ def test_senders_running_at_once_send_every_mail_exactly_once(vendor, doctor, ma
         appointment.patient.email for appointment in booked
     )
     assert set(OutboxMail.objects.values_list("outcome", flat=True)) == {MailOutcome.SENT}
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.requires_postgresql
+def test_the_long_running_sender_sends_what_is_committed_and_stops_on_sigterm(doctor, make_patient):
+    from audit.tests.test_concurrency import _test_database_url
+
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "patterm.settings.test"}
+    env["DATABASE_URL"] = _test_database_url()
+    sender = subprocess.Popen(
+        [sys.executable, "manage.py", "send_mails", "--interval", "0.05"],
+        cwd=settings.BASE_DIR,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        for _ in range(3):
+            slot = slot_create(practitioner=doctor)
+            appointment_book(patient=make_patient().user, slot_id=slot.public_id)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and OutboxMail.objects.filter(finished_at=None).exists():
+            time.sleep(0.05)  # waiting for another process, not controlling time
+    finally:
+        sender.send_signal(signal.SIGTERM)
+        out, err = sender.communicate(timeout=30)
+    assert sender.returncode == 0, err
+    assert list(OutboxMail.objects.values_list("outcome", flat=True)) == [MailOutcome.SENT] * 3
+    assert "Mail sender running" in out and "Mail sender stopped." in out

@@ -3,7 +3,7 @@ import sys
 import time
 
 from django.core.management.base import BaseCommand, CommandError
-from django.db import connection
+from django.db import InterfaceError, OperationalError, connection
 from django.utils import timezone
 from tqdm import tqdm
 
@@ -54,7 +54,16 @@ class Command(BaseCommand):
         self.stdout.flush()
         try:
             while not stopping:
-                run = outbox.mails_send(batch_size=batch_size)
+                try:
+                    run = outbox.mails_send(batch_size=batch_size)
+                except (OperationalError, InterfaceError) as error:
+                    # The database restarting, or SQLite's write lock busy past its timeout: a
+                    # claim not made sends nothing; wait and claim again instead of ending (and
+                    # with it `make run`, whose processes all stop when one does).
+                    self.stderr.write(f"database unavailable ({type(error).__name__}); retrying")
+                    connection.close()
+                    time.sleep(max(interval, 1.0))
+                    continue
                 handled = run.sent + run.superseded + run.no_recipient + run.failed
                 if run.failed:
                     self.stderr.write(
