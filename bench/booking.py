@@ -15,7 +15,10 @@ Builds a throwaway database `bench_booking` on the server of DATABASE_URL and pr
   `objects.create` of an appointment without the encrypted snapshot; no consent, audit or
   e-mail). Each client tries its own --bookings slots and then its neighbour's, so
   every slot is raced for by two clients: exactly one booking per slot is asserted after every
-  run (no double booking, none lost).
+  run (no double booking, none lost). The service's confirmations, which its bookings wrote to
+  the outbox, are then sent by one sender (`booking.outbox.mails_send`) and timed apart.
+  Figures: the service against the Django floor (goal >= 0.25, decision 0022) and against the
+  raw floor; HTTP against the raw floor.
 - search latency: `GET /api/slots?specialty=…&city=…&limit=50` (the page and its count) at each
   size of --sizes, median of --repeat requests, as a ratio to the smallest size, and the query
   plan of the page query.

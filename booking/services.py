@@ -263,8 +263,8 @@ def appointment_book(
     actor: User | None = None,
 ) -> Appointment:
     """Book a free future slot (or, for a `motive_id` longer than one slot, the consecutive
-    free slots its duration needs, all or none) for `patient`; sends the confirmation e-mail
-    after commit.
+    free slots its duration needs, all or none) for `patient`; writes the confirmation e-mail
+    to the outbox, which sends it after commit (booking/outbox.py, decision 0022).
 
     `actor` is who books (default: `patient` themself): the audit's actor and the e-mail's
     recipient (a relative has no address of their own); `patient` is whom the appointment is
