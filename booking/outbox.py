@@ -159,9 +159,14 @@ def mail_send_one(mail: OutboxMail, run: MailRun) -> None:
     try:
         render_and_send(mail)
     except Exception as error:
-        # Ids only: the address and the appointment's details stay out of the log.
-        logger.exception(
-            "%s mail %s (appointment %s) not sent", mail.kind, mail.pk, mail.appointment_id
+        # Ids and the exception's class only, no traceback: an SMTP error's text quotes the
+        # refused address (SMTPRecipientsRefused), and the log must hold no personal data.
+        logger.error(
+            "%s mail %s (appointment %s) not sent: %s",
+            mail.kind,
+            mail.pk,
+            mail.appointment_id,
+            type(error).__name__,
         )
         _retry_later(mail, error)
         run.failed += 1
@@ -184,6 +189,15 @@ def mails_send(
         if len(claimed) < batch_size:
             break
     return run
+
+
+def finished_mails_purge(now: datetime.datetime | None = None) -> int:
+    """Delete the rows finished longer ago than PATTERM_MAIL_OUTBOX_KEEP_DAYS: a sent mail's
+    row is needed only while someone may ask whether it went out. Returns how many."""
+    now = now or timezone.now()
+    keep = datetime.timedelta(days=settings.PATTERM_MAIL_OUTBOX_KEEP_DAYS)
+    deleted, _by_model = OutboxMail.objects.filter(finished_at__lt=now - keep).delete()
+    return deleted
 
 
 @dataclass

@@ -224,3 +224,45 @@ def test_the_long_running_sender_sends_what_is_committed_and_stops_on_sigterm(do
     assert sender.returncode == 0, err
     assert list(OutboxMail.objects.values_list("outcome", flat=True)) == [MailOutcome.SENT] * 3
     assert "Mail sender running" in out and "Mail sender stopped." in out
+
+
+class AddressRefusingBackend(BaseEmailBackend):
+    """A mail server that refuses the recipient, quoting the address as smtplib does."""
+
+    def send_messages(self, email_messages):
+        raise smtplib.SMTPRecipientsRefused(
+            {address: (550, b"mailbox unavailable") for m in email_messages for address in m.to}
+        )
+
+
+def test_a_refused_mail_is_logged_without_its_address(settings, slot, patient, caplog):
+    appointment_book(patient=patient.user, slot_id=slot.public_id)
+    settings.EMAIL_BACKEND = "booking.tests.test_outbox.AddressRefusingBackend"
+    with caplog.at_level("DEBUG", logger="patterm.mail"):
+        assert mails_send().failed == 1
+    assert "SMTPRecipientsRefused" in caplog.text
+    assert patient.user.email not in caplog.text
+    assert all(record.exc_info is None for record in caplog.records)
+
+
+def test_finished_rows_are_deleted_after_the_days_kept_unfinished_ones_never(
+    settings, doctor, make_patient, sent_mails
+):
+    settings.PATTERM_MAIL_OUTBOX_KEEP_DAYS = 30
+    start = timezone.now()
+    with time_machine.travel(start, tick=False) as clock:
+        appointment_book(
+            patient=make_patient().user, slot_id=slot_create(practitioner=doctor).public_id
+        )
+        assert len(sent_mails()) == 1  # finished now
+        settings.EMAIL_BACKEND = REFUSING
+        appointment_book(
+            patient=make_patient().user, slot_id=slot_create(practitioner=doctor).public_id
+        )
+        mails_send()  # refused: unfinished, backing off
+        clock.shift(datetime.timedelta(days=31))
+        out = StringIO()
+        call_command("send_mails", "--once", stdout=out)  # refused again: still unfinished
+    assert "1 finished mails older than 30 days deleted" in out.getvalue()
+    (left,) = OutboxMail.objects.all()
+    assert left.finished_at is None and left.attempts == 2

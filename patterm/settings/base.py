@@ -259,6 +259,9 @@ PATTERM_MAIL_SEND_INLINE = env.bool(
     "PATTERM_MAIL_SEND_INLINE",
     default=DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3",
 )
+# Days a finished outbox row (sent, superseded, no recipient) is kept before the sender
+# deletes it; unfinished rows are never deleted.
+PATTERM_MAIL_OUTBOX_KEEP_DAYS = env.int("PATTERM_MAIL_OUTBOX_KEEP_DAYS", default=30)
 
 # --- Content Security Policy (django-csp) -----------------------------------------------------
 # No inline script or eval anywhere; nothing may frame the portal.

@@ -2,12 +2,15 @@ import signal
 import sys
 import time
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import InterfaceError, OperationalError, connection
 from django.utils import timezone
 from tqdm import tqdm
 
 from booking import outbox
+
+PURGE_EVERY = 3600  # seconds between the long-running sender's deletions of finished rows
 
 
 class Command(BaseCommand):
@@ -16,7 +19,8 @@ class Command(BaseCommand):
         "to the outbox, rendering each with its calendar file (decision 0022). Runs until "
         "stopped (SIGTERM or Ctrl-C end it after the current mail); --once sends what is due "
         "and exits (cron, tests). Any number may run at once, none sends a mail twice; a mail "
-        "server that refuses is retried with backoff, never given up."
+        "server that refuses is retried with backoff, never given up. Finished rows older than "
+        "PATTERM_MAIL_OUTBOX_KEEP_DAYS (30) are deleted."
     )
 
     def add_arguments(self, parser):
@@ -45,16 +49,20 @@ class Command(BaseCommand):
             )
             with bar:
                 run = outbox.mails_send(batch_size=batch_size, progress=bar.update)
-            self._report(run)
+            self._report(run, purged=outbox.finished_mails_purge())
             return
         stopping = []
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stopping.append(True))
         self.stdout.write(f"Mail sender running, batches of {batch_size}.")
         self.stdout.flush()
+        purged_at = None
         try:
             while not stopping:
                 try:
+                    if purged_at is None or time.monotonic() - purged_at > PURGE_EVERY:
+                        outbox.finished_mails_purge()
+                        purged_at = time.monotonic()
                     run = outbox.mails_send(batch_size=batch_size)
                 except (OperationalError, InterfaceError) as error:
                     # The database restarting, or SQLite's write lock busy past its timeout: a
@@ -87,8 +95,13 @@ class Command(BaseCommand):
             f"{run.failed} refused (retried later)."
         )
 
-    def _report(self, run: outbox.MailRun) -> None:
+    def _report(self, run: outbox.MailRun, *, purged: int) -> None:
         self.stdout.write(self.style.SUCCESS(self._summary(run)))
+        if purged:
+            self.stdout.write(
+                f"{purged} finished mails older than {settings.PATTERM_MAIL_OUTBOX_KEEP_DAYS} "
+                "days deleted from the outbox."
+            )
         state = outbox.outbox_state()
         if state.waiting:
             age = timezone.now() - state.oldest
