@@ -209,11 +209,10 @@ def cancel(request, appointment_id):
     "/appointments/{uuid:appointment_id}/move",
     response=AppointmentOut,
     exclude_unset=True,
-    auth=PATIENTS,
     openapi_extra=errors(
         **{
-            "404": "`not_found`: no such appointment, or not yours or your relative's; "
-            "`slot_not_found`.",
+            "404": "`not_found`: no such appointment, or not yours or your relative's (staff: "
+            "not of your clinics); `slot_not_found`.",
             "409": "`too_late_to_move` (the clinic's cut-off has passed), `not_movable` (not "
             "booked any more), `same_time`, `slot_taken`, `slot_in_past`, "
             "`overlapping_appointment`, `motive_does_not_fit`.",
@@ -223,9 +222,10 @@ def cancel(request, appointment_id):
     ),
 )
 def move(request, appointment_id, payload: MoveIn):
-    """Move the appointment to another free time of the same practitioner and visit motive,
-    until the clinic's cut-off (decision 0021). The id stays; the calendar file's SEQUENCE
-    rises and its METHOD is REQUEST; the e-mail attaches it."""
+    """Move the appointment to another free time of the same practitioner and visit motive:
+    the patient until the clinic's cut-off, the clinic's staff any time (decision 0021). The
+    id stays; the calendar file's SEQUENCE rises and its METHOD is REQUEST; the e-mail
+    attaches it."""
     moved = services.appointment_move(
         actor=request.user, appointment_id=appointment_id, slot_id=payload.slot_id
     )

@@ -191,9 +191,11 @@ def motive_check(
     patient: User,
     insurance_type: str | None,
     patient_kind: bool = True,
+    online: bool = True,
 ) -> None:
     """The motive's rules for this patient on this slot (before anything is written);
-    `patient_kind=False` leaves out the new/known rule (a move: decision 0021)."""
+    `patient_kind=False` leaves out the new/known rule (a move: decision 0021), `online=False`
+    the bookable-online rule (the practice moving an appointment)."""
     if insurance_type and insurance_type not in InsuranceType.values:
         raise MotiveRefused(
             MESSAGE_INSURANCE_UNKNOWN, "insurance_type_unknown", field="insurance_type"
@@ -207,7 +209,7 @@ def motive_check(
         or motive.specialty_id != slot.specialty_id
     ):
         raise MotiveRefused(MESSAGE_MOTIVE_NOT_OFFERED, "motive_not_offered")
-    if not motive.bookable_online:
+    if online and not motive.bookable_online:
         raise MotiveRefused(MESSAGE_MOTIVE_NOT_ONLINE, "motive_not_online")
     if patient_kind and not motive.admits(
         known=patient_is_known(patient=patient, clinic_id=slot.clinic_id)
@@ -461,20 +463,23 @@ def appointment_move(*, actor: User, appointment_id, slot_id: str) -> Appointmen
     """Move a booked appointment to another free time of the same practitioner, clinic,
     specialty and visit motive, until the clinic's cut-off (decision 0021).
 
-    `actor` is the patient or the holder of the relative it is for; anyone else's appointment
-    is NotFound. In one transaction the new slots are claimed first (the conditional UPDATE of
+    `actor` is the patient or the holder of the relative it is for, until the cut-off; or a
+    practitioner or clinic admin of the appointment's clinic, at any time and also for a motive
+    not bookable online (the patient called the practice). Anyone else's appointment is
+    NotFound. In one transaction the new slots are claimed first (the conditional UPDATE of
     `appointment_book`, all or none: a slot taken meanwhile is `409 slot_taken` and nothing
     changes), then the old ones are freed and offered to the waitlist as after a cancellation.
     The appointment keeps its id, so its calendar file keeps its UID; `moves` counts up, so the
     file's SEQUENCE rises (booking/calendar.py). The e-mail attaches the METHOD:REQUEST file.
     """
-    if actor.role != Role.PATIENT:
+    if actor.role not in (Role.PATIENT, Role.PRACTITIONER, Role.CLINIC_ADMIN):
         raise NotFound()
+    by_clinic = actor.role != Role.PATIENT
     slot_pk = Slot.pk_from_public_id(slot_id)
     if slot_pk:
         waitlist.hold_expire_if_due(slot_pk=slot_pk)  # an ended hold passes on first
     with transaction.atomic():
-        visible = appointments_managed_by(actor).filter(pk=appointment_id).values("pk")
+        visible = _reachable(actor).filter(pk=appointment_id).values("pk")
         # The appointment row only (see appointment_cancel: no FOR UPDATE on joined rows).
         appointment = (
             Appointment.objects.select_for_update(of=("self",))
@@ -487,7 +492,7 @@ def appointment_move(*, actor: User, appointment_id, slot_id: str) -> Appointmen
         if appointment.status != AppointmentStatus.BOOKED:
             raise Conflict(MESSAGE_NOT_MOVABLE, "not_movable")
         old_slot, clinic = appointment.slot, appointment.slot.clinic
-        if not patient_may_cancel(appointment):
+        if not by_clinic and not patient_may_cancel(appointment):
             raise Conflict(
                 MESSAGE_TOO_LATE_TO_MOVE % {"hours": clinic.cancellation_cutoff_hours},
                 "too_late_to_move",
@@ -515,6 +520,7 @@ def appointment_move(*, actor: User, appointment_id, slot_id: str) -> Appointmen
             patient=patient,
             insurance_type=appointment.patient_insurance_type,
             patient_kind=False,
+            online=not by_clinic,
         )
         User.objects.select_for_update(no_key=True).filter(pk=patient.pk).exists()
         occupied = motive_slots(slot=slot, motive=motive)
@@ -537,8 +543,13 @@ def appointment_move(*, actor: User, appointment_id, slot_id: str) -> Appointmen
         _slots_free(appointment, freed_ids)
         try:
             with transaction.atomic():
+                # A slot it occupied before (moved away and back) has its row still, inactive:
+                # made active again. Another appointment's active row still raises below.
                 AppointmentSlot.objects.bulk_create(
-                    AppointmentSlot(appointment=appointment, slot=part) for part in new_parts
+                    [AppointmentSlot(appointment=appointment, slot=part) for part in new_parts],
+                    update_conflicts=True,
+                    unique_fields=["appointment", "slot"],
+                    update_fields=["is_active"],
                 )
                 appointment.slot = slot
                 appointment.starts_at, appointment.ends_at = slot.starts_at, ends_at
@@ -550,7 +561,12 @@ def appointment_move(*, actor: User, appointment_id, slot_id: str) -> Appointmen
             raise Conflict(MESSAGE_SLOT_TAKEN, "slot_taken") from error
         for part in held_for_patient:
             waitlist.offer_fulfil(slot=part, patient=patient, appointment=appointment)
-        holder = appointment.patient_id != actor.pk
+        if by_clinic:
+            by = {"by": "clinic"}
+        elif appointment.patient_id != actor.pk:
+            by = {"by": "holder", "bases": ["holder"]}
+        else:
+            by = {"by": "patient"}
         details = {"from_slot": old_slot.public_id, "slot": slot.public_id, "slots": len(occupied)}
         send_event(
             action=AuditAction.APPOINTMENT_MOVE,
@@ -559,8 +575,7 @@ def appointment_move(*, actor: User, appointment_id, slot_id: str) -> Appointmen
             object_id=appointment.pk,
             subject_id=patient.pk,
             clinic_id=clinic.pk,
-            details=details
-            | ({"by": "holder", "bases": ["holder"]} if holder else {"by": "patient"}),
+            details=details | by,
         )
         _slots_offer(appointment, freed_ids, cause="move")
         recipient = appointment.booked_by or patient

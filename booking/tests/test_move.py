@@ -9,6 +9,8 @@ import time_machine
 from django.utils import timezone
 from icalendar import Calendar
 
+from accounts.models import Role
+from accounts.tests.factories import ClinicFactory
 from audit.models import AuditAction, AuditEvent
 from booking.calendar import appointment_ics
 from booking.models import Appointment, AppointmentSlot, AppointmentStatus, Slot, WaitlistOffer
@@ -19,6 +21,7 @@ from booking.tests.factories import (
     post_json,
     practitioner_create,
     slot_create,
+    staff_create,
     token_for,
 )
 from booking.tests.test_motives import booked_flags, motive_create, row_of_slots
@@ -262,16 +265,60 @@ def test_a_new_patients_only_motive_still_moves_for_the_patient_who_booked_it(do
     assert moved.slot_id == second.pk
 
 
-def test_someone_elses_appointment_is_not_found_and_staff_cannot_move(
+def test_someone_elses_appointment_is_not_found_also_for_another_clinics_staff(
     doctor, patient, make_patient
 ):
     mine, other = slot_create(practitioner=doctor), slot_create(practitioner=doctor)
     appointment = appointment_book(patient=patient.user, slot_id=mine.public_id)
+    elsewhere = ClinicFactory()
+    strangers = (
+        make_patient().user,
+        practitioner_create(clinic=elsewhere),
+        staff_create(clinic=elsewhere, role=Role.CLINIC_ADMIN),
+        staff_create(clinic=doctor.memberships.get().clinic, role=Role.AUDITOR),
+    )
 
-    for stranger in (make_patient().user, doctor):
+    for stranger in strangers:
         with pytest.raises(NotFound):
             appointment_move(actor=stranger, appointment_id=appointment.pk, slot_id=other.public_id)
     assert booked_flags([mine, other]) == [True, False]
+
+
+@pytest.mark.parametrize("role", [Role.PRACTITIONER, Role.CLINIC_ADMIN])
+def test_the_clinics_staff_move_after_the_cut_off_and_offline_motives_and_the_patient_is_told(
+    doctor, patient, clinic, role, sent_mails
+):
+    """The patient called the practice: staff move at any time, also a visit motive that is not
+    bookable online; the patient gets the move e-mail, the audit row says the clinic moved it."""
+    clinic.cancellation_cutoff_hours = 24
+    clinic.save()
+    motive = motive_create(doctor, duration_minutes=20)
+    soon = slot_create(practitioner=doctor, starts_at=days_ahead(2, 10))
+    later = slot_create(practitioner=doctor, starts_at=days_ahead(6, 10))
+    appointment = appointment_book(
+        patient=patient.user, slot_id=soon.public_id, motive_id=motive.pk
+    )
+    motive.bookable_online = False
+    motive.save()
+    sent_mails().clear()  # the confirmation
+    staff = doctor if role == Role.PRACTITIONER else staff_create(clinic=clinic, role=role)
+
+    with time_machine.travel(soon.starts_at - datetime.timedelta(hours=3), tick=False):
+        assert code_of(
+            lambda: appointment_move(
+                actor=patient.user, appointment_id=appointment.pk, slot_id=later.public_id
+            )
+        ) == (409, "too_late_to_move")
+        moved = appointment_move(
+            actor=staff, appointment_id=appointment.pk, slot_id=later.public_id
+        )
+        (message,) = sent_mails()
+
+    assert moved.slot_id == later.pk and booked_flags([soon, later]) == [False, True]
+    assert message.to == [patient.user.email]
+    event = AuditEvent.objects.get(action=AuditAction.APPOINTMENT_MOVE)
+    assert (event.actor_id, event.details["by"]) == (staff.pk, "clinic")
+    assert "bases" not in event.details
 
 
 def test_a_holder_moves_their_relatives_appointment(doctor, make_patient, sent_mails):
@@ -356,7 +403,9 @@ def test_post_move_answers_the_moved_appointment_and_errors_with_their_codes(
     conflict = post_json(api_client, url, {"slot_id": taken.public_id}, patient)
     unknown = post_json(api_client, url, {"slot_id": "nope"}, patient)
     stranger = post_json(api_client, url, {"slot_id": first.public_id}, make_patient())
-    staff = post_json(api_client, url, {"slot_id": first.public_id}, token_for(doctor))
+    elsewhere = post_json(
+        api_client, url, {"slot_id": first.public_id}, token_for(practitioner_create())
+    )
     empty = post_json(api_client, url, {}, patient)
 
     assert moved.status_code == 200
@@ -365,10 +414,31 @@ def test_post_move_answers_the_moved_appointment_and_errors_with_their_codes(
     assert (conflict.status_code, conflict.json()["code"]) == (409, "slot_taken")
     assert (unknown.status_code, unknown.json()["code"]) == (404, "slot_not_found")
     assert (stranger.status_code, stranger.json()["code"]) == (404, "not_found")
-    assert (staff.status_code, staff.json()["code"]) == (403, "not_a_patient")
+    assert (elsewhere.status_code, elsewhere.json()["code"]) == (404, "not_found")
+    back = post_json(api_client, url, {"slot_id": first.public_id}, token_for(doctor))
+    assert back.status_code == 200, back.content  # the clinic's practitioner moves it back
+    assert back.json()["slot"]["id"] == first.public_id
     assert (empty.status_code, empty.json()["code"]) == (422, "validation_error")
     ics = api_client.get(f"/api/appointments/{appointment.pk}/ics", **bearer(patient))
-    assert b"METHOD:REQUEST" in ics.content and b"SEQUENCE:1" in ics.content
+    assert b"METHOD:REQUEST" in ics.content and b"SEQUENCE:2" in ics.content  # two moves
+
+
+def test_an_appointment_moves_back_to_a_time_it_had_before(doctor, patient):
+    """10:00 -> 11:00 -> 10:00 again: the first slot's occupation row comes back to life
+    (it was "taken by someone else" before 2026-12-03)."""
+    motive = motive_create(doctor, duration_minutes=20)
+    slots = row_of_slots(doctor, 4, minutes=10)  # the motive occupies two of them
+    appointment = appointment_book(
+        patient=patient.user, slot_id=slots[0].public_id, motive_id=motive.pk
+    )
+    for target in (slots[2], slots[0], slots[1], slots[0]):
+        moved = appointment_move(
+            actor=patient.user, appointment_id=appointment.pk, slot_id=target.public_id
+        )
+        assert moved.slot_id == target.pk
+    assert booked_flags(slots) == [True, True, False, False]
+    active = AppointmentSlot.objects.filter(appointment=appointment, is_active=True)
+    assert sorted(active.values_list("slot_id", flat=True)) == [slots[0].pk, slots[1].pk]
 
 
 def test_a_moved_appointment_is_still_one_booked_appointment(doctor, patient):
