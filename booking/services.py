@@ -445,16 +445,22 @@ MESSAGE_MOVE_OTHER_PRACTITIONER = _(
 )
 
 
-def move_targets(appointment: Appointment, *, limit: int = 60) -> list[Slot]:
+def move_targets(
+    appointment: Appointment, *, limit: int = 60, by_clinic: bool = False
+) -> list[Slot]:
     """The times the appointment may move to: its practitioner's free future slots at the
-    clinic, for the specialty, from which its visit motive fits (booking/search.py)."""
+    clinic, for the specialty, from which its visit motive fits (booking/search.py).
+    `by_clinic`: the practice moving it, also for a motive not bookable online."""
     slot = appointment.slot
     targets = free_slots(
         specialty=slot.specialty.slug,
         clinic=str(slot.clinic_id),
         practitioner=slot.practitioner_id,
-        motive=appointment.motive_id,
+        motive=None if by_clinic else appointment.motive_id,
     )
+    if by_clinic and appointment.motive_id:
+        motive = VisitMotive.objects.select_related("membership").get(pk=appointment.motive_id)
+        targets = search.slots_where_motive_fits(targets, motive)
     return list(targets.exclude(pk=slot.pk)[:limit])
 
 

@@ -6,6 +6,11 @@ app_name = "booking_staff"
 
 urlpatterns = [
     path("schedule/", staff_views.schedule, name="schedule"),
+    path(
+        "appointments/<uuid:appointment_id>/move/",
+        staff_views.appointment_move,
+        name="move",
+    ),
     path("clinic/", staff_views.clinic_dashboard, name="clinic"),
     path("clinic/opening-hours/", staff_views.opening_hours, name="opening_hours"),
     path(

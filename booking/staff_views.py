@@ -11,10 +11,11 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_http_methods, require_POST
 
 from accounts.models import Role
 from booking import services
+from booking.models import AppointmentStatus
 from booking.staff_forms import (
     AbsenceForm,
     OpeningHoursForm,
@@ -28,6 +29,9 @@ from patterm.web import role_required
 from vault.keys import data_keys_preload
 
 PER_PAGE = 25
+MESSAGE_MOVED_FOR_PATIENT = _(
+    "The appointment is moved. The patient gets an e-mail with the updated calendar file."
+)
 
 
 def _schedule_context(request) -> dict:
@@ -54,6 +58,7 @@ def _schedule_context(request) -> dict:
         "first_day": first,
         "last_day": schedule.last_day,
         "today": today,
+        "now": timezone.now(),  # only appointments still ahead have a "Move" link
         "today_appointments": by_day.get(today, []),
         "days": days,
         "count": len(schedule.appointments),
@@ -66,6 +71,47 @@ def _schedule_context(request) -> dict:
 def schedule(request):
     """The practitioner's dashboard: today's and the week's appointments with snapshots."""
     return render(request, "booking/staff/schedule.html", _schedule_context(request))
+
+
+@role_required(Role.PRACTITIONER, Role.CLINIC_ADMIN)
+@require_http_methods(["GET", "POST"])
+def appointment_move(request, appointment_id):
+    """Move a patient's appointment when they call (decision 0021): the practitioner's free
+    times for its visit motive by day, one chosen with a POST; no cut-off for the practice. An
+    appointment of another clinic: 404."""
+    found = services.appointment_get(user=request.user, appointment_id=appointment_id)
+    refusal, status = None, 200
+    if request.method == "POST":
+        try:
+            services.appointment_move(
+                actor=request.user,
+                appointment_id=found.pk,
+                slot_id=request.POST.get("slot_id", "")[:40],
+            )
+        except DomainError as error:
+            refusal, status = error.message, error.status
+        else:
+            messages.success(request, MESSAGE_MOVED_FOR_PATIENT)
+            return redirect(_dashboard(request.user))
+        found = services.appointment_get(user=request.user, appointment_id=found.pk)
+    days: dict[datetime.date, list] = {}
+    if found.status == AppointmentStatus.BOOKED:
+        for slot in services.move_targets(found, by_clinic=True):
+            days.setdefault(timezone.localdate(slot.starts_at), []).append(slot)
+    context = {
+        "appointment": found,
+        "movable": True,
+        "by_clinic": True,
+        "back_url": _dashboard(request.user),
+        "days": sorted(days.items()),
+        "refusal": refusal,
+        "for_relative": True,  # staff always see whose appointment it is
+    }
+    return render(request, "booking/move.html", context, status=status)
+
+
+def _dashboard(user) -> str:
+    return "booking_staff:schedule" if user.role == Role.PRACTITIONER else "booking_staff:clinic"
 
 
 @role_required(Role.CLINIC_ADMIN)

@@ -75,6 +75,57 @@ def test_who_removes_the_north_clinics_hours_and_absences(staff_world, page, rol
     assert model.objects.filter(pk=target.pk).exists() == (expected != 302 or role == "anonymous")
 
 
+@pytest.mark.parametrize(
+    ("page", "role", "expected"),
+    status_table({"move": (302, 403, 200, 404, 200, 404, 403)}),
+)
+def test_who_opens_the_move_page_of_the_north_clinics_appointment(
+    staff_world, page, role, expected
+):
+    url = reverse("booking_staff:move", args=[staff_world.appointment.pk])
+    assert staff_world.client_for(role).get(url).status_code == expected
+
+
+def test_the_practice_moves_an_appointment_from_the_schedule_and_the_patient_is_mailed(
+    staff_world, sent_mails
+):
+    appointment = staff_world.appointment
+    doctor = staff_world.users["practitioner"]
+    later = slot_at(practitioner=doctor, clinic=staff_world.north, days=5, hour=11)
+    slot_at(
+        practitioner=staff_world.users["practitioner_other"],
+        clinic=staff_world.south,
+        days=5,
+        hour=12,
+    )  # another practitioner's: not offered
+    sent_mails().clear()
+    client = staff_world.client_for("practitioner")
+    url = reverse("booking_staff:move", args=[appointment.pk])
+
+    schedule = client.get(reverse("booking_staff:schedule"))
+    assert url in schedule.text and "Verschieben" in schedule.text
+    page = client.get(url)
+    listed = [slot.public_id for _, slots in page.context["days"] for slot in slots]
+    assert later.public_id in listed
+    assert f"{P_FIRST} {P_LAST}" in page.text  # whose appointment it is
+    assert "mit dem Patienten vereinbart" in page.text
+    moved = client.post(url, {"slot_id": later.public_id}, follow=True)
+    unknown = client.post(url, {"slot_id": "slot-999999"})
+
+    assert moved.redirect_chain[-1][0] == reverse("booking_staff:schedule")
+    assert "Der Termin ist verschoben" in moved.text
+    appointment.refresh_from_db()
+    assert appointment.slot_id == later.pk
+    (message,) = sent_mails()
+    assert message.to == [staff_world.patient.email]
+    event = AuditEvent.objects.get(action=AuditAction.APPOINTMENT_MOVE)
+    assert (event.actor_id, event.details["by"]) == (doctor.pk, "clinic")
+    assert unknown.status_code == 404  # the refusal explained on the page, nothing changed
+    assert 'role="alert"' in unknown.text
+    appointment.refresh_from_db()
+    assert appointment.slot_id == later.pk
+
+
 def test_the_schedule_shows_the_booking_snapshot_links_the_record_and_is_audited(staff_world):
     client = staff_world.client_for("practitioner")
     started = head_seq()

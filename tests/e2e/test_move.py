@@ -13,8 +13,10 @@ from accounts.tests.factories import ClinicFactory
 from booking.models import Appointment, Slot
 from booking.services import appointment_book
 from booking.tests.factories import days_ahead, practitioner_create, slot_create
+from patterm.tests.staff_world import P_FIRST, P_LAST, slot_at, world_build
 from tests.e2e.conftest import shot
 from tests.e2e.test_relatives import assert_accessible
+from tests.e2e.test_staff import log_in as staff_log_in
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -55,3 +57,27 @@ def test_a_patient_moves_their_appointment_to_another_time(new_page, make_patien
     assert str(calendar["METHOD"]) == "REQUEST" and int(event["SEQUENCE"]) == 1
     assert event.decoded("DTSTART") == new.starts_at
     assert Appointment.objects.count() == 1
+
+
+def test_the_practice_moves_a_patients_appointment_from_the_schedule(new_page, make_patient):
+    """The patient called: the practitioner opens "Verschieben" in the schedule, picks the
+    agreed time, and the appointment moves (decision 0021's amendment)."""
+    world = world_build(make_patient, emergency=False)
+    doctor = world.users["practitioner"]
+    later = slot_at(practitioner=doctor, clinic=world.north, days=5, hour=11)
+    page = new_page()
+    staff_log_in(page, doctor)
+    expect(page.get_by_role("heading", name="Mein Terminplan")).to_be_visible()
+
+    page.get_by_role("link", name="Den Termin um 09:00 verschieben").first.click()
+    expect(page.get_by_role("heading", name="Termin verschieben")).to_be_visible()
+    expect(page.get_by_text(f"{P_FIRST} {P_LAST}")).to_be_visible()
+    page.get_by_role("radio", name="11:00").check()
+    shot(page, "staff-move-choose-time")
+    assert_accessible(page)
+    page.get_by_role("button", name="Auf diese Zeit verschieben").click()
+
+    expect(page.get_by_text("Der Termin ist verschoben.")).to_be_visible()
+    expect(page.get_by_role("heading", name="Mein Terminplan")).to_be_visible()
+    world.appointment.refresh_from_db()
+    assert world.appointment.slot_id == later.pk
