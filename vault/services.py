@@ -469,6 +469,14 @@ def master_key_rotation_pending(*, target_version: int | None = None):
     return PatientKey.objects.filter(destroyed_at=None).exclude(master_key_version=target)
 
 
+# Passes over the keys at most; a pass only follows one in which a key changed under a batch.
+_ROTATION_PASSES = 5
+
+
+class _KeysChangedUnderTheBatch(Exception):
+    """A key of the batch was erased or re-wrapped between its read and the batch's UPDATE."""
+
+
 def master_key_rotate(
     *,
     batch_size: int = 2000,
@@ -486,8 +494,9 @@ def master_key_rotate(
     Each batch's `UPDATE` runs on the server while the next batch is re-wrapped (decision
     0019, fourth round): the next batch is read, without a lock, before the `UPDATE` is sent,
     and the `UPDATE` is a compare-and-set, writing a key only where its row still holds the
-    very wrapped key that was unwrapped (and is still live). A key erased, or rotated by
-    someone else, in between is left as it is; such keys are looked at again after the pass.
+    very wrapped key that was unwrapped (and is still live). A batch in which a key was erased,
+    or rotated by someone else, in between rolls back whole, its audit row with it, and its
+    keys still pending are taken again after the pass.
     """
     target = keys.master_key_ring().active_version
     pending = master_key_rotation_pending(target_version=target)
@@ -524,51 +533,58 @@ def master_key_rotate(
     # batches are transactions of their own: inside a caller's transaction nothing commits.
     commits_without_flush = connection.vendor == "postgresql" and not connection.in_atomic_block
     rewrapped = 0
-    while True:  # a pass over the keys; another only if a key changed under the last one
+    for _pass in range(_ROTATION_PASSES):  # another only if a key changed under the last one
         batch = batch_after(0)
         rows = rewrapped_rows(batch) if batch else []
-        changed_under_us, rewrapped_before = 0, rewrapped
+        changed_under_us = 0
         while batch:
             failure = None
-            with transaction.atomic(), pipelined():
-                if commits_without_flush:
-                    with connection.cursor() as cursor:
-                        cursor.execute("SET LOCAL synchronous_commit TO OFF")
-                # The next batch is read first; then this batch's UPDATE is sent and, while
-                # the server runs it, the next batch is re-wrapped (vault/bulk.py).
-                following = batch_after(batch[-1][0])
-                update = rows_update_sent(
-                    PatientKey,
-                    ["master_key_version", "wrapped_key"],
-                    rows,
-                    prepared=True,
-                    unchanged=("wrapped_key",),
-                )
-                try:
-                    following_rows = rewrapped_rows(following) if following else []
-                except crypto.DecryptionError as error:  # raised once this batch is in
-                    following_rows, failure = [], error
-                updated = update()
-                send_event(
-                    action=AuditAction.KEY_ROTATION_BATCH,
-                    actor=actor,
-                    details={
-                        "target_version": target,
-                        "count": updated,
-                        "first_key": batch[0][0],
-                        "last_key": batch[-1][0],
-                    },
-                )
-            rewrapped += updated
-            changed_under_us += len(batch) - updated
-            if on_batch:
-                on_batch(updated)
+            try:
+                with transaction.atomic(), pipelined():
+                    if commits_without_flush:
+                        with connection.cursor() as cursor:
+                            cursor.execute("SET LOCAL synchronous_commit TO OFF")
+                    # The next batch is read first; then this batch's UPDATE is sent and,
+                    # while the server runs it, the next batch is re-wrapped (vault/bulk.py).
+                    following = batch_after(batch[-1][0])
+                    update = rows_update_sent(
+                        PatientKey,
+                        ["master_key_version", "wrapped_key"],
+                        rows,
+                        prepared=True,
+                        unchanged=("wrapped_key",),
+                    )
+                    try:
+                        following_rows = rewrapped_rows(following) if following else []
+                    except crypto.DecryptionError as error:  # raised once this batch is in
+                        following_rows, failure = [], error
+                    # The audit row goes with the UPDATE (one round trip for both); should a
+                    # key have changed in between, the batch and its row roll back together.
+                    send_event(
+                        action=AuditAction.KEY_ROTATION_BATCH,
+                        actor=actor,
+                        details={
+                            "target_version": target,
+                            "count": len(batch),
+                            "first_key": batch[0][0],
+                            "last_key": batch[-1][0],
+                        },
+                    )
+                    if update() != len(batch):
+                        raise _KeysChangedUnderTheBatch
+            except _KeysChangedUnderTheBatch:
+                changed_under_us += len(batch)
+            else:
+                rewrapped += len(batch)
+                if on_batch:
+                    on_batch(len(batch))
             if failure is not None:
                 raise failure
             batch, rows = following, following_rows
-        # Keys erased in between are no longer pending; a key rotated by another run is on
-        # the target already. A pass that changed nothing at all ends it: a rerun takes the rest.
-        if not changed_under_us or rewrapped == rewrapped_before:
+        # Keys erased in between are no longer pending; a key rotated by another run is on the
+        # target already; the others are read again. Keys that keep changing under every pass
+        # (a writer racing each one) are left to a rerun, as after an interrupted run.
+        if not changed_under_us:
             break
     send_event(
         action=AuditAction.KEY_ROTATION_FINISH,
