@@ -102,10 +102,10 @@ def rows_update_sent(
         # `%b`: each array as one binary parameter of the bound statement.
         db_types = [field.cast_db_type(connection) for field in fields]
         arrays = ", ".join(f"%b::{db_type}[]" for db_type in db_types)
-        if prepared:
-            columns = [
-                _packed(values, db_type) for values, db_type in zip(columns, db_types, strict=True)
-            ]
+        # Values as stored by now (prepared by their fields, or given so): packed in C.
+        columns = [
+            _packed(values, db_type) for values, db_type in zip(columns, db_types, strict=True)
+        ]
         names = ", ".join(f"column{position}" for position in range(1, len(fields) + 1))
         cursor = _server_binding_cursor(connection)
         try:
