@@ -240,6 +240,26 @@ def test_a_key_changed_between_its_batchs_read_and_its_update_is_rewrapped_from_
     assert keys.unwrap(third) == data_key
 
 
+def test_a_key_that_does_not_unwrap_stops_the_rotation_after_the_batches_before_it(
+    settings, make_patient
+):
+    """The next batch is re-wrapped inside this batch's transaction; a key of it that does not
+    open must not undo this batch: it commits, and the error comes after it."""
+    from vault.tests.factories import stored_value_set
+
+    patients = _five_keys_on_version_1(settings, make_patient)
+    third = PatientKey.objects.get(patient=patients[2])
+    stored_value_set(PatientKey, third.pk, "wrapped_key", os.urandom(60))
+    batches = []
+
+    with pytest.raises(DecryptionError, match="authentication failed"):
+        master_key_rotate(batch_size=2, on_batch=batches.append)
+
+    assert batches == [2]
+    assert _live_versions() == [2, 2, 1, 1, 1]
+    assert [e.details["count"] for e in _key_events() if e.details.get("count")] == [2]
+
+
 @pytest.mark.requires_postgresql
 @pytest.mark.django_db(transaction=True)
 def test_rotation_batches_commit_without_waiting_for_the_disk_and_the_finish_row_waits(
