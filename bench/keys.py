@@ -6,8 +6,9 @@
 
 Builds a throwaway database `bench_keys` with --keys patient data keys wrapped under master key
 version 1. Each of --rounds rounds adds the next master key version and times
-`vault.services.master_key_rotate` (what `rotate_master_key` runs: batches with row locks,
-unwrap, wrap, one bulk update and one audit row per batch) re-wrapping every key under it,
+`vault.services.master_key_rotate` (what `rotate_master_key` runs: batches read ahead, unwrap,
+wrap, one compare-and-set bulk update overlapped with the next batch's re-wrap and one audit
+row per batch) re-wrapping every key under it,
 beside the floor: the same wrapped keys, already in memory, unwrapped and wrapped again with
 `cryptography`'s AESGCM and nothing else (the two in alternating order). The figure is the
 median of the rounds' ratios. Each round starts from a vacuumed table, as a table of keys made

@@ -161,6 +161,11 @@ def rewrap_many(rows, *, target: int) -> list[tuple[int, bytes]]:
 _request_keys: ContextVar[dict | None] = ContextVar("patterm_request_data_keys", default=None)
 
 
+# The open block's cache (or None), for the encrypted fields' reading of each value: the
+# ContextVar's own `get`, no Python call in between.
+request_key_cache_of_block = _request_keys.get
+
+
 @contextmanager
 def request_key_cache():
     """Keep unwrapped data keys for the duration of the block, then forget them.

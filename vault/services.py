@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from django.apps import apps
 from django.conf import settings
 from django.core.mail import send_mail
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Case, Q, Value, When
 from django.http import HttpRequest
 from django.template.loader import render_to_string
@@ -29,7 +29,7 @@ from consent.relatives import contact_for
 from consent.services import care_relationship_record
 from patterm.errors import Forbidden, InvalidInput, NotFound
 from vault import coding, crypto, keys
-from vault.bulk import rows_read, rows_update
+from vault.bulk import pipelined, rows_read, rows_update, rows_update_sent
 from vault.fields import EncryptedTextField, Sealed, is_erased
 from vault.models import (
     EmergencyNote,
@@ -478,6 +478,14 @@ def master_key_rotation_pending(*, target_version: int | None = None):
     return PatientKey.objects.filter(destroyed_at=None).exclude(master_key_version=target)
 
 
+# Passes over the keys at most; a pass only follows one in which a key changed under a batch.
+_ROTATION_PASSES = 5
+
+
+class _KeysChangedUnderTheBatch(Exception):
+    """A key of the batch was erased or re-wrapped between its read and the batch's UPDATE."""
+
+
 def master_key_rotate(
     *,
     batch_size: int = 2000,
@@ -491,6 +499,13 @@ def master_key_rotate(
     batch of work: a rerun picks up what is still on an older version, and a run with nothing
     left changes nothing (not even the audit log). Values are not re-encrypted: only the data
     keys' wrapping changes.
+
+    Each batch's `UPDATE` runs on the server while the next batch is re-wrapped (decision
+    0019, fourth round): the next batch is read, without a lock, before the `UPDATE` is sent,
+    and the `UPDATE` is a compare-and-set, writing a key only where its row still holds the
+    very wrapped key that was unwrapped (and is still live). A batch in which a key was erased,
+    or rotated by someone else, in between rolls back whole, its audit row with it, and its
+    keys still pending are taken again after the pass.
     """
     target = keys.master_key_ring().active_version
     pending = master_key_rotation_pending(target_version=target)
@@ -502,40 +517,84 @@ def master_key_rotate(
         actor=actor,
         details={"target_version": target, "pending": total},
     )
-    rewrapped, last_key = 0, 0
-    while True:
-        with transaction.atomic():
-            # Plain tuples, locked, in key order from where the last batch ended (the keys
-            # before it are done: no rescan of them per batch).
-            batch = rows_read(
-                pending.filter(pk__gt=last_key)
-                .select_for_update()
-                .order_by("pk")
-                .values_list("pk", "patient_id", "master_key_version", "wrapped_key")[:batch_size]
+
+    def batch_after(last_key: int) -> list[tuple]:
+        # Plain tuples, in key order from where the last batch ended (the keys before it are
+        # done: no rescan of them per batch).
+        return rows_read(
+            pending.filter(pk__gt=last_key)
+            .order_by("pk")
+            .values_list("pk", "patient_id", "master_key_version", "wrapped_key")[:batch_size]
+        )
+
+    def rewrapped_rows(batch: list[tuple]) -> list[tuple]:
+        # (key id, new version, new wrapped key, the wrapped key it must still have): values
+        # as stored, the last one for the compare-and-set.
+        return [
+            (key_id, target, wrapped, row[3])
+            for (key_id, wrapped), row in zip(
+                keys.rewrap_many(batch, target=target), batch, strict=True
             )
-            if not batch:
-                break
-            rows = [
-                (key_id, target, wrapped)
-                for key_id, wrapped in keys.rewrap_many(batch, target=target)
-            ]
-            # One statement for the whole batch (vault/bulk.py), of values as stored: the
-            # database's own ids, the version number and the wrapped bytes.
-            rows_update(PatientKey, ["master_key_version", "wrapped_key"], rows, prepared=True)
-            first_key, last_key = batch[0][0], batch[-1][0]
-            send_event(
-                action=AuditAction.KEY_ROTATION_BATCH,
-                actor=actor,
-                details={
-                    "target_version": target,
-                    "count": len(batch),
-                    "first_key": first_key,
-                    "last_key": last_key,
-                },
-            )
-        rewrapped += len(batch)
-        if on_batch:
-            on_batch(len(batch))
+        ]
+
+    # Each batch commits without waiting for its WAL to reach the disk; the finish row's commit
+    # waits, and with it everything before it (decision 0019, fourth round). Only when the
+    # batches are transactions of their own: inside a caller's transaction nothing commits.
+    commits_without_flush = connection.vendor == "postgresql" and not connection.in_atomic_block
+    rewrapped = 0
+    for _pass in range(_ROTATION_PASSES):  # another only if a key changed under the last one
+        batch = batch_after(0)
+        rows = rewrapped_rows(batch) if batch else []
+        changed_under_us = 0
+        while batch:
+            failure = None
+            try:
+                with transaction.atomic(), pipelined():
+                    if commits_without_flush:
+                        with connection.cursor() as cursor:
+                            cursor.execute("SET LOCAL synchronous_commit TO OFF")
+                    # The next batch is read first; then this batch's UPDATE is sent and,
+                    # while the server runs it, the next batch is re-wrapped (vault/bulk.py).
+                    following = batch_after(batch[-1][0])
+                    update = rows_update_sent(
+                        PatientKey,
+                        ["master_key_version", "wrapped_key"],
+                        rows,
+                        prepared=True,
+                        unchanged=("wrapped_key",),
+                    )
+                    try:
+                        following_rows = rewrapped_rows(following) if following else []
+                    except crypto.DecryptionError as error:  # raised once this batch is in
+                        following_rows, failure = [], error
+                    # The audit row goes with the UPDATE (one round trip for both); should a
+                    # key have changed in between, the batch and its row roll back together.
+                    send_event(
+                        action=AuditAction.KEY_ROTATION_BATCH,
+                        actor=actor,
+                        details={
+                            "target_version": target,
+                            "count": len(batch),
+                            "first_key": batch[0][0],
+                            "last_key": batch[-1][0],
+                        },
+                    )
+                    if update() != len(batch):
+                        raise _KeysChangedUnderTheBatch
+            except _KeysChangedUnderTheBatch:
+                changed_under_us += len(batch)
+            else:
+                rewrapped += len(batch)
+                if on_batch:
+                    on_batch(len(batch))
+            if failure is not None:
+                raise failure
+            batch, rows = following, following_rows
+        # Keys erased in between are no longer pending; a key rotated by another run is on the
+        # target already; the others are read again. Keys that keep changing under every pass
+        # (a writer racing each one) are left to a rerun, as after an interrupted run.
+        if not changed_under_us:
+            break
     send_event(
         action=AuditAction.KEY_ROTATION_FINISH,
         actor=actor,

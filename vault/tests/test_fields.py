@@ -374,3 +374,92 @@ def test_a_value_saved_after_the_instance_moved_to_another_patient_is_bound_to_t
         assert title.unseal_for(ben.user.pk, ben_context, second) == "Zweitbefund"
         with pytest.raises(DecryptionError):
             title.unseal_for(anna.user.pk, title.row_context(anna.user.pk, entry.pk), second)
+
+
+# --- Inside a request, with the key's cipher cached (the read path written out) -----------
+
+
+def test_inside_a_request_a_moved_value_is_refused_as_outside_it(make_patient, monkeypatch):
+    """Decision 0019, fourth round: inside a request whose cache holds the patient's cipher, a
+    value is opened without `unseal` (its common case written out). It must bind the value to
+    its table, column, patient and row exactly as `unseal` does: every move is refused, with
+    the same error naming the field, and the reads that succeed took the written-out path."""
+    from accounts.tests.factories import ClinicFactory, StaffFactory
+    from vault import keys
+    from vault.fields import EncryptedTextField
+    from vault.models import RecordEntry
+    from vault.tests.factories import record_entry_write, stored_value, stored_value_set
+
+    anna, ben = make_patient(first_name="Anna"), make_patient(first_name="Ben")
+    clinic = ClinicFactory()
+    author = StaffFactory(clinic=clinic)
+    first, second = (
+        record_entry_write(author=author, patient=ben.user, clinic=clinic, title=title)
+        for title in ("Erstbefund", "Zweitbefund")
+    )
+    ben_key_id = PatientKey.objects.get(patient=ben.user).pk
+    _, _, anna_payload = profile_column(anna.user.pk, "first_name").split("$")
+    moves = {
+        # Anna's value relabelled with Ben's key id: Ben's cipher is cached, the tag fails.
+        "another patient": (
+            PatientProfile,
+            ben.user.pk,
+            "first_name",
+            f"pt1${ben_key_id}${anna_payload}",
+        ),
+        "another column": (
+            PatientProfile,
+            ben.user.pk,
+            "first_name",
+            profile_column(ben.user.pk, "last_name"),
+        ),
+        "another row": (
+            RecordEntry,
+            second.pk,
+            "title",
+            stored_value(RecordEntry, first.pk, "title"),
+        ),
+        "altered": (
+            PatientProfile,
+            ben.user.pk,
+            "last_name",
+            _flip_payload_bit(profile_column(ben.user.pk, "last_name"), 100),
+        ),
+    }
+    unseals = []
+    real_unseal = EncryptedTextField.unseal
+    monkeypatch.setattr(
+        EncryptedTextField, "unseal", lambda *a: unseals.append(a[0].name) or real_unseal(*a)
+    )
+    for move, (model, pk, column, envelope) in moves.items():
+        original = stored_value(model, pk, column)
+        stored_value_set(model, pk, column, envelope)
+        with keys.request_key_cache():
+            # Ben's cipher into the request cache, through a value that stays where it was.
+            assert RecordEntry.objects.get(pk=first.pk).body.startswith("Blutdruck"), move
+            unseals.clear()
+            instance = model.objects.get(pk=pk)
+            with pytest.raises(
+                DecryptionError, match=rf"^{model.__name__}\.{column} .*authentication"
+            ):
+                getattr(instance, column)
+            assert unseals == [column], move  # the written-out path, then `unseal` to raise
+            unseals.clear()
+            other = (
+                "body"
+                if model is RecordEntry
+                else ("date_of_birth" if column == "last_name" else "last_name")
+            )
+            assert getattr(instance, other) is not None
+            assert unseals == [], move  # a value in its place opens without `unseal`
+        stored_value_set(model, pk, column, original)
+
+    # An instance pointed at another patient after a first read: Anna's values, kept on it,
+    # do not open as Ben's (Ben's key is not the one they name).
+    with keys.request_key_cache():
+        assert _profile(ben).first_name == "Ben"
+        profile = _profile(anna)
+        assert profile.first_name == "Anna"
+        profile.patient_id = ben.user.pk
+        with pytest.raises(DecryptionError, match=r"PatientProfile\.last_name"):
+            profile.last_name  # noqa: B018

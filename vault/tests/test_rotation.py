@@ -166,6 +166,128 @@ def test_a_killed_master_key_rotation_resumes_and_then_the_old_key_can_go(settin
     assert chain_verify().ok
 
 
+def _five_keys_on_version_1(settings, make_patient) -> list:
+    old, new = _master_key(1), _master_key(2)
+    settings.PATTERM_MASTER_KEYS = old
+    patients = [make_patient(first_name=f"Vorname{number}").user for number in range(5)]
+    settings.PATTERM_MASTER_KEYS = f"{new},{old}"
+    return patients
+
+
+def test_a_key_erased_between_its_batchs_read_and_its_update_stays_destroyed(
+    settings, make_patient
+):
+    """Decision 0019, fourth round: the next batch is read (without a lock) while this one is
+    written, and its UPDATE writes a key only where the row still holds the wrapped key that
+    was unwrapped. An erasure in between must win: no destroyed key comes back."""
+    patients = _five_keys_on_version_1(settings, make_patient)
+    third = PatientKey.objects.get(patient=patients[2])
+    erased = []
+
+    def erase_the_third_after_the_first_batch(count):
+        # Batch 2 (keys 3 and 4) has been read and re-wrapped by now, not yet written.
+        if not erased:
+            erased.append(patient_erase(patient=patients[2]))
+
+    result = master_key_rotate(batch_size=2, on_batch=erase_the_third_after_the_first_batch)
+
+    assert erased == [True]
+    third.refresh_from_db()
+    assert (third.wrapped_key, third.master_key_version) == (None, 1)
+    assert third.destroyed_at is not None
+    assert result.rewrapped == 4
+    assert _live_versions() == [2, 2, 2, 2]
+    batches = [e for e in _key_events() if e.action == AuditAction.KEY_ROTATION_BATCH]
+    # Keys 3 and 4 rolled back whole with their audit row; key 5, then key 4 in a second pass.
+    assert [e.details["count"] for e in batches] == [2, 1, 1]
+    fourth = PatientKey.objects.get(patient=patients[3])
+    assert batches[-1].details["first_key"] == batches[-1].details["last_key"] == fourth.pk
+    settings.PATTERM_MASTER_KEYS = settings.PATTERM_MASTER_KEYS.split(",")[0]
+    for patient in patients[:2] + patients[3:]:
+        assert PatientProfile.objects.get(patient=patient).first_name.startswith("Vorname")
+    with pytest.raises(DecryptionError):
+        keys.unwrap(third)
+    assert chain_verify().ok
+
+
+def test_a_key_changed_between_its_batchs_read_and_its_update_is_rewrapped_from_its_new_value(
+    settings, make_patient
+):
+    """Another writer wrapped the key again (new bytes, still version 1) after the batch read
+    it: the stale re-wrap is not written over it, and a second pass re-wraps the new bytes."""
+    patients = _five_keys_on_version_1(settings, make_patient)
+    third = PatientKey.objects.get(patient=patients[2])
+    data_key = keys.unwrap(third)
+    changed = []
+
+    def wrap_the_third_again(count):
+        if not changed:
+            _, wrapped = keys.wrap(patient_id=third.patient_id, key=data_key, version=1)
+            changed.append(PatientKey.objects.filter(pk=third.pk).update(wrapped_key=wrapped))
+
+    result = master_key_rotate(batch_size=2, on_batch=wrap_the_third_again)
+
+    assert changed == [1]
+    assert result.rewrapped == 5
+    assert _live_versions() == [2] * 5
+    batches = [e for e in _key_events() if e.action == AuditAction.KEY_ROTATION_BATCH]
+    # The first pass wrote 2, then the batch of keys 3 and 4 rolled back whole (the third had
+    # changed), then 1; the second pass read keys 3 and 4 again.
+    assert [e.details["count"] for e in batches] == [2, 1, 2]
+    assert batches[-1].details["first_key"] == third.pk
+    settings.PATTERM_MASTER_KEYS = settings.PATTERM_MASTER_KEYS.split(",")[0]
+    third.refresh_from_db()
+    assert keys.unwrap(third) == data_key
+
+
+def test_a_key_that_does_not_unwrap_stops_the_rotation_after_the_batches_before_it(
+    settings, make_patient
+):
+    """The next batch is re-wrapped inside this batch's transaction; a key of it that does not
+    open must not undo this batch: it commits, and the error comes after it."""
+    from vault.tests.factories import stored_value_set
+
+    patients = _five_keys_on_version_1(settings, make_patient)
+    third = PatientKey.objects.get(patient=patients[2])
+    stored_value_set(PatientKey, third.pk, "wrapped_key", os.urandom(60))
+    batches = []
+
+    with pytest.raises(DecryptionError, match="authentication failed"):
+        master_key_rotate(batch_size=2, on_batch=batches.append)
+
+    assert batches == [2]
+    assert _live_versions() == [2, 2, 1, 1, 1]
+    assert [e.details["count"] for e in _key_events() if e.details.get("count")] == [2]
+
+
+@pytest.mark.requires_postgresql
+@pytest.mark.django_db(transaction=True)
+def test_rotation_batches_commit_without_waiting_for_the_disk_and_the_finish_row_waits(
+    settings, make_patient
+):
+    """Decision 0019, fourth round: each batch's own transaction sets `synchronous_commit` off
+    for itself (`SET LOCAL`), so the session keeps its own setting, and the finish row's
+    commit, which flushes every batch before it, waits for the disk as usual."""
+    from django.db import connection, transaction
+
+    _five_keys_on_version_1(settings, make_patient)
+    queries = _queries_of(lambda: master_key_rotate(batch_size=2))
+
+    asynchronous = [sql for sql in queries if "synchronous_commit" in sql]
+    assert asynchronous == ["SET LOCAL synchronous_commit TO OFF"] * 3
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")
+        assert cursor.fetchone() == ("on",)
+    assert _live_versions() == [2] * 5
+
+    # Inside a caller's transaction the batches commit nothing themselves: nothing is set.
+    settings.PATTERM_MASTER_KEYS = f"{_master_key(3)},{settings.PATTERM_MASTER_KEYS}"
+    with transaction.atomic():
+        queries = _queries_of(lambda: master_key_rotate(batch_size=2))
+        assert not [sql for sql in queries if "synchronous_commit" in sql]
+    assert _live_versions() == [3] * 5
+
+
 def test_keys_created_during_a_rotation_are_born_on_the_new_version(settings, make_patient):
     old, new = _master_key(1), _master_key(2)
     settings.PATTERM_MASTER_KEYS = old
@@ -283,8 +405,8 @@ def test_a_rotation_batch_costs_the_same_queries_for_2_or_6_keys(settings, make_
         runs.append(_queries_of(lambda count=count: master_key_rotate(batch_size=count)))
 
     small, large = runs
-    # Count, start row, the batch (locking read, one UPDATE, its audit row), the look-up that
-    # finds nothing left, finish row: the same statements for 2 keys as for 6.
+    # Count, start row, the first batch's read, the batch (the next batch's read, one UPDATE,
+    # its audit row), finish row: the same statements for 2 keys as for 6.
     assert len(small) == len(large), (small, large)
     assert len(_key_updates(small)) == len(_key_updates(large)) == 1
     assert _live_versions() == [2] * 8
@@ -391,3 +513,36 @@ def test_a_value_whose_key_was_destroyed_before_stays_as_it_is(make_patient):
     assert stored_value(RecordEntry, entry.pk, "title") == under_old_key
     fresh = RecordEntry.objects.get(pk=entry.pk)
     assert fresh.title is ERASED and fresh.body == "Blutdruck 150/95, Kontrolle in vier Wochen."
+
+
+@pytest.mark.requires_postgresql
+def test_bulk_arrays_packed_by_hand_store_what_psycopg_would(settings, make_patient):
+    """vault/bulk.py packs integer, bytea and text columns into PostgreSQL's binary array
+    format itself (decision 0019, fourth round); a column with a NULL, or values of mixed
+    lengths, must store exactly the same as psycopg's own dumping would."""
+    from vault.bulk import rows_update
+
+    settings.PATTERM_MASTER_KEYS = _master_key(1)
+    for _ in range(3):
+        make_patient()
+    first, second, third = PatientKey.objects.order_by("pk").values_list("pk", flat=True)
+    cases = [
+        [(first, 7, b"\x00" * 60), (second, 8, b"\xff" * 60), (third, 9, b"k" * 60)],  # one length
+        [(first, 3, b"ab"), (second, 4, b""), (third, 2**31 - 1, b"abcdef" * 100)],  # mixed
+        [(first, 5, None), (second, 6, b"x"), (third, 1, None)],  # NULLs: psycopg dumps them
+    ]
+    for rows in cases:
+        for prepared in (True, False):
+            assert (
+                rows_update(
+                    PatientKey, ["master_key_version", "wrapped_key"], rows, prepared=prepared
+                )
+                == 3
+            )
+            stored = [
+                (pk, version, None if wrapped is None else bytes(wrapped))
+                for pk, version, wrapped in PatientKey.objects.order_by("pk").values_list(
+                    "pk", "master_key_version", "wrapped_key"
+                )
+            ]
+            assert stored == rows
