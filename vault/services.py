@@ -12,7 +12,7 @@ from django.apps import apps
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import transaction
-from django.db.models import Case, Q, Value, When
+from django.db.models import Case, Count, IntegerField, Q, Subquery, Value, When
 from django.http import HttpRequest
 from django.template.loader import render_to_string
 from django.utils import timezone
@@ -198,7 +198,6 @@ class RecordRead:
 
 
 @keys.request_key_cache()
-@transaction.atomic
 def record_read(
     *,
     actor: User,
@@ -209,9 +208,14 @@ def record_read(
     """Read a patient's record as `actor` sees it, decided by `consent.policy` and audited.
 
     One query for the visible entries (each annotated with its legal basis, the patient's data
-    key a column of it), one count of the rest, and one audit row: `success` with the bases used, or
-    `denied` when nothing of the record may be read. Decryption happens when a title or body is
-    first read, with the key unwrapped once for the request.
+    key a column of it, and the size of the whole record when some of it may be hidden), and
+    one audit row: `success` with the bases used, or `denied` when nothing of the record may be
+    read. Decryption happens when a title or body is first read, with the key unwrapped once
+    for the request.
+
+    No transaction of its own (decision 0023): the reads need none (each is one statement),
+    and the audit row, staged last, is then one INSERT that commits itself, durably, before
+    anything is returned; inside a caller's transaction it is part of that one.
 
     `categories`: only the entries of those categories are read (and counted as hidden): a
     FHIR search for one resource type reads that part of the record (the audit row names it).
@@ -221,15 +225,29 @@ def record_read(
     if categories is not None:
         own_entries = own_entries.filter(category__in=sorted(categories))
     entries: list[RecordEntry] = []
+    # A grant without conditions (the patient themself, a holder, emergency access) covers the
+    # whole record: nothing is hidden, so there is nothing to count.
+    covers_all = any(not grant.as_q() for grant in grants)
     if grants:
-        entries = list(
-            keys.with_live_data_key(own_entries.filter(_any_of(grants)), patient_id=patient.pk)
-            .annotate(basis=_first_basis(grants))
-            .select_related("clinic", "author")
-            .order_by("-created_at", "pk")
+        visible = keys.with_live_data_key(
+            own_entries.filter(_any_of(grants)), patient_id=patient.pk
         )
+        if not covers_all:  # the record's size, as a column of the same query and snapshot
+            visible = visible.annotate(record_size=_count_of(own_entries))
+        basis = _first_basis(grants)
+        if not isinstance(basis, Value):  # one basis for every row is set below, not selected
+            visible = visible.annotate(basis=basis)
+        entries = list(visible.select_related("clinic", "author").order_by("-created_at", "pk"))
+        if isinstance(basis, Value):
+            for entry in entries:
+                entry.basis = basis.value
         keys.data_keys_from_rows(entries)  # the key came with the entries: no query of its own
-    hidden_count = own_entries.count() - len(entries)
+    if covers_all:
+        hidden_count = 0
+    elif entries:
+        hidden_count = entries[0].record_size - len(entries)
+    else:  # nothing visible (or no grant at all): all there is stayed hidden
+        hidden_count = own_entries.count()
     # Denied too when the grants cover none of the entries there are (a practitioner whose
     # clinics wrote none of them): the reader was refused everything the record holds.
     allowed = bool(grants) and (bool(entries) or hidden_count == 0)
@@ -250,6 +268,14 @@ def record_read(
         },
     )
     return RecordRead(entries=entries, hidden_count=hidden_count, granted=bool(grants))
+
+
+def _count_of(rows) -> Subquery:
+    """`SELECT COUNT(*)` of `rows` as a subquery expression (uncorrelated: computed once)."""
+    return Subquery(
+        rows.order_by().annotate(one=Value(1)).values("one").annotate(n=Count("*")).values("n"),
+        output_field=IntegerField(),
+    )
 
 
 def _read_audit(
@@ -365,9 +391,14 @@ def patient_profile_read(
 
 
 def _any_of(grants: list[policy.Grant]) -> Q:
-    condition = grants[0].as_q()
-    for grant in grants[1:]:
-        condition |= grant.as_q()
+    """The rows any of `grants` covers. A grant without conditions covers every row, and must
+    not be ORed: `Q(a) | Q()` is `Q(a)` in Django, which would hide what it allows."""
+    conditions = [grant.as_q() for grant in grants]
+    if not all(conditions):
+        return Q()
+    condition = conditions[0]
+    for other in conditions[1:]:
+        condition |= other
     return condition
 
 

@@ -190,6 +190,26 @@ def test_each_reader_sees_what_the_policy_allows_and_every_read_is_audited(recor
     assert_no_marker_in_audit_log(TITLE_MARKER, BODY_MARKER)
 
 
+def test_emergency_access_shows_the_whole_record_to_a_practitioner_of_a_caring_clinic(record):
+    """A grant of the whole record (emergency) next to a grant of part of it (own clinic): the
+    reader sees everything, the own clinic's entries on the stronger basis, nothing hidden."""
+    patient, readers, written = record
+    doctor = readers["practitioner_a"]
+    emergency_access_declare(
+        actor=doctor, patient_id=patient.pk, justification="Bewusstlos eingeliefert, keine Akte."
+    )
+
+    result = record_read(actor=doctor, patient=patient)
+
+    bases = {entry.pk: entry.basis for entry in result.entries}
+    assert bases == {pk: "own_clinic" for pk in written["a"]} | {
+        pk: "emergency" for pk in written["b"]
+    }
+    assert result.hidden_count == 0
+    event = AuditEvent.objects.filter(action=AuditAction.RECORD_READ).latest("seq")
+    assert event.details == {"bases": ["emergency", "own_clinic"], "entries": 5, "hidden": 0}
+
+
 def test_an_empty_record_read_by_its_patient_is_a_success(make_patient):
     patient = make_patient().user
 
