@@ -19,7 +19,7 @@ Clinic admins, auditors and everyone else have no basis: they never see record c
 from dataclasses import dataclass
 
 from django.db import models
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -68,14 +68,6 @@ class Grant:
         return condition
 
 
-def _practitioner_clinic_ids(actor: User) -> set[int]:
-    return set(
-        Membership.objects.filter(user=actor, role=Role.PRACTITIONER).values_list(
-            "clinic_id", flat=True
-        )
-    )
-
-
 def grants(*, actor: User, patient: User, purpose: str = Purpose.TREATMENT) -> list[Grant]:
     """What `actor` may read of `patient`'s record, strongest basis first; empty: nothing."""
     if not actor.is_active or purpose not in Purpose.values:
@@ -85,17 +77,24 @@ def grants(*, actor: User, patient: User, purpose: str = Purpose.TREATMENT) -> l
         return [Grant(basis)] if basis else []
     if actor.role != Role.PRACTITIONER:
         return []
-    clinic_ids = _practitioner_clinic_ids(actor)
-    if not clinic_ids:
+    # The practitioner's clinics, with whether the patient is in care at each and whether an
+    # emergency access of theirs is active: one query (decision 0023), the rules those of
+    # `_in_care` and `_active_emergency_accesses`, as `active_emergency_access` asks them.
+    clinics = list(
+        Membership.objects.filter(user=actor, role=Role.PRACTITIONER)
+        .annotate(
+            in_care=Exists(_in_care(patient=patient, clinic_id=OuterRef("clinic_id"))),
+            emergency=Exists(_active_emergency_accesses(practitioner=actor, patient=patient)),
+        )
+        .values_list("clinic_id", "in_care", "emergency")
+    )
+    if not clinics:
         return []
     found = []
-    in_care = set(
-        CareRelationship.objects.filter(patient=patient, clinic_id__in=clinic_ids).values_list(
-            "clinic_id", flat=True
-        )
-    )
+    in_care = frozenset(clinic_id for clinic_id, cared, _ in clinics if cared)
     if in_care:
-        found.append(Grant(Basis.OWN_CLINIC, clinic_ids=frozenset(in_care)))
+        found.append(Grant(Basis.OWN_CLINIC, clinic_ids=in_care))
+    clinic_ids = {clinic_id for clinic_id, _, _ in clinics}
     for consent in active_consents(patient=patient, grantee_clinic_ids=clinic_ids):
         found.append(
             Grant(
@@ -106,9 +105,13 @@ def grants(*, actor: User, patient: User, purpose: str = Purpose.TREATMENT) -> l
                 categories=frozenset(consent.categories),
             )
         )
-    if active_emergency_access(practitioner=actor, patient=patient) is not None:
+    if clinics[0][2]:  # the same answer on every row
         found.append(Grant(Basis.EMERGENCY))
     return found
+
+
+def _in_care(*, patient: User, clinic_id):
+    return CareRelationship.objects.filter(patient=patient, clinic_id=clinic_id)
 
 
 def acting_basis(*, actor: User, patient: User) -> str | None:
@@ -155,11 +158,15 @@ def active_consents(*, patient: User, grantee_clinic_ids) -> list[Consent]:
 
 def active_emergency_access(*, practitioner: User, patient: User) -> EmergencyAccess | None:
     return (
-        EmergencyAccess.objects.filter(
-            practitioner=practitioner, patient=patient, expires_at__gt=timezone.now()
-        )
+        _active_emergency_accesses(practitioner=practitioner, patient=patient)
         .order_by("-expires_at")
         .first()
+    )
+
+
+def _active_emergency_accesses(*, practitioner: User, patient: User):
+    return EmergencyAccess.objects.filter(
+        practitioner=practitioner, patient=patient, expires_at__gt=timezone.now()
     )
 
 

@@ -288,7 +288,8 @@ def _read_audit(
     details: dict,
     object_id: object = "",
 ) -> None:
-    """The one audit row of a medical read, allowed or denied, in the caller's transaction."""
+    """The one audit row of a medical read, allowed or denied: in the caller's transaction if
+    there is one, else an INSERT that commits itself (decision 0023)."""
     send_event(
         action=AuditAction.RECORD_READ,
         actor=actor,
@@ -330,7 +331,6 @@ def record_entry_read(
 
 
 @keys.request_key_cache()
-@transaction.atomic
 def _record_entry_decide(*, actor, entry_id, categories, patient_ids, purpose):
     entry = (
         keys.with_live_data_key(RecordEntry.objects.filter(pk=entry_id, category__in=categories))
@@ -376,15 +376,16 @@ def patient_profile_read(
     the consent policy gives `actor` for this patient, audited like a record read (the
     profile is personal data of the record's subject). No basis: NotFound, audited denied."""
     found = policy.grants(actor=actor, patient=patient, purpose=purpose)
-    with transaction.atomic():  # the denied row is committed before the refusal is raised
-        _read_audit(
-            actor=actor,
-            allowed=bool(found),
-            object_type="patient_profile",
-            subject_id=patient.pk,
-            purpose=purpose,
-            details={"bases": sorted({grant.basis for grant in found})},
-        )
+    # Outside a transaction the row commits itself before the refusal is raised (as
+    # `record_read`'s: decision 0023).
+    _read_audit(
+        actor=actor,
+        allowed=bool(found),
+        object_type="patient_profile",
+        subject_id=patient.pk,
+        purpose=purpose,
+        details={"bases": sorted({grant.basis for grant in found})},
+    )
     if not found:
         raise NotFound()
     return patient_profile_get(patient=patient)
@@ -692,15 +693,14 @@ def record_read_refusal_audit(*, actor: User, patient_id: int | None, reason: st
     """A record read refused for the actor's role (or, `reason` "scope", for their token's
     SMART scopes) is audited as denied, like every read."""
     patient = User.objects.filter(pk=patient_id, role=Role.PATIENT).first() if patient_id else None
-    with transaction.atomic():
-        _read_audit(
-            actor=actor,
-            allowed=False,
-            object_type="patient_record",
-            subject_id=patient.pk if patient else None,
-            purpose=policy.Purpose.TREATMENT,
-            details={"bases": [], "reason": reason},
-        )
+    _read_audit(  # outside a transaction, committed by itself before the refusal is raised
+        actor=actor,
+        allowed=False,
+        object_type="patient_record",
+        subject_id=patient.pk if patient else None,
+        purpose=policy.Purpose.TREATMENT,
+        details={"bases": [], "reason": reason},
+    )
 
 
 def practitioner_record_read(*, actor: User, patient_id: int) -> tuple[User, RecordRead]:
