@@ -70,18 +70,26 @@ class Grant:
 
 def grants(*, actor: User, patient: User, purpose: str = Purpose.TREATMENT) -> list[Grant]:
     """What `actor` may read of `patient`'s record, strongest basis first; empty: nothing."""
+    return grants_and_acting_clinic(actor=actor, patient=patient, purpose=purpose)[0]
+
+
+def grants_and_acting_clinic(
+    *, actor: User, patient: User, purpose: str = Purpose.TREATMENT
+) -> tuple[list[Grant], int | None]:
+    """`grants`, and `acting_clinic_id(actor)` for the read's audit row: for a practitioner
+    both from the same query of their clinics (decision 0023)."""
     if not actor.is_active or purpose not in Purpose.values:
-        return []
+        return [], acting_clinic_id(actor)
     if actor.role == Role.PATIENT:
         basis = acting_basis(actor=actor, patient=patient)
-        return [Grant(basis)] if basis else []
+        return ([Grant(basis)] if basis else []), None
     if actor.role != Role.PRACTITIONER:
-        return []
-    # The practitioner's clinics, with whether the patient is in care at each and whether an
-    # emergency access of theirs is active: one query (decision 0023), the rules those of
-    # `_in_care` and `_active_emergency_accesses`, as `active_emergency_access` asks them.
+        return [], acting_clinic_id(actor)
+    # The practitioner's clinics in `acting_clinic_id`'s order, with whether the patient is in
+    # care at each and whether an emergency access of theirs is active: one query, the rules
+    # those of `_in_care` and `_active_emergency_accesses` (as `active_emergency_access` asks).
     clinics = list(
-        Membership.objects.filter(user=actor, role=Role.PRACTITIONER)
+        _acting_memberships(actor)
         .annotate(
             in_care=Exists(_in_care(patient=patient, clinic_id=OuterRef("clinic_id"))),
             emergency=Exists(_active_emergency_accesses(practitioner=actor, patient=patient)),
@@ -89,7 +97,7 @@ def grants(*, actor: User, patient: User, purpose: str = Purpose.TREATMENT) -> l
         .values_list("clinic_id", "in_care", "emergency")
     )
     if not clinics:
-        return []
+        return [], None
     found = []
     in_care = frozenset(clinic_id for clinic_id, cared, _ in clinics if cared)
     if in_care:
@@ -107,7 +115,7 @@ def grants(*, actor: User, patient: User, purpose: str = Purpose.TREATMENT) -> l
         )
     if clinics[0][2]:  # the same answer on every row
         found.append(Grant(Basis.EMERGENCY))
-    return found
+    return found, clinics[0][0]
 
 
 def _in_care(*, patient: User, clinic_id):
@@ -136,11 +144,13 @@ def acting_clinic_id(actor: User) -> int | None:
     and the patient's access log; None for everyone else."""
     if actor.role not in (Role.PRACTITIONER, Role.CLINIC_ADMIN):
         return None
-    return (
-        Membership.objects.filter(user=actor, role=actor.role)
-        .order_by("clinic__name")
-        .values_list("clinic_id", flat=True)
-        .first()
+    return _acting_memberships(actor).values_list("clinic_id", flat=True).first()
+
+
+def _acting_memberships(actor: User):
+    """The actor's memberships in their role, the one they act for first (by clinic name)."""
+    return Membership.objects.filter(user=actor, role=actor.role).order_by(
+        "clinic__name", "clinic_id"
     )
 
 

@@ -220,7 +220,9 @@ def record_read(
     `categories`: only the entries of those categories are read (and counted as hidden): a
     FHIR search for one resource type reads that part of the record (the audit row names it).
     """
-    grants = policy.grants(actor=actor, patient=patient, purpose=purpose)
+    grants, acting_clinic_id = policy.grants_and_acting_clinic(
+        actor=actor, patient=patient, purpose=purpose
+    )
     own_entries = RecordEntry.objects.filter(patient=patient)
     if categories is not None:
         own_entries = own_entries.filter(category__in=sorted(categories))
@@ -257,6 +259,7 @@ def record_read(
         object_type="patient_record",
         subject_id=patient.pk,
         purpose=purpose,
+        clinic_id=acting_clinic_id,
         details={
             # The bases that showed something (those of the grants for an empty record).
             "bases": sorted({e.basis for e in entries} or {g.basis for g in grants})
@@ -286,10 +289,12 @@ def _read_audit(
     subject_id: int | None,
     purpose: str,
     details: dict,
+    clinic_id: int | None,
     object_id: object = "",
 ) -> None:
     """The one audit row of a medical read, allowed or denied: in the caller's transaction if
-    there is one, else an INSERT that commits itself (decision 0023)."""
+    there is one, else an INSERT that commits itself (decision 0023). `clinic_id`: the clinic
+    the actor acts for (`policy.acting_clinic_id`; `grants_and_acting_clinic` brings it)."""
     send_event(
         action=AuditAction.RECORD_READ,
         actor=actor,
@@ -297,7 +302,7 @@ def _read_audit(
         object_type=object_type,
         object_id=object_id,
         subject_id=subject_id,
-        clinic_id=policy.acting_clinic_id(actor),
+        clinic_id=clinic_id,
         purpose=purpose,
         details=details,
     )
@@ -356,6 +361,7 @@ def _record_entry_decide(*, actor, entry_id, categories, patient_ids, purpose):
         object_id=entry.pk,
         subject_id=entry.patient_id,
         purpose=purpose,
+        clinic_id=policy.acting_clinic_id(actor),
         details={
             "bases": [decision.basis] if decision.allowed else [],
             "entries": int(decision.allowed),
@@ -375,7 +381,9 @@ def patient_profile_read(
     """A patient's profile (name, birth date) for the FHIR Patient resource: read on any basis
     the consent policy gives `actor` for this patient, audited like a record read (the
     profile is personal data of the record's subject). No basis: NotFound, audited denied."""
-    found = policy.grants(actor=actor, patient=patient, purpose=purpose)
+    found, acting_clinic_id = policy.grants_and_acting_clinic(
+        actor=actor, patient=patient, purpose=purpose
+    )
     # Outside a transaction the row commits itself before the refusal is raised (as
     # `record_read`'s: decision 0023).
     _read_audit(
@@ -384,6 +392,7 @@ def patient_profile_read(
         object_type="patient_profile",
         subject_id=patient.pk,
         purpose=purpose,
+        clinic_id=acting_clinic_id,
         details={"bases": sorted({grant.basis for grant in found})},
     )
     if not found:
@@ -699,6 +708,7 @@ def record_read_refusal_audit(*, actor: User, patient_id: int | None, reason: st
         object_type="patient_record",
         subject_id=patient.pk if patient else None,
         purpose=policy.Purpose.TREATMENT,
+        clinic_id=policy.acting_clinic_id(actor),
         details={"bases": [], "reason": reason},
     )
 

@@ -14,6 +14,7 @@ from accounts.tests.factories import ClinicFactory, StaffFactory
 from audit.models import AuditAction, AuditEvent, Outcome
 from audit.services import subject_pseudonym
 from audit.signals import audit_event
+from consent import policy
 from consent.models import CareRelationship, CareSource
 from consent.services import care_relationship_record
 from patterm.errors import Forbidden, NotFound
@@ -306,16 +307,17 @@ def test_a_patient_reads_their_whole_record_in_two_statements(record, django_ass
     )
 
 
-def test_a_practitioner_reads_part_of_a_record_in_five_statements_and_counts_the_rest(
+def test_a_practitioner_reads_part_of_a_record_in_four_statements_and_counts_the_rest(
     record, django_assert_num_queries
 ):
-    """Their clinics (with care and emergency access), the consents, the entries with the
-    record's size as a column, the acting clinic, the audit row."""
+    """Their clinics (the one they act for first, with care and emergency access), the
+    consents, the entries with the record's size as a column, the audit row."""
     patient, readers, written = record
     entry_table = RecordEntry._meta.db_table
 
-    with keys.request_key_cache(), django_assert_num_queries(5) as queries:
-        result = record_read(actor=readers["practitioner_a"], patient=patient)
+    doctor = readers["practitioner_a"]
+    with keys.request_key_cache(), django_assert_num_queries(4) as queries:
+        result = record_read(actor=doctor, patient=patient)
 
     assert {entry.pk for entry in result.entries} == set(written["a"])
     assert result.hidden_count == 3
@@ -324,13 +326,20 @@ def test_a_practitioner_reads_part_of_a_record_in_five_statements_and_counts_the
         False,
         True,
         False,
-        False,
     ]
-    assert AuditEvent.objects.latest("seq").details == {
-        "bases": ["own_clinic"],
-        "entries": 2,
-        "hidden": 3,
-    }
+    event = AuditEvent.objects.latest("seq")
+    assert event.details == {"bases": ["own_clinic"], "entries": 2, "hidden": 3}
+    assert event.clinic_id == doctor.memberships.get().clinic_id
+
+
+def test_the_read_names_the_clinic_the_practitioner_acts_for_their_first_by_name(record):
+    patient, readers, _ = record
+    both = readers["practitioner_a_and_b"]
+    first = min((m.clinic for m in both.memberships.all()), key=lambda clinic: clinic.name)
+
+    record_read(actor=both, patient=patient)
+
+    assert AuditEvent.objects.latest("seq").clinic_id == first.pk == policy.acting_clinic_id(both)
 
 
 def test_a_practitioner_whose_clinic_wrote_nothing_is_refused_the_whole_record(record):
