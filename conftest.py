@@ -73,3 +73,16 @@ def make_patient(db):
         return patient_register(**fields)
 
     return make
+
+
+@pytest.fixture
+def sent_mails(mailoutbox):
+    """Run the appointment e-mails' sender once (what `manage.py send_mails` does, decision
+    0022) and return every mail sent in this test so far (Django's locmem outbox)."""
+    from booking.outbox import mails_send
+
+    def send():
+        mails_send()
+        return mailoutbox
+
+    return send

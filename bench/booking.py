@@ -10,9 +10,15 @@ Builds a throwaway database `bench_booking` on the server of DATABASE_URL and pr
   `booking.services.appointment_book` (claim, encrypted snapshot, care relationship, chained
   audit row); through HTTP, `POST /api/appointments` against gunicorn on loopback --port; and
   the floor, the same claim as a raw conditional UPDATE plus an INSERT through psycopg, one
-  transaction each. Each client tries its own --bookings slots and then its neighbour's, so
+  transaction each; and the Django floor, the same booking the way a plain Django app
+  writes it (transaction.atomic, the slot read, the conditional UPDATE through the ORM,
+  `objects.create` of an appointment without the encrypted snapshot; no consent, audit or
+  e-mail). Each client tries its own --bookings slots and then its neighbour's, so
   every slot is raced for by two clients: exactly one booking per slot is asserted after every
-  run (no double booking, none lost).
+  run (no double booking, none lost). The service's confirmations, which its bookings wrote to
+  the outbox, are then sent by one sender (`booking.outbox.mails_send`) and timed apart.
+  Figures: the service against the Django floor (goal >= 0.25, decision 0022) and against the
+  raw floor; HTTP against the raw floor.
 - search latency: `GET /api/slots?specialty=…&city=…&limit=50` (the page and its count) at each
   size of --sizes, median of --repeat requests, as a ratio to the smallest size, and the query
   plan of the page query.
@@ -29,6 +35,7 @@ import contextlib
 import datetime
 import os
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -137,6 +144,18 @@ def main() -> int:
 
     service_seconds = run_threads(arguments.clients, book_through_service)
     assert_one_booking_per_slot("the service", service_slots)
+    # The confirmations the bookings wrote to the outbox, sent as `manage.py send_mails` does
+    # (decision 0022): the work that left the request, timed on its own (one sender).
+    from django.core import mail
+
+    from booking.outbox import mails_send
+
+    mail.outbox = []
+    sender_started = time.perf_counter()
+    sent = mails_send().sent
+    sender_seconds = time.perf_counter() - sender_started
+    if sent != per_run or len(mail.outbox) != per_run:
+        raise SystemExit(f"the outbox sent {sent} confirmations for {per_run} bookings")
 
     # --- through HTTP, gunicorn on loopback ----------------------------------------------------
     http_slots = make_slots(per_run)
@@ -195,18 +214,70 @@ def main() -> int:
         if cursor.fetchone() != (per_run, per_run):
             raise SystemExit("DOUBLE OR LOST BOOKING through the floor")
 
+    # --- the Django floor: the same booking the way a plain Django app writes it -------------
+    # transaction.atomic, the slot read (its times; a 404 for an unknown one), the conditional
+    # UPDATE through the ORM, Model.objects.create of an appointment: no consent, no encrypted
+    # snapshot, no audit row, no e-mail. Its model is Appointment without the snapshot (whose
+    # fields are encrypted): a table of its own with the same one-booked-per-slot index.
+    from django.db import models, transaction
+    from django.db.models import Q
+
+    class PlainAppointment(models.Model):
+        slot = models.ForeignKey(Slot, on_delete=models.PROTECT, related_name="+")
+        patient = models.ForeignKey(User, on_delete=models.PROTECT, related_name="+")
+        status = models.CharField(max_length=16, default="booked")
+        starts_at = models.DateTimeField()
+        ends_at = models.DateTimeField()
+        booked_at = models.DateTimeField(auto_now_add=True)
+        reason = models.TextField(blank=True)
+
+        class Meta:
+            app_label = "booking"
+            db_table = "bench_plain_appointment"
+            constraints = [
+                models.UniqueConstraint(
+                    fields=["slot"], condition=Q(status="booked"), name="bench_plain_one_per_slot"
+                )
+            ]
+
+    with connection.schema_editor() as editor:
+        editor.create_model(PlainAppointment)
+    django_slots = make_slots(6 * per_run)  # after the motive runs' slots (below)
+
+    def book_plain_django(client: int):
+        for slot_pk in attempts(django_slots, client):
+            with transaction.atomic():
+                slot = Slot.objects.get(pk=slot_pk)
+                if Slot.objects.filter(pk=slot_pk, is_booked=False).update(is_booked=True):
+                    PlainAppointment.objects.create(
+                        slot=slot,
+                        patient=patients[client],
+                        starts_at=slot.starts_at,
+                        ends_at=slot.ends_at,
+                    )
+
+    django_seconds = run_threads(arguments.clients, book_plain_django)
+    plain = PlainAppointment.objects.filter(status="booked")
+    if not plain.count() == plain.values("slot").distinct().count() == per_run:
+        raise SystemExit("DOUBLE OR LOST BOOKING through the Django floor")
+
     service_rate, floor_rate = per_run / service_seconds, per_run / floor_seconds
-    http_rate = per_run / http_seconds
+    http_rate, django_rate = per_run / http_seconds, per_run / django_seconds
     print(f"\nBookings, {arguments.clients} concurrent clients, {per_run} bookings each way:")
-    print(f"{'':<34}{'bookings/s':>12}{'x floor':>10}")
-    print(f"{'raw UPDATE + INSERT (floor)':<34}{floor_rate:>12.1f}{1:>10.2f}")
+    print(f"{'':<34}{'bookings/s':>12}{'x raw floor':>13}{'x Django floor':>16}")
+    for label, rate in (
+        ("raw UPDATE + INSERT (floor)", floor_rate),
+        ("plain Django (Django floor)", django_rate),
+        ("appointment_book (Patterm)", service_rate),
+        ("POST /api/appointments, gunicorn", http_rate),
+    ):
+        print(f"{label:<34}{rate:>12.1f}{rate / floor_rate:>13.2f}{rate / django_rate:>16.2f}")
+    print("exactly one booking per raced-for slot in all four runs (asserted)")
     print(
-        f"{'appointment_book (Patterm)':<34}{service_rate:>12.1f}{service_rate / floor_rate:>10.2f}"
+        f"the {per_run} confirmations, rendered with their calendar files and sent by one "
+        f"outbox sender after the run: {per_run / sender_seconds:.1f} mails/s "
+        f"({sender_seconds / per_run * 1000:.2f} ms each)"
     )
-    print(
-        f"{'POST /api/appointments, gunicorn':<34}{http_rate:>12.1f}{http_rate / floor_rate:>10.2f}"
-    )
-    print("exactly one booking per raced-for slot in all three runs (asserted)")
     figures = [
         Figure(
             name=f"booking, {arguments.clients} clients, service",
@@ -215,6 +286,15 @@ def main() -> int:
             comparison=floor_rate,
             comparison_name="raw UPDATE + INSERT",
             note="zero double bookings asserted",
+        ),
+        Figure(
+            name=f"booking, {arguments.clients} clients, service vs plain Django",
+            unit="bookings/s",
+            patterm=service_rate,
+            comparison=django_rate,
+            comparison_name="Django floor (atomic, ORM UPDATE + create)",
+            goal=">= 0.25",  # decision 0022: ten statements against the floor's three
+            note="zero double bookings asserted; decision 0022",
         ),
         Figure(
             name=f"booking, {arguments.clients} clients, HTTP (gunicorn)",

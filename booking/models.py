@@ -523,3 +523,61 @@ class WaitlistOffer(models.Model):
 
     def __str__(self):
         return f"offer {self.pk} ({self.status})"
+
+
+class MailKind(models.TextChoices):
+    CONFIRMATION = "confirmation", _("Booking confirmation")
+    CANCELLATION = "cancellation", _("Cancellation")
+    MOVE = "move", _("Moved appointment")
+
+
+class MailOutcome(models.TextChoices):
+    SENT = "sent", _("Sent")
+    # A later mail of the same appointment (a move, a cancellation) says what holds now.
+    SUPERSEDED = "superseded", _("Superseded by a later mail")
+    NO_RECIPIENT = "no_recipient", _("No recipient (account closed)")
+
+
+class OutboxMail(models.Model):
+    """An appointment e-mail to send, written in the transaction of the change it tells of
+    (the transactional outbox, decision 0022): the booking commits with it or not at all, and
+    `manage.py send_mails` renders and sends it after the commit (booking/outbox.py).
+
+    Ids, kind and language only: the address, the time and the calendar file are read when
+    it is sent, so the row holds no personal or medical data.
+    """
+
+    kind = models.CharField(_("kind"), max_length=16, choices=MailKind.choices)
+    appointment = models.ForeignKey(
+        Appointment, on_delete=models.CASCADE, related_name="outbox_mails"
+    )
+    recipient = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+"
+    )
+    language = models.CharField(_("language"), max_length=8, blank=True)
+    # The appointment's `moves` when it was written: a confirmation or move mail of an older
+    # revision is superseded by the one written after it (booking/outbox.py).
+    revision = models.PositiveIntegerField(_("revision"), default=0)
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
+    next_attempt_at = models.DateTimeField(_("next attempt"), default=timezone.now)
+    # A sender's claim: until then no other sender takes it (a stopped sender's claim ends).
+    claimed_until = models.DateTimeField(_("claimed until"), null=True, blank=True)
+    attempts = models.PositiveIntegerField(_("attempts"), default=0)
+    # The exception's class only: an SMTP error's text may quote the address.
+    last_error = models.CharField(_("last error"), max_length=100, blank=True)
+    finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
+    outcome = models.CharField(_("outcome"), max_length=16, choices=MailOutcome.choices, blank=True)
+
+    class Meta:
+        verbose_name = _("outgoing e-mail")
+        verbose_name_plural = _("outgoing e-mails")
+        indexes = [
+            models.Index(
+                fields=["next_attempt_at", "id"],
+                condition=Q(finished_at=None),
+                name="outbox_mail_unfinished",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.kind} mail {self.pk} ({self.outcome or 'to send'})"

@@ -28,7 +28,7 @@ from accounts.models import Clinic
 from audit.models import AuditAction
 from audit.signals import send_event
 from booking.models import Appointment, AppointmentStatus, SentReminder
-from booking.services import appointment_links
+from booking.outbox import appointment_links
 from consent.relatives import contact_for
 
 logger = logging.getLogger("patterm.reminders")

@@ -12,12 +12,9 @@ from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
-from django.core.mail import EmailMessage
 from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef, Q, QuerySet
-from django.template.loader import render_to_string
-from django.urls import reverse
-from django.utils import timezone, translation
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Clinic, Membership, Role, User
@@ -25,12 +22,12 @@ from accounts.services import user_has_login
 from audit.models import AuditAction
 from audit.signals import send_event
 from booking import search, waitlist
-from booking.calendar import ics_attachment
 from booking.models import (
     Absence,
     Appointment,
     AppointmentSlot,
     AppointmentStatus,
+    MailKind,
     MotivePatients,
     OpeningHours,
     SentReminder,
@@ -38,6 +35,7 @@ from booking.models import (
     Specialty,
     VisitMotive,
 )
+from booking.outbox import mail_enqueue
 from consent.models import CareRelationship, CareSource
 from consent.relatives import acting_for
 from consent.services import care_relationship_record
@@ -265,8 +263,8 @@ def appointment_book(
     actor: User | None = None,
 ) -> Appointment:
     """Book a free future slot (or, for a `motive_id` longer than one slot, the consecutive
-    free slots its duration needs, all or none) for `patient`; sends the confirmation e-mail
-    after commit.
+    free slots its duration needs, all or none) for `patient`; writes the confirmation e-mail
+    to the outbox, which sends it after commit (booking/outbox.py, decision 0022).
 
     `actor` is who books (default: `patient` themself): the audit's actor and the e-mail's
     recipient (a relative has no address of their own); `patient` is whom the appointment is
@@ -279,11 +277,11 @@ def appointment_book(
     if actor.role != Role.PATIENT or patient.role != Role.PATIENT:
         raise Forbidden(MESSAGE_ONLY_PATIENTS_BOOK, "not_a_patient")
     actor, acting = acting_for(actor=actor, patient=patient)
-    slot_pk = Slot.pk_from_public_id(slot_id)
-    if slot_pk:
-        waitlist.hold_expire_if_due(slot_pk=slot_pk)  # an ended hold passes on first
+    slot = _slot_found(Slot.pk_from_public_id(slot_id))
+    if waitlist.hold_ended(slot):  # an ended hold passes on first, in its own transaction
+        waitlist.hold_expire_if_due(slot_pk=slot.pk)
+        slot = _slot_found(slot.pk)
     with transaction.atomic():
-        slot = _slot_found(slot_pk)
         motive = None
         if motive_id is not None:
             motive = VisitMotive.objects.select_related("membership").filter(pk=motive_id).first()
@@ -312,17 +310,7 @@ def appointment_book(
         )
         if overlapping.exists():
             raise Conflict(MESSAGE_OVERLAPPING, "overlapping_appointment")
-        # Free, and not held for someone else by the waitlist (a held slot looks taken). One
-        # conditional UPDATE per slot, earliest first: every booking locks a practitioner's
-        # slots in the order of time, so two overlapping multi-slot bookings cannot deadlock;
-        # a slot taken meanwhile rolls back the ones claimed before it.
-        claimable = Q(held_for=None) | Q(held_for=patient, held_until__gt=timezone.now())
-        for part in occupied:
-            claimed = Slot.objects.filter(claimable, pk=part.pk, is_booked=False).update(
-                is_booked=True, held_for=None, held_until=None
-            )
-            if not claimed:
-                raise Conflict(MESSAGE_SLOT_TAKEN, "slot_taken")
+        held_for_patient = _slots_claim(occupied, patient=patient)
         # No savepoint (two round trips a booking): a clash ends the whole booking anyway, and
         # Conflict leaves this atomic block, which rolls back the claims above with it.
         try:
@@ -346,8 +334,8 @@ def appointment_book(
         except IntegrityError as error:  # the partial unique indexes: someone else holds it
             raise Conflict(MESSAGE_SLOT_TAKEN, "slot_taken") from error
         # A slot held for this patient: their waitlist offer is confirmed. Row changes come
-        # before the first audit event, which takes the chain's lock until commit.
-        for part in occupied:
+        # before the first audit event.
+        for part in held_for_patient:
             waitlist.offer_fulfil(slot=part, patient=patient, appointment=appointment)
         care_relationship_record(patient=patient, clinic=slot.clinic, source=CareSource.BOOKING)
         details = {"slot": slot.public_id}
@@ -362,23 +350,34 @@ def appointment_book(
             clinic_id=slot.clinic_id,
             details=details | acting,
         )
-        # To whoever booked: a relative has no address of their own.
-        email, language = actor.email, translation.get_language()
-        transaction.on_commit(
-            lambda: _send_confirmation(appointment=appointment, to=email, language=language)
-        )
+        # To whoever booked: a relative has no address of their own. Rendered and sent after
+        # the commit, by the outbox's sender (decision 0022).
+        mail_enqueue(kind=MailKind.CONFIRMATION, appointment=appointment, recipient=actor)
     return appointment
 
 
-def appointment_links(appointment: Appointment) -> dict:
-    """The e-mails' links: the portal's appointment page (details, cancel) and its calendar
-    file. Not the API, whose endpoints need a bearer token a mail client does not send."""
-    base_url = settings.PATTERM_PUBLIC_URL.rstrip("/")
-    kwargs = {"appointment_id": appointment.pk}
-    return {
-        "appointment_url": base_url + reverse("booking:appointment", kwargs=kwargs),
-        "ics_url": base_url + reverse("booking:ics", kwargs=kwargs),
-    }
+def _slots_claim(parts: list[Slot], *, patient: User) -> list[Slot]:
+    """Claim `parts` for `patient`: each free, and not held for someone else by the waitlist (a
+    held slot looks taken). Returns those that were held for `patient` (their waitlist offer
+    is then confirmed: `waitlist.offer_fulfil`); a slot taken meanwhile is Conflict, which
+    rolls back the ones claimed before it with the caller's transaction.
+
+    Conditional UPDATEs, earliest slot first: every booking locks a practitioner's slots in the
+    order of time, so two overlapping multi-slot bookings cannot deadlock. The common case, a
+    free slot held for nobody, is one UPDATE; only when it finds none does a second one try the
+    hold for `patient`, so the booking knows without reading offers whether it confirms one.
+    """
+    now = timezone.now()
+    held_for_patient = []
+    for part in parts:
+        free = Slot.objects.filter(pk=part.pk, is_booked=False)
+        if free.filter(held_for=None).update(is_booked=True):
+            continue
+        held = free.filter(held_for=patient, held_until__gt=now)
+        if not held.update(is_booked=True, held_for=None, held_until=None):
+            raise Conflict(MESSAGE_SLOT_TAKEN, "slot_taken")
+        held_for_patient.append(part)
+    return held_for_patient
 
 
 def _slot_found(slot_pk: int | None) -> Slot:
@@ -388,63 +387,6 @@ def _slot_found(slot_pk: int | None) -> Slot:
     if slot is None:
         raise NotFound(MESSAGE_SLOT_NOT_FOUND, "slot_not_found")
     return slot
-
-
-def _send_confirmation(*, appointment: Appointment, to: str, language: str | None) -> None:
-    """The confirmation e-mail: time, clinic, address, links; no name, birth date or reason.
-
-    E-mail is not an encrypted channel, and the console backend is a log like any other.
-    """
-    local_start = timezone.localtime(appointment.slot.starts_at)
-    with translation.override(language):
-        _send_with_calendar_file(
-            appointment,
-            to=to,
-            subject=str(_("Your appointment on %(date)s") % {"date": f"{local_start:%d.%m.%Y}"}),
-            body=render_to_string(
-                "booking/confirmation_email.txt", _mail_context(appointment, local_start)
-            ),
-        )
-
-
-def _mail_context(appointment: Appointment, local_start) -> dict:
-    """What the confirmation and the move e-mail show: time, clinic, specialty, links."""
-    slot = appointment.slot
-    return {
-        "starts_at": local_start,
-        "clinic": slot.clinic,
-        "specialty": slot.specialty.name,
-        **appointment_links(appointment),
-        "cutoff_hours": slot.clinic.cancellation_cutoff_hours,
-    }
-
-
-def _send_with_calendar_file(appointment: Appointment, *, to: str, subject: str, body: str):
-    """An e-mail with the appointment's iCalendar file attached (booking/calendar.py)."""
-    message = EmailMessage(subject=subject, body=body, to=[to])
-    message.attach(*ics_attachment(appointment))
-    message.send()
-
-
-def _send_cancellation(*, appointment: Appointment, to: str, language: str | None) -> None:
-    """The cancellation e-mail with the METHOD:CANCEL file: calendars remove the event."""
-    slot = appointment.slot
-    local_start = timezone.localtime(slot.starts_at)
-    with translation.override(language):
-        context = {
-            "starts_at": local_start,
-            "clinic": slot.clinic,
-            "specialty": slot.specialty.name,
-            **appointment_links(appointment),
-        }
-        _send_with_calendar_file(
-            appointment,
-            to=to,
-            subject=str(
-                _("Your appointment on %(date)s is cancelled") % {"date": f"{local_start:%d.%m.%Y}"}
-            ),
-            body=render_to_string("booking/cancellation_email.txt", context),
-        )
 
 
 def appointment_cancel(*, actor: User, appointment_id) -> Appointment:
@@ -483,10 +425,7 @@ def appointment_cancel(*, actor: User, appointment_id) -> Appointment:
         # To whoever booked (a relative has no address), or the patient: their calendar updates.
         recipient = appointment.booked_by or appointment.patient
         if user_has_login(recipient):
-            email, language = recipient.email, translation.get_language()
-            transaction.on_commit(
-                lambda: _send_cancellation(appointment=appointment, to=email, language=language)
-            )
+            mail_enqueue(kind=MailKind.CANCELLATION, appointment=appointment, recipient=recipient)
     return appointment
 
 
@@ -592,14 +531,8 @@ def appointment_move(*, actor: User, appointment_id, slot_id: str) -> Appointmen
         # Claim first, earliest first (as appointment_book): slots it occupies already (a move
         # by less than its length) stay its own; a slot taken meanwhile rolls everything back.
         old_ids = _occupied_slot_ids(appointment)
-        claimable = Q(held_for=None) | Q(held_for=patient, held_until__gt=timezone.now())
         new_parts = [part for part in occupied if part.pk not in old_ids]
-        for part in new_parts:
-            claimed = Slot.objects.filter(claimable, pk=part.pk, is_booked=False).update(
-                is_booked=True, held_for=None, held_until=None
-            )
-            if not claimed:
-                raise Conflict(MESSAGE_SLOT_TAKEN, "slot_taken")
+        held_for_patient = _slots_claim(new_parts, patient=patient)
         freed_ids = old_ids - {part.pk for part in occupied}
         _slots_free(appointment, freed_ids)
         try:
@@ -615,7 +548,7 @@ def appointment_move(*, actor: User, appointment_id, slot_id: str) -> Appointmen
                 SentReminder.objects.filter(appointment=appointment).delete()
         except IntegrityError as error:  # the partial unique indexes: someone else holds it
             raise Conflict(MESSAGE_SLOT_TAKEN, "slot_taken") from error
-        for part in new_parts:
+        for part in held_for_patient:
             waitlist.offer_fulfil(slot=part, patient=patient, appointment=appointment)
         holder = appointment.patient_id != actor.pk
         details = {"from_slot": old_slot.public_id, "slot": slot.public_id, "slots": len(occupied)}
@@ -632,26 +565,8 @@ def appointment_move(*, actor: User, appointment_id, slot_id: str) -> Appointmen
         _slots_offer(appointment, freed_ids, cause="move")
         recipient = appointment.booked_by or patient
         if user_has_login(recipient):
-            email, language = recipient.email, translation.get_language()
-            transaction.on_commit(
-                lambda: _send_move(appointment=appointment, to=email, language=language)
-            )
+            mail_enqueue(kind=MailKind.MOVE, appointment=appointment, recipient=recipient)
     return appointment
-
-
-def _send_move(*, appointment: Appointment, to: str, language: str | None) -> None:
-    """The e-mail for a move, with the METHOD:REQUEST file: calendars take the new time."""
-    local_start = timezone.localtime(appointment.starts_at)
-    with translation.override(language):
-        context = _mail_context(appointment, local_start)
-        _send_with_calendar_file(
-            appointment,
-            to=to,
-            subject=str(
-                _("Your appointment is moved to %(date)s") % {"date": f"{local_start:%d.%m.%Y}"}
-            ),
-            body=render_to_string("booking/move_email.txt", context),
-        )
 
 
 def _cancel(appointment: Appointment, *, actor: User, by: str) -> None:
@@ -967,10 +882,16 @@ def free_slots(
     a motive open to them, or with no motives at all."""
     zone = ZoneInfo(settings.TIME_ZONE)
     slots = Slot.objects.filter(is_booked=False, held_for=None, starts_at__gt=timezone.now())
+    # The specialty and the city as ids in the statement, not as joins: with the values before
+    # it, PostgreSQL estimates the matches from the slot table's own statistics, and the capped
+    # count stops after the cap's matches instead of joining every free future slot
+    # (docs/performance.md, search). An unknown slug or city leaves an empty list: no query.
     if specialty:
-        slots = slots.filter(specialty__slug=specialty)
+        specialty_ids = Specialty.objects.filter(slug=specialty).values_list("pk", flat=True)
+        slots = slots.filter(specialty_id__in=list(specialty_ids))
     if city:
-        slots = slots.filter(clinic__city__iexact=city)
+        city_clinic_ids = Clinic.objects.filter(city__iexact=city).values_list("pk", flat=True)
+        slots = slots.filter(clinic_id__in=list(city_clinic_ids))
     if clinic:  # a slug, or an id
         condition = Q(clinic__slug=clinic)
         if (clinic_id := ascii_int(clinic)) is not None:

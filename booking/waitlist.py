@@ -282,6 +282,13 @@ def offers_expire(*, progress=None) -> ExpiryRun:
     return run
 
 
+def hold_ended(slot: Slot) -> bool:
+    """The slot (as read) is held and its hold is over: `hold_expire_if_due` has work. An open
+    offer's end is its slot's `held_until` (set together, `_offer_make`), so a slot held for
+    nobody has no offer to expire and costs the booking no query."""
+    return slot.held_until is not None and slot.held_until <= timezone.now()
+
+
 def hold_expire_if_due(*, slot_pk: int) -> None:
     """The lazy path: a slot being touched whose hold has ended is passed on first."""
     now = timezone.now()

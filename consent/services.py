@@ -2,7 +2,7 @@
 
 import datetime
 
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -14,16 +14,14 @@ from consent.relatives import acting_for
 from patterm.errors import Conflict, InvalidInput, NotFound
 
 
-def care_relationship_record(*, patient: User, clinic: Clinic, source: str) -> CareRelationship:
-    """Note that `patient` is in care at `clinic` (once; later calls change nothing)."""
-    existing = CareRelationship.objects.filter(patient=patient, clinic=clinic).first()
-    if existing:
-        return existing
-    try:
-        with transaction.atomic():
-            return CareRelationship.objects.create(patient=patient, clinic=clinic, source=source)
-    except IntegrityError:  # recorded concurrently by another request
-        return CareRelationship.objects.get(patient=patient, clinic=clinic)
+def care_relationship_record(*, patient: User, clinic: Clinic, source: str) -> None:
+    """Note that `patient` is in care at `clinic` (once; later calls change nothing, the first
+    source stays). One INSERT that does nothing when the relationship exists (ON CONFLICT DO
+    NOTHING on the unique pair; INSERT OR IGNORE on SQLite), also against a concurrent one:
+    no read first and no savepoint, inside the booking's or the record entry's transaction."""
+    CareRelationship.objects.bulk_create(
+        [CareRelationship(patient=patient, clinic=clinic, source=source)], ignore_conflicts=True
+    )
 
 
 # --- Consents -------------------------------------------------------------------------------

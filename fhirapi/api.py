@@ -21,7 +21,7 @@ from accounts.scopes import FHIR_RESOURCE_TYPES
 from accounts.services import token_authenticate
 from fhirapi import services
 from fhirapi.capability import FHIR_JSON, capability_statement
-from fhirapi.search import FhirError, search_parse
+from fhirapi.search import MESSAGE_REPEATED, FhirError, invalid, search_parse
 from patterm.errors import MESSAGE_NOT_FOUND, DomainError
 
 logger = logging.getLogger("patterm.fhir")
@@ -33,6 +33,17 @@ MESSAGE_NO_SCOPE = _(
 )
 MESSAGE_READ_ONLY = _("This FHIR API only reads: use GET.")
 MESSAGE_SERVER_ERROR = _("Internal server error. The incident was logged.")
+MESSAGE_JSON_ONLY = _(
+    "This server answers in JSON only (application/fhir+json): ask for it with _format=json "
+    "or an Accept header that admits it."
+)
+MESSAGE_BAD_PRETTY = _("_pretty must be true or false.")
+
+# The values of R4's `_format` (http.html#mime-type) that name JSON; a `;fhirVersion=4.0`
+# parameter is allowed. Patterm serves no XML or Turtle (decision 0020).
+JSON_FORMATS = frozenset(
+    {"json", "application/json", "application/fhir+json", "application/json+fhir"}
+)
 
 # OperationOutcome issue types (http://hl7.org/fhir/R4/valueset-issue-type.html) by status.
 ISSUE_TYPES = {
@@ -41,6 +52,7 @@ ISSUE_TYPES = {
     403: "forbidden",
     404: "not-found",
     405: "not-supported",
+    406: "not-supported",
     409: "conflict",
     413: "too-costly",
     422: "invalid",
@@ -53,7 +65,8 @@ class FhirRenderer(BaseRenderer):
     media_type = FHIR_JSON
 
     def render(self, request, data, *, response_status):
-        return json.dumps(data, cls=DjangoJSONEncoder)
+        indent = 2 if request.GET.get("_pretty") == "true" else None  # checked by _negotiate
+        return json.dumps(data, cls=DjangoJSONEncoder, indent=indent)
 
 
 class FhirBearer(HttpBearer):
@@ -149,6 +162,30 @@ def _caller(request) -> services.Caller:
     return services.Caller(user=request.user, token=request.api_token)
 
 
+def _general_parameter(request, name: str) -> str | None:
+    values = request.GET.getlist(name)
+    if len(values) > 1:
+        raise invalid(MESSAGE_REPEATED, name=name)
+    return values[0] if values else None
+
+
+def _negotiate(request) -> None:
+    """R4's general parameters of every interaction (http.html#parameters): `_format`, which
+    overrides the Accept header, and `_pretty`. What admits no JSON is a 406."""
+    wanted = _general_parameter(request, "_format")
+    if wanted is not None:
+        # An unencoded "+" in the query arrives as a space (application/fhir json).
+        media_type = wanted.split(";")[0].strip().replace(" ", "+").lower()
+        if media_type not in JSON_FORMATS:
+            raise FhirError(406, "not-supported", str(MESSAGE_JSON_ONLY))
+    elif request.headers.get("Accept") and not (
+        request.accepts(FHIR_JSON) or request.accepts("application/json")
+    ):
+        raise FhirError(406, "not-supported", str(MESSAGE_JSON_ONLY))
+    if _general_parameter(request, "_pretty") not in (None, "true", "false"):
+        raise FhirError(400, "invalid", str(MESSAGE_BAD_PRETTY))
+
+
 def _resource_type(resource_type: str) -> str:
     if resource_type not in FHIR_RESOURCE_TYPES:
         raise FhirError(404, "not-supported", str(MESSAGE_UNKNOWN_TYPE) % {"type": resource_type})
@@ -158,6 +195,7 @@ def _resource_type(resource_type: str) -> str:
 @fhir_api.get("/metadata", auth=None)
 def metadata(request):
     """The CapabilityStatement: public, as FHIR servers' are."""
+    _negotiate(request)
     return capability_statement(_base_url(request))
 
 
@@ -174,6 +212,7 @@ def _read_only(request) -> None:
 @fhir_api.api_operation(METHODS, "/{resource_type}")
 def search(request, resource_type: str):
     _read_only(request)
+    _negotiate(request)
     resource_type = _resource_type(resource_type)
     lenient = "handling=lenient" in request.headers.get("Prefer", "").replace(" ", "")
     parsed = search_parse(resource_type, request.GET, lenient=lenient)
@@ -186,6 +225,7 @@ def search(request, resource_type: str):
 @fhir_api.api_operation(METHODS, "/{resource_type}/{resource_id}")
 def read(request, resource_type: str, resource_id: str):
     _read_only(request)
+    _negotiate(request)
     resource_type = _resource_type(resource_type)
     return services.resource_read(
         caller=_caller(request), resource_type=resource_type, resource_id=resource_id

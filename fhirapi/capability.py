@@ -66,7 +66,8 @@ def capability_statement(base_url: str) -> dict:
                     "Read and search only. Unknown search parameters are refused (400) unless "
                     "the request says Prefer: handling=lenient. Paging: _count (1 to "
                     f"{COUNT_MAX}, default 20) and the next link's _offset "
-                    f"({', '.join(RESULT_PARAMETERS)})."
+                    f"({', '.join(RESULT_PARAMETERS)}). JSON only: _format=json or an Accept "
+                    "header admitting application/fhir+json; XML is a 406. _pretty=true indents."
                 ),
                 "security": {
                     "cors": False,

@@ -60,6 +60,9 @@ PARAMETER_DOCUMENTATION = {
     "address-city": "The start of the city, any case.",
 }
 RESULT_PARAMETERS = ("_count", "_offset")
+# R4's general parameters of every interaction, checked by the API before the search is parsed
+# (fhirapi/api.py _negotiate), not search parameters.
+GENERAL_PARAMETERS = ("_format", "_pretty")
 COUNT_DEFAULT, COUNT_MAX = 20, 100
 DATE_PREFIXES = ("eq", "ge", "le", "gt", "lt")
 
@@ -213,6 +216,8 @@ def search_parse(resource_type: str, query, *, lenient: bool) -> Search:
     ignored = []
     for name in sorted(query.keys()):
         raws = query.getlist(name)
+        if name in GENERAL_PARAMETERS:
+            continue
         if name == "_count":
             if len(raws) > 1:
                 raise invalid(MESSAGE_REPEATED, name=name)

@@ -130,7 +130,16 @@ def _patient_account_create(
 
 
 def patient_profile_get(*, patient: User) -> PatientProfile | None:
-    return PatientProfile.objects.filter(patient=patient).first()
+    """The patient's profile, with their live data key in the same query: inside a request's
+    key cache (`keys.request_key_cache`) reading its values and encrypting new ones of this
+    patient (a booking's snapshot) need no key lookup of their own."""
+    found = keys.with_live_data_key(
+        PatientProfile.objects.filter(patient=patient), patient_id=patient.pk
+    )
+    profile = found.first()
+    if profile is not None:
+        keys.data_keys_from_rows([profile])
+    return profile
 
 
 # --- The medical record ---------------------------------------------------------------------

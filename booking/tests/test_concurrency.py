@@ -116,7 +116,7 @@ def slots_out_of_step(slot_ids) -> list[int]:
 @pytest.mark.django_db(transaction=True)
 @BOTH_DATABASES
 def test_concurrent_bookings_of_one_slot_give_one_appointment_and_clean_conflicts(
-    vendor, make_patient, mailoutbox
+    vendor, make_patient, sent_mails
 ):
     assert connection.vendor == vendor
     doctor = practitioner_create()
@@ -154,7 +154,7 @@ def test_concurrent_bookings_of_one_slot_give_one_appointment_and_clean_conflict
     assert set(Slot.objects.filter(pk__in=winners).values_list("is_booked", flat=True)) == {True}
     assert AuditEvent.objects.filter(action=AuditAction.APPOINTMENT_BOOK).count() == len(slots)
     emails_of = {patient.pk: patient.email for patient in patients}
-    assert sorted(message.to[0] for message in mailoutbox) == sorted(
+    assert sorted(message.to[0] for message in sent_mails()) == sorted(
         emails_of[pk] for pk in winners.values()
     )
 
@@ -305,7 +305,7 @@ def connect(session: requests.Session, base_url: str) -> None:
 @pytest.mark.django_db(transaction=True)
 @BOTH_DATABASES
 def test_concurrent_bookings_over_http_give_one_201_and_409_slot_taken_for_the_rest(
-    vendor, live_server, make_patient, slot, mailoutbox
+    vendor, live_server, make_patient, slot, sent_mails
 ):
     assert connection.vendor == vendor
     tokens = [make_patient() for _ in range(HTTP_PATIENTS)]
@@ -340,7 +340,7 @@ def test_concurrent_bookings_over_http_give_one_201_and_409_slot_taken_for_the_r
     appointment = Appointment.objects.get(slot=slot, status=AppointmentStatus.BOOKED)
     assert (str(appointment.pk), appointment.patient_id) == (created["id"], winner)
     assert Appointment.objects.count() == 1
-    assert [message.to for message in mailoutbox] == [[appointment.patient.email]]
+    assert [message.to for message in sent_mails()] == [[appointment.patient.email]]
 
 
 # --- Booking while the clinic writes to the same patient's record -----------------------------

@@ -9,13 +9,14 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from django.core import mail
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
+from django.test.utils import CaptureQueriesContext
 from django.utils import translation
 
 from accounts.models import Role
 from audit.models import AuditAction, AuditEvent
 from audit.services import subject_pseudonym
-from booking.models import Appointment, AppointmentStatus, Slot
+from booking.models import Appointment, AppointmentStatus, OutboxMail, Slot
 from booking.services import appointment_book, appointment_cancel, wall_clock_slots
 from booking.tests.conftest import CLINIC_ADDRESS, CLINIC_NAME
 from booking.tests.factories import (
@@ -181,23 +182,45 @@ def test_booking_puts_the_patient_in_care_at_the_clinic_once(clinic, doctor, pat
     assert (relationship.clinic, relationship.source) == (clinic, CareSource.BOOKING)
 
 
+def test_a_booking_costs_ten_queries_whatever_came_before(doctor, make_patient):
+    """Issue 15: slot, profile with its data key, the patient's lock, the overlap check, the
+    claim, the appointment and its slot row, the care relationship (one INSERT that does
+    nothing once it exists), the audit row and the e-mail's outbox row; no key lookup, no
+    waitlist read for a slot held for nobody, no e-mail rendered (decision 0022)."""
+    patient = make_patient().user
+    for _ in range(2):  # the first booking at the clinic and one where the patient is known
+        slot = slot_create(practitioner=doctor)
+        with CaptureQueriesContext(connection) as queries:
+            appointment_book(patient=patient, slot_id=slot.public_id)
+        statements = [
+            query["sql"]
+            for query in queries.captured_queries
+            if not query["sql"].startswith(("SAVEPOINT", "RELEASE SAVEPOINT"))
+        ]
+        assert len(statements) == 10, statements
+        assert not [sql for sql in statements if "waitlistoffer" in sql]
+        assert not [sql for sql in statements if sql.startswith('SELECT "vault_patientkey"')]
+
+
 # --- The confirmation e-mail -----------------------------------------------------------------
 
 
 def test_the_confirmation_is_sent_after_commit_with_time_and_clinic_but_no_personal_data(
-    doctor, marked_patient, django_capture_on_commit_callbacks
+    doctor, marked_patient, sent_mails
 ):
     slot = slot_create(practitioner=doctor, starts_at=local(2030, 5, 6, 9, 40))
 
-    with django_capture_on_commit_callbacks() as callbacks:
+    with transaction.atomic():
         appointment = appointment_book(
             patient=marked_patient.user, slot_id=slot.public_id, reason=REASON
         )
-        assert mail.outbox == []  # not before the booking is committed
-    for callback in callbacks:
-        callback()
+        # Written in the booking's transaction, sent by the outbox's sender after it (0022).
+        (queued,) = OutboxMail.objects.filter(appointment=appointment).values()
+        assert mail.outbox == []
+    assert (queued["kind"], queued["recipient_id"]) == ("confirmation", marked_patient.user.pk)
+    assert_no_personal_data(json.dumps(queued, default=str))
 
-    (message,) = mail.outbox
+    (message,) = sent_mails()
     assert message.to == [marked_patient.user.email]
     text = f"{message.subject}\n{message.body}"
     assert CLINIC_NAME in text
@@ -208,21 +231,26 @@ def test_the_confirmation_is_sent_after_commit_with_time_and_clinic_but_no_perso
     assert f"/appointments/{appointment.pk}/\n" in text  # the portal's page, to cancel
     assert "/api/" not in text
     assert_no_personal_data(text)
+    assert OutboxMail.objects.get(appointment=appointment).outcome == "sent"
+    assert sent_mails() == [message]  # a second run sends nothing again
 
 
-def test_no_confirmation_when_the_booking_fails(
-    slot, patient, make_patient, django_capture_on_commit_callbacks
+def test_no_confirmation_when_the_booking_fails_or_rolls_back(
+    slot, patient, make_patient, sent_mails
 ):
     appointment_book(patient=patient.user, slot_id=slot.public_id)
     past = slot_create(practitioner=slot.practitioner, starts_at=local(2020, 1, 6, 9, 0))
+    later = slot_create(practitioner=slot.practitioner)
 
-    with django_capture_on_commit_callbacks(execute=True) as callbacks:
-        for slot_id in (slot.public_id, past.public_id, "slot-999999"):
-            with pytest.raises((Conflict, NotFound)):
-                appointment_book(patient=make_patient().user, slot_id=slot_id)
+    for slot_id in (slot.public_id, past.public_id, "slot-999999"):
+        with pytest.raises((Conflict, NotFound)):
+            appointment_book(patient=make_patient().user, slot_id=slot_id)
+    with pytest.raises(RuntimeError), transaction.atomic():
+        appointment_book(patient=make_patient().user, slot_id=later.public_id)
+        raise RuntimeError("the surrounding transaction fails after the booking")
 
-    assert callbacks == []
-    assert mail.outbox == []
+    # Only the first booking's confirmation: the outbox row lives and dies with its booking.
+    assert [message.to for message in sent_mails()] == [[patient.user.email]]
 
 
 # --- Audit -----------------------------------------------------------------------------------

@@ -209,10 +209,18 @@ def test_bad_search_parameters_are_422(api_client, query):
 
 
 @pytest.mark.parametrize("limit", [1, 50])
-def test_a_page_costs_two_queries_whatever_its_size(
-    api_client, clinic, limit, django_assert_num_queries
+@pytest.mark.parametrize(
+    ("filters", "queries"),
+    [
+        ({}, 2),  # the (capped) count and the page, joined
+        # and before them the specialty's id and the city's clinics, which the two then name
+        ({"specialty": "kardiologie", "city": "hamburg"}, 4),
+    ],
+)
+def test_a_page_costs_the_same_queries_whatever_its_size(
+    api_client, clinic, limit, filters, queries, django_assert_num_queries
 ):
-    for number in range(60):
+    for number in range(90):
         practitioner = practitioner_create(
             clinic=clinic if number % 2 else ClinicFactory(city="Hamburg"),
             specialties=("kardiologie",) if number % 3 else ("dermatologie",),
@@ -223,11 +231,17 @@ def test_a_page_costs_two_queries_whatever_its_size(
             starts_at=days_ahead(3, 8) + datetime.timedelta(minutes=number),
         )
 
-    with django_assert_num_queries(2):  # the (capped) count and the page, joined
-        body = search(api_client, limit=limit)
+    with django_assert_num_queries(queries):
+        body = search(api_client, limit=limit, **filters)
 
-    assert len(body["items"]) == limit
-    assert {item["clinic"]["city"] for item in body["items"]} <= {"Berlin", "Hamburg"}
+    if filters:
+        assert body["count"] == 30  # even numbers (Hamburg) not divisible by three (kardiologie)
+        assert len(body["items"]) == min(limit, 30)
+        assert {item["clinic"]["city"] for item in body["items"]} == {"Hamburg"}
+        assert {item["specialty"]["slug"] for item in body["items"]} == {"kardiologie"}
+    else:
+        assert len(body["items"]) == limit
+        assert {item["clinic"]["city"] for item in body["items"]} <= {"Berlin", "Hamburg"}
 
 
 # --- Slots created by a clinic admin ---------------------------------------------------------

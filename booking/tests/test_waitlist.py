@@ -27,6 +27,7 @@ from booking.models import (
     WaitlistOffer,
     WaitlistStatus,
 )
+from booking.outbox import mails_send
 from booking.services import appointment_book, appointment_cancel, erasure_request
 from booking.tests.factories import (
     bearer,
@@ -105,8 +106,9 @@ def freed(api_client, slot, make_patient, django_capture_on_commit_callbacks):
     def free():
         with django_capture_on_commit_callbacks(execute=True):
             appointment_cancel(actor=owner.user, appointment_id=appointment.pk)
-        # The owner's own cancellation e-mail (booking/tests/test_api.py checks it): the tests
-        # here look at the waitlist's e-mails only.
+        # The owner's own cancellation e-mail (booking/tests/test_api.py checks it), sent by the
+        # outbox's sender: the tests here look at the waitlist's e-mails only.
+        mails_send()
         (cancellation,) = [sent for sent in mail.outbox if sent.to == [owner.user.email]]
         mail.outbox.remove(cancellation)
         slot.refresh_from_db()

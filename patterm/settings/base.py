@@ -251,6 +251,17 @@ PATTERM_AUDIT_INTEGRATE_INLINE = env.bool(
     "PATTERM_AUDIT_INTEGRATE_INLINE",
     default=DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3",
 )
+# Appointment e-mails are written to an outbox in the booking's transaction and sent after the
+# commit by `manage.py send_mails` (decision 0022). On SQLite (development, `make run`) each
+# transaction also sends its own mails right after its commit, so a shell or runserver without
+# the sender sees them at once; on PostgreSQL only the sender sends.
+PATTERM_MAIL_SEND_INLINE = env.bool(
+    "PATTERM_MAIL_SEND_INLINE",
+    default=DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3",
+)
+# Days a finished outbox row (sent, superseded, no recipient) is kept before the sender
+# deletes it; unfinished rows are never deleted.
+PATTERM_MAIL_OUTBOX_KEEP_DAYS = env.int("PATTERM_MAIL_OUTBOX_KEEP_DAYS", default=30)
 
 # --- Content Security Policy (django-csp) -----------------------------------------------------
 # No inline script or eval anywhere; nothing may frame the portal.

@@ -8,6 +8,9 @@ from .base import DATABASES, VAR_DIR, env
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+# The appointment e-mails go out when a test runs the sender (`sent_mails` in conftest.py), on
+# both databases alike; the inline send of SQLite has its own test (booking/tests/test_outbox.py).
+PATTERM_MAIL_SEND_INLINE = False
 
 # Checkpoints by the clock would depend on test order; tests of checkpoints set what they need.
 PATTERM_AUDIT_CHECKPOINT_MINUTES = 0

@@ -35,6 +35,9 @@ class Helper:
 HELPERS: list[Helper] = [
     # The audit log's one integrator (decision 0011). SQLite integrates inline at commit.
     Helper("audit-integrator", ("audit_integrate",), frozenset({POSTGRESQL})),
+    # The appointment e-mails' outbox (decision 0022). SQLite also sends inline at commit; the
+    # sender there retries what a refusing mail server left.
+    Helper("mail-sender", ("send_mails",)),
 ]
 
 
