@@ -137,12 +137,11 @@ def integrate_after_commit() -> None:
 def schedule_inline_integration() -> None:
     if not settings.PATTERM_AUDIT_INTEGRATE_INLINE:
         return
-    if not connection.in_atomic_block:
-        return  # autocommit: the caller's own atomic block below has committed already
     if any(entry[1] is integrate_after_commit for entry in connection.run_on_commit):
         return
     # Robust: a failure there must not turn a committed change into an error page; the event
-    # stays staged and the next integration takes it.
+    # stays staged and the next integration takes it. In autocommit (a staged event that was
+    # its own transaction) `on_commit` runs it at once.
     transaction.on_commit(integrate_after_commit, robust=True)
 
 

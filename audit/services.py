@@ -10,6 +10,7 @@ import hashlib
 import hmac
 import json
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from functools import lru_cache, partial
@@ -120,31 +121,38 @@ def event_append(
     purpose: str = "",
     details: dict | None = None,
 ) -> AuditEvent:
-    """Stage one event inside the caller's transaction (or a new one): a plain INSERT, so
-    writers never wait for each other. If it fails, the caller's whole transaction is rolled
-    back (no savepoint: a caller catching the error cannot commit its change without its
-    event). The integrator makes it a leaf of the tree once the transaction has committed."""
-    with transaction.atomic(savepoint=False):
-        event = _stage(
-            {
-                "occurred_at": timezone.now(),
-                "actor_id": getattr(actor, "pk", None),
-                "actor_role": getattr(actor, "role", "") or "",
-                "action": str(action),
-                # As the CharFields give them back (an int id would hash differently from "5").
-                "object_type": str(object_type),
-                "object_id": "" if object_id is None else str(object_id),
-                "subject_ref": subject_pseudonym(subject_id) if subject_id is not None else "",
-                "clinic_id": clinic_id,
-                "purpose": str(purpose),
-                "outcome": str(outcome),
-                "request_id": context.request_id.get(),
-                "client_address": context.client_address.get(),
-                "details": _as_stored(details or {}),
-            }
-        )
-        integrator.schedule_inline_integration()
-        return event
+    """Stage one event inside the caller's transaction: a plain INSERT, so writers never wait
+    for each other. If it fails, the caller's whole transaction is rolled back (no savepoint: a
+    caller catching the error cannot commit its change without its event). The integrator makes
+    it a leaf of the tree once the transaction has committed.
+
+    Outside a transaction (autocommit: a read that changes nothing else, decision 0023) the
+    INSERT is a transaction of its own, committed durably when it returns: one round trip
+    instead of three (BEGIN, INSERT, COMMIT), with the same guarantee, since the caller gets
+    nothing back unless it succeeded.
+    """
+    values = {
+        "occurred_at": timezone.now(),
+        "actor_id": getattr(actor, "pk", None),
+        "actor_role": getattr(actor, "role", "") or "",
+        "action": str(action),
+        # As the CharFields give them back (an int id would hash differently from "5").
+        "object_type": str(object_type),
+        "object_id": "" if object_id is None else str(object_id),
+        "subject_ref": subject_pseudonym(subject_id) if subject_id is not None else "",
+        "clinic_id": clinic_id,
+        "purpose": str(purpose),
+        "outcome": str(outcome),
+        "request_id": context.request_id.get(),
+        "client_address": context.client_address.get(),
+        "details": _as_stored(details or {}),
+    }
+    in_transaction = connection.in_atomic_block
+    # In the caller's transaction, a failed INSERT marks the whole of it for rollback.
+    with transaction.atomic(savepoint=False) if in_transaction else nullcontext():
+        event = _stage(values)
+    integrator.schedule_inline_integration()
+    return event
 
 
 # --- Verification ---------------------------------------------------------------------------

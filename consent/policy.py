@@ -19,7 +19,7 @@ Clinic admins, auditors and everyone else have no basis: they never see record c
 from dataclasses import dataclass
 
 from django.db import models
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -68,34 +68,41 @@ class Grant:
         return condition
 
 
-def _practitioner_clinic_ids(actor: User) -> set[int]:
-    return set(
-        Membership.objects.filter(user=actor, role=Role.PRACTITIONER).values_list(
-            "clinic_id", flat=True
-        )
-    )
-
-
 def grants(*, actor: User, patient: User, purpose: str = Purpose.TREATMENT) -> list[Grant]:
     """What `actor` may read of `patient`'s record, strongest basis first; empty: nothing."""
+    return grants_and_acting_clinic(actor=actor, patient=patient, purpose=purpose)[0]
+
+
+def grants_and_acting_clinic(
+    *, actor: User, patient: User, purpose: str = Purpose.TREATMENT
+) -> tuple[list[Grant], int | None]:
+    """`grants`, and `acting_clinic_id(actor)` for the read's audit row: for a practitioner
+    both from the same query of their clinics (decision 0023)."""
     if not actor.is_active or purpose not in Purpose.values:
-        return []
+        return [], acting_clinic_id(actor)
     if actor.role == Role.PATIENT:
         basis = acting_basis(actor=actor, patient=patient)
-        return [Grant(basis)] if basis else []
+        return ([Grant(basis)] if basis else []), None
     if actor.role != Role.PRACTITIONER:
-        return []
-    clinic_ids = _practitioner_clinic_ids(actor)
-    if not clinic_ids:
-        return []
-    found = []
-    in_care = set(
-        CareRelationship.objects.filter(patient=patient, clinic_id__in=clinic_ids).values_list(
-            "clinic_id", flat=True
+        return [], acting_clinic_id(actor)
+    # The practitioner's clinics in `acting_clinic_id`'s order, with whether the patient is in
+    # care at each and whether an emergency access of theirs is active: one query, the rules
+    # those of `_in_care` and `_active_emergency_accesses` (as `active_emergency_access` asks).
+    clinics = list(
+        _acting_memberships(actor)
+        .annotate(
+            in_care=Exists(_in_care(patient=patient, clinic_id=OuterRef("clinic_id"))),
+            emergency=Exists(_active_emergency_accesses(practitioner=actor, patient=patient)),
         )
+        .values_list("clinic_id", "in_care", "emergency")
     )
+    if not clinics:
+        return [], None
+    found = []
+    in_care = frozenset(clinic_id for clinic_id, cared, _ in clinics if cared)
     if in_care:
-        found.append(Grant(Basis.OWN_CLINIC, clinic_ids=frozenset(in_care)))
+        found.append(Grant(Basis.OWN_CLINIC, clinic_ids=in_care))
+    clinic_ids = {clinic_id for clinic_id, _, _ in clinics}
     for consent in active_consents(patient=patient, grantee_clinic_ids=clinic_ids):
         found.append(
             Grant(
@@ -106,9 +113,13 @@ def grants(*, actor: User, patient: User, purpose: str = Purpose.TREATMENT) -> l
                 categories=frozenset(consent.categories),
             )
         )
-    if active_emergency_access(practitioner=actor, patient=patient) is not None:
+    if clinics[0][2]:  # the same answer on every row
         found.append(Grant(Basis.EMERGENCY))
-    return found
+    return found, clinics[0][0]
+
+
+def _in_care(*, patient: User, clinic_id):
+    return CareRelationship.objects.filter(patient=patient, clinic_id=clinic_id)
 
 
 def acting_basis(*, actor: User, patient: User) -> str | None:
@@ -133,11 +144,13 @@ def acting_clinic_id(actor: User) -> int | None:
     and the patient's access log; None for everyone else."""
     if actor.role not in (Role.PRACTITIONER, Role.CLINIC_ADMIN):
         return None
-    return (
-        Membership.objects.filter(user=actor, role=actor.role)
-        .order_by("clinic__name")
-        .values_list("clinic_id", flat=True)
-        .first()
+    return _acting_memberships(actor).values_list("clinic_id", flat=True).first()
+
+
+def _acting_memberships(actor: User):
+    """The actor's memberships in their role, the one they act for first (by clinic name)."""
+    return Membership.objects.filter(user=actor, role=actor.role).order_by(
+        "clinic__name", "clinic_id"
     )
 
 
@@ -155,11 +168,15 @@ def active_consents(*, patient: User, grantee_clinic_ids) -> list[Consent]:
 
 def active_emergency_access(*, practitioner: User, patient: User) -> EmergencyAccess | None:
     return (
-        EmergencyAccess.objects.filter(
-            practitioner=practitioner, patient=patient, expires_at__gt=timezone.now()
-        )
+        _active_emergency_accesses(practitioner=practitioner, patient=patient)
         .order_by("-expires_at")
         .first()
+    )
+
+
+def _active_emergency_accesses(*, practitioner: User, patient: User):
+    return EmergencyAccess.objects.filter(
+        practitioner=practitioner, patient=patient, expires_at__gt=timezone.now()
     )
 
 

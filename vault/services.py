@@ -12,7 +12,7 @@ from django.apps import apps
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import connection, transaction
-from django.db.models import Case, Q, Value, When
+from django.db.models import Case, Count, IntegerField, Q, Subquery, Value, When
 from django.http import HttpRequest
 from django.template.loader import render_to_string
 from django.utils import timezone
@@ -207,7 +207,6 @@ class RecordRead:
 
 
 @keys.request_key_cache()
-@transaction.atomic
 def record_read(
     *,
     actor: User,
@@ -218,27 +217,48 @@ def record_read(
     """Read a patient's record as `actor` sees it, decided by `consent.policy` and audited.
 
     One query for the visible entries (each annotated with its legal basis, the patient's data
-    key a column of it), one count of the rest, and one audit row: `success` with the bases used, or
-    `denied` when nothing of the record may be read. Decryption happens when a title or body is
-    first read, with the key unwrapped once for the request.
+    key a column of it, and the size of the whole record when some of it may be hidden), and
+    one audit row: `success` with the bases used, or `denied` when nothing of the record may be
+    read. Decryption happens when a title or body is first read, with the key unwrapped once
+    for the request.
+
+    No transaction of its own (decision 0023): the reads need none (each is one statement),
+    and the audit row, staged last, is then one INSERT that commits itself, durably, before
+    anything is returned; inside a caller's transaction it is part of that one.
 
     `categories`: only the entries of those categories are read (and counted as hidden): a
     FHIR search for one resource type reads that part of the record (the audit row names it).
     """
-    grants = policy.grants(actor=actor, patient=patient, purpose=purpose)
+    grants, acting_clinic_id = policy.grants_and_acting_clinic(
+        actor=actor, patient=patient, purpose=purpose
+    )
     own_entries = RecordEntry.objects.filter(patient=patient)
     if categories is not None:
         own_entries = own_entries.filter(category__in=sorted(categories))
     entries: list[RecordEntry] = []
+    # A grant without conditions (the patient themself, a holder, emergency access) covers the
+    # whole record: nothing is hidden, so there is nothing to count.
+    covers_all = any(not grant.as_q() for grant in grants)
     if grants:
-        entries = list(
-            keys.with_live_data_key(own_entries.filter(_any_of(grants)), patient_id=patient.pk)
-            .annotate(basis=_first_basis(grants))
-            .select_related("clinic", "author")
-            .order_by("-created_at", "pk")
+        visible = keys.with_live_data_key(
+            own_entries.filter(_any_of(grants)), patient_id=patient.pk
         )
+        if not covers_all:  # the record's size, as a column of the same query and snapshot
+            visible = visible.annotate(record_size=_count_of(own_entries))
+        basis = _first_basis(grants)
+        if not isinstance(basis, Value):  # one basis for every row is set below, not selected
+            visible = visible.annotate(basis=basis)
+        entries = list(visible.select_related("clinic", "author").order_by("-created_at", "pk"))
+        if isinstance(basis, Value):
+            for entry in entries:
+                entry.basis = basis.value
         keys.data_keys_from_rows(entries)  # the key came with the entries: no query of its own
-    hidden_count = own_entries.count() - len(entries)
+    if covers_all:
+        hidden_count = 0
+    elif entries:
+        hidden_count = entries[0].record_size - len(entries)
+    else:  # nothing visible (or no grant at all): all there is stayed hidden
+        hidden_count = own_entries.count()
     # Denied too when the grants cover none of the entries there are (a practitioner whose
     # clinics wrote none of them): the reader was refused everything the record holds.
     allowed = bool(grants) and (bool(entries) or hidden_count == 0)
@@ -248,6 +268,7 @@ def record_read(
         object_type="patient_record",
         subject_id=patient.pk,
         purpose=purpose,
+        clinic_id=acting_clinic_id,
         details={
             # The bases that showed something (those of the grants for an empty record).
             "bases": sorted({e.basis for e in entries} or {g.basis for g in grants})
@@ -261,6 +282,14 @@ def record_read(
     return RecordRead(entries=entries, hidden_count=hidden_count, granted=bool(grants))
 
 
+def _count_of(rows) -> Subquery:
+    """`SELECT COUNT(*)` of `rows` as a subquery expression (uncorrelated: computed once)."""
+    return Subquery(
+        rows.order_by().annotate(one=Value(1)).values("one").annotate(n=Count("*")).values("n"),
+        output_field=IntegerField(),
+    )
+
+
 def _read_audit(
     *,
     actor: User,
@@ -269,9 +298,12 @@ def _read_audit(
     subject_id: int | None,
     purpose: str,
     details: dict,
+    clinic_id: int | None,
     object_id: object = "",
 ) -> None:
-    """The one audit row of a medical read, allowed or denied, in the caller's transaction."""
+    """The one audit row of a medical read, allowed or denied: in the caller's transaction if
+    there is one, else an INSERT that commits itself (decision 0023). `clinic_id`: the clinic
+    the actor acts for (`policy.acting_clinic_id`; `grants_and_acting_clinic` brings it)."""
     send_event(
         action=AuditAction.RECORD_READ,
         actor=actor,
@@ -279,7 +311,7 @@ def _read_audit(
         object_type=object_type,
         object_id=object_id,
         subject_id=subject_id,
-        clinic_id=policy.acting_clinic_id(actor),
+        clinic_id=clinic_id,
         purpose=purpose,
         details=details,
     )
@@ -313,7 +345,6 @@ def record_entry_read(
 
 
 @keys.request_key_cache()
-@transaction.atomic
 def _record_entry_decide(*, actor, entry_id, categories, patient_ids, purpose):
     entry = (
         keys.with_live_data_key(RecordEntry.objects.filter(pk=entry_id, category__in=categories))
@@ -339,6 +370,7 @@ def _record_entry_decide(*, actor, entry_id, categories, patient_ids, purpose):
         object_id=entry.pk,
         subject_id=entry.patient_id,
         purpose=purpose,
+        clinic_id=policy.acting_clinic_id(actor),
         details={
             "bases": [decision.basis] if decision.allowed else [],
             "entries": int(decision.allowed),
@@ -358,25 +390,34 @@ def patient_profile_read(
     """A patient's profile (name, birth date) for the FHIR Patient resource: read on any basis
     the consent policy gives `actor` for this patient, audited like a record read (the
     profile is personal data of the record's subject). No basis: NotFound, audited denied."""
-    found = policy.grants(actor=actor, patient=patient, purpose=purpose)
-    with transaction.atomic():  # the denied row is committed before the refusal is raised
-        _read_audit(
-            actor=actor,
-            allowed=bool(found),
-            object_type="patient_profile",
-            subject_id=patient.pk,
-            purpose=purpose,
-            details={"bases": sorted({grant.basis for grant in found})},
-        )
+    found, acting_clinic_id = policy.grants_and_acting_clinic(
+        actor=actor, patient=patient, purpose=purpose
+    )
+    # Outside a transaction the row commits itself before the refusal is raised (as
+    # `record_read`'s: decision 0023).
+    _read_audit(
+        actor=actor,
+        allowed=bool(found),
+        object_type="patient_profile",
+        subject_id=patient.pk,
+        purpose=purpose,
+        clinic_id=acting_clinic_id,
+        details={"bases": sorted({grant.basis for grant in found})},
+    )
     if not found:
         raise NotFound()
     return patient_profile_get(patient=patient)
 
 
 def _any_of(grants: list[policy.Grant]) -> Q:
-    condition = grants[0].as_q()
-    for grant in grants[1:]:
-        condition |= grant.as_q()
+    """The rows any of `grants` covers. A grant without conditions covers every row, and must
+    not be ORed: `Q(a) | Q()` is `Q(a)` in Django, which would hide what it allows."""
+    conditions = [grant.as_q() for grant in grants]
+    if not all(conditions):
+        return Q()
+    condition = conditions[0]
+    for other in conditions[1:]:
+        condition |= other
     return condition
 
 
@@ -729,15 +770,15 @@ def record_read_refusal_audit(*, actor: User, patient_id: int | None, reason: st
     """A record read refused for the actor's role (or, `reason` "scope", for their token's
     SMART scopes) is audited as denied, like every read."""
     patient = User.objects.filter(pk=patient_id, role=Role.PATIENT).first() if patient_id else None
-    with transaction.atomic():
-        _read_audit(
-            actor=actor,
-            allowed=False,
-            object_type="patient_record",
-            subject_id=patient.pk if patient else None,
-            purpose=policy.Purpose.TREATMENT,
-            details={"bases": [], "reason": reason},
-        )
+    _read_audit(  # outside a transaction, committed by itself before the refusal is raised
+        actor=actor,
+        allowed=False,
+        object_type="patient_record",
+        subject_id=patient.pk if patient else None,
+        purpose=policy.Purpose.TREATMENT,
+        clinic_id=policy.acting_clinic_id(actor),
+        details={"bases": [], "reason": reason},
+    )
 
 
 def practitioner_record_read(*, actor: User, patient_id: int) -> tuple[User, RecordRead]:

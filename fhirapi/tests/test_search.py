@@ -188,6 +188,19 @@ def _queries(client, url, token) -> int:
     return len(queries)
 
 
+@pytest.mark.parametrize(
+    ("reader", "statements"),
+    # token and user; for the practitioner their clinics (the acting one first, with care and
+    # emergency access) and the consents; the entries; the audit row (decision 0023)
+    [("patient", 4), ("doctor", 6)],
+)
+def test_a_record_search_costs_a_few_statements(api_client, record, reader, statements):
+    token = record.patient_token if reader == "patient" else record.doctor_token
+    url = f"{FHIR}/Condition" + (f"?patient={record.patient.pk}" if reader == "doctor" else "")
+
+    assert _queries(api_client, url, token) == statements
+
+
 def test_searches_take_a_constant_number_of_queries(api_client, record):
     patient_token, doctor_token = record.patient_token, record.doctor_token
     urls = {

@@ -13,7 +13,10 @@ from accounts.models import Role
 from accounts.tests.factories import ClinicFactory, StaffFactory
 from audit.models import AuditAction, AuditEvent, Outcome
 from audit.services import subject_pseudonym
-from consent.models import CareRelationship
+from audit.signals import audit_event
+from consent import policy
+from consent.models import CareRelationship, CareSource
+from consent.services import care_relationship_record
 from patterm.errors import Forbidden, NotFound
 from vault import keys
 from vault.models import PatientKey, RecordCategory, RecordEntry
@@ -190,6 +193,26 @@ def test_each_reader_sees_what_the_policy_allows_and_every_read_is_audited(recor
     assert_no_marker_in_audit_log(TITLE_MARKER, BODY_MARKER)
 
 
+def test_emergency_access_shows_the_whole_record_to_a_practitioner_of_a_caring_clinic(record):
+    """A grant of the whole record (emergency) next to a grant of part of it (own clinic): the
+    reader sees everything, the own clinic's entries on the stronger basis, nothing hidden."""
+    patient, readers, written = record
+    doctor = readers["practitioner_a"]
+    emergency_access_declare(
+        actor=doctor, patient_id=patient.pk, justification="Bewusstlos eingeliefert, keine Akte."
+    )
+
+    result = record_read(actor=doctor, patient=patient)
+
+    bases = {entry.pk: entry.basis for entry in result.entries}
+    assert bases == {pk: "own_clinic" for pk in written["a"]} | {
+        pk: "emergency" for pk in written["b"]
+    }
+    assert result.hidden_count == 0
+    event = AuditEvent.objects.filter(action=AuditAction.RECORD_READ).latest("seq")
+    assert event.details == {"bases": ["emergency", "own_clinic"], "entries": 5, "hidden": 0}
+
+
 def test_an_empty_record_read_by_its_patient_is_a_success(make_patient):
     patient = make_patient().user
 
@@ -258,6 +281,107 @@ def test_decrypting_a_record_page_after_reading_it_costs_no_query(make_patient):
             texts = sorted((entry.title, entry.body) for entry in entries)
     assert queries.captured_queries == []
     assert texts == sorted((f"Titel {n}", f"Befund {n}") for n in range(50))
+
+
+# --- Round trips of an audited read (decision 0023) -------------------------------------------
+
+
+def test_a_patient_reads_their_whole_record_in_two_statements(record, django_assert_num_queries):
+    """The entries with their data key, and the audit row: no count (nothing can be hidden from
+    the patient), no transaction of its own."""
+    patient = record[0]
+    entry_table, audit_table = RecordEntry._meta.db_table, AuditEvent._meta.db_table
+
+    with keys.request_key_cache(), django_assert_num_queries(2) as queries:
+        result = record_read(actor=patient, patient=patient)
+        texts = [entry.title for entry in result.entries]
+
+    entries_sql, audit_sql = (query["sql"] for query in queries.captured_queries)
+    assert entry_table in entries_sql and "COUNT(" not in entries_sql.upper()
+    assert audit_sql.startswith(f"INSERT INTO {audit_table}")
+    assert len(texts) == 5 and result.hidden_count == 0
+    event = AuditEvent.objects.latest("seq")
+    assert (event.outcome, event.details) == (
+        Outcome.SUCCESS,
+        {"bases": ["self"], "entries": 5, "hidden": 0},
+    )
+
+
+def test_a_practitioner_reads_part_of_a_record_in_four_statements_and_counts_the_rest(
+    record, django_assert_num_queries
+):
+    """Their clinics (the one they act for first, with care and emergency access), the
+    consents, the entries with the record's size as a column, the audit row."""
+    patient, readers, written = record
+    entry_table = RecordEntry._meta.db_table
+
+    doctor = readers["practitioner_a"]
+    with keys.request_key_cache(), django_assert_num_queries(4) as queries:
+        result = record_read(actor=doctor, patient=patient)
+
+    assert {entry.pk for entry in result.entries} == set(written["a"])
+    assert result.hidden_count == 3
+    assert [q["sql"].count(entry_table) > 0 for q in queries.captured_queries] == [
+        False,
+        False,
+        True,
+        False,
+    ]
+    event = AuditEvent.objects.latest("seq")
+    assert event.details == {"bases": ["own_clinic"], "entries": 2, "hidden": 3}
+    assert event.clinic_id == doctor.memberships.get().clinic_id
+
+
+def test_the_read_names_the_clinic_the_practitioner_acts_for_their_first_by_name(record):
+    patient, readers, _ = record
+    both = readers["practitioner_a_and_b"]
+    first = min((m.clinic for m in both.memberships.all()), key=lambda clinic: clinic.name)
+
+    record_read(actor=both, patient=patient)
+
+    assert AuditEvent.objects.latest("seq").clinic_id == first.pk == policy.acting_clinic_id(both)
+
+
+def test_a_practitioner_whose_clinic_wrote_nothing_is_refused_the_whole_record(record):
+    """In care at a clinic that wrote none of the entries: a grant, but nothing to show; the
+    read is denied and every entry counted as hidden."""
+    patient, readers, _ = record
+    outsider = readers["practitioner_c"]
+    care_relationship_record(
+        patient=patient, clinic=outsider.memberships.get().clinic, source=CareSource.BOOKING
+    )
+
+    result = record_read(actor=outsider, patient=patient)
+
+    assert (result.entries, result.hidden_count, result.granted) == ([], 5, True)
+    event = AuditEvent.objects.latest("seq")
+    assert (event.outcome, event.details) == (
+        Outcome.DENIED,
+        {"bases": [], "entries": 0, "hidden": 5},
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_outside_a_transaction_the_audit_row_of_a_read_commits_by_itself(make_patient):
+    """No BEGIN and COMMIT around a read: the audit row is one INSERT in autocommit, committed
+    (durably) before the entries are returned; allowed and denied alike."""
+    patient = make_patient().user
+    stranger = make_patient().user
+    staged_in = []
+
+    def note_the_transaction(sender, **event):
+        staged_in.append((connection.get_autocommit(), connection.in_atomic_block))
+
+    audit_event.connect(note_the_transaction, dispatch_uid="test.note_the_transaction")
+    try:
+        record_read(actor=patient, patient=patient)
+        record_read(actor=stranger, patient=patient)
+    finally:
+        audit_event.disconnect(dispatch_uid="test.note_the_transaction")
+
+    assert staged_in == [(True, False), (True, False)]
+    reads = AuditEvent.objects.filter(action=AuditAction.RECORD_READ).order_by("seq")
+    assert [event.outcome for event in reads] == [Outcome.SUCCESS, Outcome.DENIED]
 
 
 @pytest.mark.django_db

@@ -101,6 +101,21 @@ def test_the_record_shows_each_entrys_basis_and_is_audited_like_the_api(staff_wo
     )
 
 
+def test_the_record_page_costs_nine_statements(staff_world, django_assert_num_queries):
+    """Session, user and browser session, the patient; for the read (decision 0023): the
+    practitioner's clinics (acting clinic first, with care and emergency access) in one, the
+    consents, the entries with the record's size, the audit row; the emergency banner."""
+    client = staff_world.client_for("practitioner")
+    url = reverse("vault_staff:record", args=[staff_world.patient.pk])
+    client.get(url)
+
+    with django_assert_num_queries(9):
+        response = client.get(url)
+
+    assert response.status_code == 200 and ENTRY_TITLE in response.text
+    assert response.context["record"].hidden_count == 0
+
+
 def test_what_consent_does_not_cover_is_counted_as_hidden(staff_world):
     consent_grant(
         patient=staff_world.patient,

@@ -148,3 +148,17 @@ def test_my_record_queries_do_not_grow_with_the_entries(world, django_assert_max
         response = client.get(RECORD)
 
     assert "T14" in response.text
+
+
+def test_my_record_page_costs_six_statements(world, django_assert_num_queries):
+    """Session, user and its browser session (the middleware), the profile, the entries with
+    their data key, and the audit row, which commits by itself (decision 0023: no count, no
+    transaction of the read's own)."""
+    client = world.client_for("patient")
+    client.get(RECORD)  # the session's first request records its device once
+
+    with django_assert_num_queries(6) as queries:
+        response = client.get(RECORD)
+
+    assert response.status_code == 200 and "Hypertonie" in response.text
+    assert queries.captured_queries[-1]["sql"].startswith("INSERT INTO audit_auditevent")
