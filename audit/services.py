@@ -9,6 +9,8 @@ import base64
 import hashlib
 import hmac
 import json
+import re
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -188,6 +190,22 @@ def chain_verify(
     `from_leaf` starts there, trusting the stored tree before it. Memory stays constant: rows
     are streamed (server-side cursors on PostgreSQL), the tree's right edge is log2(n) hashes.
     """
+    arguments = {
+        "chunk_size": chunk_size,
+        "from_leaf": from_leaf,
+        "on_progress": on_progress,
+        "kept": kept,
+    }
+    if connection.vendor != "postgresql" or connection.in_atomic_block:
+        return _verified(**arguments)  # a caller's transaction decides what it sees
+    with transaction.atomic():
+        # Sizes, checkpoints and every round of rows below in one snapshot.
+        with connection.cursor() as cursor:
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        return _verified(**arguments)
+
+
+def _verified(*, chunk_size, from_leaf, on_progress, kept) -> ChainVerification:
     staged = integrator.staged_count()
     legacy = _legacy_chain_verify(chunk_size=chunk_size)
     if legacy is not None:
@@ -220,8 +238,11 @@ def chain_verify(
         return _broken(
             f"the tree has {size} leaves: no leaf {from_leaf} to start at", staged=staged
         )
-    with transaction.atomic():  # one snapshot, and cursors that stream without WITH HOLD
+    with transaction.atomic(savepoint=False):  # cursors that stream without WITH HOLD
+        leaves, next_stored = _readers(from_leaf, size, chunk_size)
         return _tree_verify(
+            leaves=leaves,
+            next_stored=next_stored,
             from_leaf=from_leaf,
             size=size,
             signed=signed,
@@ -231,19 +252,22 @@ def chain_verify(
         )
 
 
-_STREAMED_COLUMNS = {
-    # The leaf's values as plain tuples, the time already as canonical_json writes it.
-    "postgresql": (
-        "leaf_index, seq, to_char(occurred_at AT TIME ZONE 'UTC', "
-        '\'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"\'), actor_id, actor_role, action, object_type, '
-        "object_id, subject_ref, clinic_id, purpose, outcome, request_id, host(client_address), "
-        "details::text"
-    ),
-    "sqlite": (
-        "leaf_index, seq, occurred_at, actor_id, actor_role, action, object_type, object_id, "
-        "subject_ref, clinic_id, purpose, outcome, request_id, client_address, details"
-    ),
-}
+def _readers(from_leaf: int, size: int, chunk_size: int):
+    """(leaves, next stored hash) of the leaves from_leaf..size-1: the leaves an iterator of
+    (leaf index, seq, canonical leaf bytes) in order, with `close()`; `next_stored()` the next
+    (id, hash) of the tree's stored hashes, None after the last."""
+    if connection.vendor == "postgresql":
+        return _copied(from_leaf, size, chunk_size)
+    return _leaves(from_leaf, size, chunk_size), partial(
+        next, _stored(from_leaf, size, chunk_size), None
+    )
+
+
+# The leaf's values as SQLite's stepping cursor gives them (the time converted in Python).
+_SQLITE_COLUMNS = (
+    "leaf_index, seq, occurred_at, actor_id, actor_role, action, object_type, object_id, "
+    "subject_ref, clinic_id, purpose, outcome, request_id, client_address, details"
+)
 
 
 def _sqlite_time(value: datetime | str) -> str:
@@ -255,8 +279,7 @@ def _sqlite_time(value: datetime | str) -> str:
 
 
 def _streamed(sql: str, params: list, chunk_size: int) -> Iterator[tuple]:
-    """Rows of `sql` as plain tuples, `chunk_size` at a time: a server-side cursor on
-    PostgreSQL (closed with the caller's transaction), SQLite's own stepping cursor otherwise.
+    """Rows of `sql` as plain tuples, `chunk_size` at a time from SQLite's stepping cursor.
     Chained in C (no Python frame per row): verification takes two rows per event."""
     cursor = connection.chunked_cursor()
     cursor.execute(sql, params)
@@ -264,59 +287,128 @@ def _streamed(sql: str, params: list, chunk_size: int) -> Iterator[tuple]:
 
 
 def _leaves(from_leaf: int, size: int, chunk_size: int):
-    """(leaf index, seq, canonical leaf bytes) of the leaves from_leaf..size-1, in order."""
+    """SQLite: (leaf index, seq, canonical leaf bytes) of the leaves from_leaf..size-1, in
+    order, from its stepping cursor."""
     rows = _streamed(
-        f"SELECT {_STREAMED_COLUMNS[connection.vendor]} FROM {AuditEvent._meta.db_table} "  # noqa: S608
+        f"SELECT {_SQLITE_COLUMNS} FROM {AuditEvent._meta.db_table} "  # noqa: S608
         "WHERE leaf_index >= %s AND leaf_index < %s ORDER BY leaf_index",
         [from_leaf, size],
         chunk_size,
     )
     loads = json.loads
-    if connection.vendor == "sqlite":
-        for index, seq, occurred_at, *middle, details in rows:
-            yield (
-                index,
-                seq,
-                canonical_leaf(seq, _sqlite_time(occurred_at), *middle, loads(details)),
-            )
-        return
-    for row in rows:
-        yield row[0], row[1], canonical_leaf(*row[1:14], loads(row[14]))
+    for index, seq, occurred_at, *middle, details in rows:
+        yield index, seq, canonical_leaf(seq, _sqlite_time(occurred_at), *middle, loads(details))
 
 
-def _tree_verify(*, from_leaf, size, signed, chunk_size, on_progress, staged) -> ChainVerification:
+def _stored(from_leaf: int, size: int, chunk_size: int) -> Iterator[tuple]:
+    """(id, hash) of the stored tree hashes of the leaves from_leaf..size-1, in order."""
+    return _streamed(
+        f"SELECT id, hash FROM {AuditTreeHash._meta.db_table} "  # noqa: S608
+        "WHERE id >= %s AND id < %s ORDER BY id",
+        [tlog.stored_hash_count(from_leaf), tlog.stored_hash_count(size)],
+        chunk_size,
+    )
+
+
+# The leaf's values as COPY writes them in text format: the time already as canonical_json
+# writes it, no NULL (an empty id is the JSON `null` itself, an empty address ''), so that a row
+# needs unescaping only where a value holds a backslash, a tab or a line break.
+_COPIED_COLUMNS = (
+    "leaf_index, seq, to_char(occurred_at AT TIME ZONE 'UTC', "
+    "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"'), coalesce(actor_id::text, 'null'), actor_role, "
+    "action, object_type, object_id, subject_ref, coalesce(clinic_id::text, 'null'), purpose, "
+    "outcome, request_id, coalesce(host(client_address), ''), details::text"
+)
+# What PostgreSQL's COPY TO writes for a backslash and the control characters it escapes.
+_COPY_ESCAPES = {"\\": "\\", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v"}
+_COPY_ESCAPE = re.compile(r"\\(.)", re.DOTALL)
+
+
+def _copy_unescaped(field: str) -> str:
+    return _COPY_ESCAPE.sub(lambda found: _COPY_ESCAPES[found[1]], field)
+
+
+def _copied(from_leaf: int, size: int, chunk_size: int):
+    """PostgreSQL: (leaves, next stored hash) read in rounds of `chunk_size` leaves, each round
+    the round's stored hashes in one query (at most 2 x chunk_size in memory), then its events
+    by `COPY ... TO STDOUT`, which streams while Python builds and hashes the leaves: with a
+    server-side cursor every FETCH waited for the server (decision 0018). One connection, so
+    it also reads a caller's own uncommitted rows; REPEATABLE READ makes it one snapshot when
+    the verification is its own transaction."""
+    hashes: deque[tuple[int, bytes]] = deque()
+
+    def next_stored() -> tuple[int, bytes] | None:
+        return hashes.popleft() if hashes else None
+
+    def leaves():
+        loads, unescaped = json.loads, _copy_unescaped
+        with connection.cursor() as cursor:
+            for start in range(from_leaf, size, chunk_size):
+                end = min(start + chunk_size, size)
+                cursor.execute(
+                    f"SELECT id, hash FROM {AuditTreeHash._meta.db_table} "  # noqa: S608
+                    "WHERE id >= %s AND id < %s ORDER BY id",
+                    [tlog.stored_hash_count(start), tlog.stored_hash_count(end)],
+                )
+                hashes.clear()
+                hashes.extend(cursor.fetchall())
+                copy_sql = (
+                    f"COPY (SELECT {_COPIED_COLUMNS} FROM {AuditEvent._meta.db_table} "  # noqa: S608
+                    "WHERE leaf_index >= %s AND leaf_index < %s ORDER BY leaf_index) TO STDOUT"
+                )
+                with cursor.cursor.copy(copy_sql, [start, end]) as copy:
+                    try:
+                        for row in copy:
+                            line = str(row, "utf-8")[:-1]  # one row per message, "\n" ended
+                            fields = line.split("\t")
+                            if "\\" in line:
+                                fields = [unescaped(field) for field in fields]
+                            index, seq, *middle, details = fields
+                            seq = int(seq)
+                            yield int(index), seq, canonical_leaf(seq, *middle, loads(details))
+                    except GeneratorExit:
+                        # Verification stopped at a break: read the round to its end rather
+                        # than cancel the COPY, which would abort the caller's transaction.
+                        for _ in copy:
+                            pass
+                        raise
+
+    return leaves(), next_stored
+
+
+def _tree_verify(
+    *, leaves, next_stored, from_leaf, size, signed, chunk_size, on_progress, staged
+) -> ChainVerification:
     """Recompute the tree's stored hashes in the order tlog stores them (a leaf's hash, then the
-    subtrees it completes), each against the stored one as both stream by, and the root at every
-    signed size. Memory: the right edge (log2 n hashes) and one chunk of rows."""
+    subtrees it completes), each against the stored one (`next_stored()`, None when there is
+    none) as both stream by, and the root at every signed size. Memory: the right edge (log2 n
+    hashes) and one chunk of rows."""
     sha256 = hashlib.sha256
     edge = integrator.builder_at(from_leaf)._edge
     stored_index = tlog.stored_hash_count(from_leaf)
-    stored = _streamed(
-        f"SELECT id, hash FROM {AuditTreeHash._meta.db_table} "  # noqa: S608
-        "WHERE id >= %s AND id < %s ORDER BY id",
-        [stored_index, tlog.stored_hash_count(size)],
-        chunk_size,
-    )
+
+    def broken(problem: str, **where) -> ChainVerification:
+        leaves.close()  # its COPY read to the end, so that `_broken` may query
+        return _broken(problem, staged=staged, **where)
+
     last_signed = max((n for n in signed if n <= from_leaf), default=0)
     built, checked, head_seq = from_leaf, 0, None
-    for index, seq, leaf in _leaves(from_leaf, size, chunk_size):
+    for index, seq, leaf in leaves:
         if index != built:
-            return _broken(
+            return broken(
                 f"leaf {built} is missing (the next event, #{seq}, is leaf {index})",
                 leaf=built,
                 checked=checked,
-                staged=staged,
             )
         hashed, n = sha256(b"\x00" + leaf).digest(), built
         while True:
-            found = next(stored, None)
+            found = next_stored()
             if found is None or found[0] != stored_index:
-                return _broken(
+                return broken(
                     f"the stored tree hash #{stored_index} is missing",
                     leaf=index,
                     seq=seq,
                     checked=checked,
-                    staged=staged,
                 )
             if found[1] != hashed:  # bytes, or a memoryview that compares as them
                 first, last = tlog.leaf_range(stored_index)
@@ -325,7 +417,7 @@ def _tree_verify(*, from_leaf, size, signed, chunk_size, on_progress, staged) ->
                     if first == last
                     else f"the stored tree hash over leaves {first} to {last} does not match them"
                 )
-                return _broken(problem, leaf=first, seq=seq, checked=checked, staged=staged)
+                return broken(problem, leaf=first, seq=seq, checked=checked)
             stored_index += 1
             if not n & 1:
                 break
@@ -334,12 +426,11 @@ def _tree_verify(*, from_leaf, size, signed, chunk_size, on_progress, staged) ->
         built += 1
         if built in signed:
             if _edge_root(edge) != signed[built]:
-                return _broken(
+                return broken(
                     f"leaves {last_signed} to {built - 1} were rewritten: the tree of "
                     f"{built} events does not have its signed root",
                     leaf=last_signed,
                     checked=last_signed - from_leaf if last_signed > from_leaf else 0,
-                    staged=staged,
                 )
             last_signed = built
         checked, head_seq = checked + 1, seq
