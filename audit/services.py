@@ -9,8 +9,6 @@ import base64
 import hashlib
 import hmac
 import json
-import re
-from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -190,22 +188,6 @@ def chain_verify(
     `from_leaf` starts there, trusting the stored tree before it. Memory stays constant: rows
     are streamed (server-side cursors on PostgreSQL), the tree's right edge is log2(n) hashes.
     """
-    arguments = {
-        "chunk_size": chunk_size,
-        "from_leaf": from_leaf,
-        "on_progress": on_progress,
-        "kept": kept,
-    }
-    if connection.vendor != "postgresql" or connection.in_atomic_block:
-        return _verified(**arguments)  # a caller's transaction decides what it sees
-    with transaction.atomic():
-        # Sizes, checkpoints and every round of rows below in one snapshot.
-        with connection.cursor() as cursor:
-            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-        return _verified(**arguments)
-
-
-def _verified(*, chunk_size, from_leaf, on_progress, kept) -> ChainVerification:
     staged = integrator.staged_count()
     legacy = _legacy_chain_verify(chunk_size=chunk_size)
     if legacy is not None:
@@ -238,11 +220,8 @@ def _verified(*, chunk_size, from_leaf, on_progress, kept) -> ChainVerification:
         return _broken(
             f"the tree has {size} leaves: no leaf {from_leaf} to start at", staged=staged
         )
-    with transaction.atomic(savepoint=False):  # cursors that stream without WITH HOLD
-        leaves, stored = _readers(from_leaf, size, chunk_size)
+    with transaction.atomic():  # one snapshot, and cursors that stream without WITH HOLD
         return _tree_verify(
-            leaves=leaves,
-            stored=stored,
             from_leaf=from_leaf,
             size=size,
             signed=signed,
@@ -252,19 +231,19 @@ def _verified(*, chunk_size, from_leaf, on_progress, kept) -> ChainVerification:
         )
 
 
-def _readers(from_leaf: int, size: int, chunk_size: int):
-    """(leaves, stored) of the leaves from_leaf..size-1: generators of (leaf index, seq,
-    canonical leaf bytes) in order, and of the (id, hash) of the tree's stored hashes in order."""
-    if connection.vendor == "postgresql":
-        return _copied(from_leaf, size, chunk_size)
-    return _leaves(from_leaf, size, chunk_size), _stored(from_leaf, size, chunk_size)
-
-
-# The leaf's values as SQLite's stepping cursor gives them (the time converted in Python).
-_SQLITE_COLUMNS = (
-    "leaf_index, seq, occurred_at, actor_id, actor_role, action, object_type, object_id, "
-    "subject_ref, clinic_id, purpose, outcome, request_id, client_address, details"
-)
+_STREAMED_COLUMNS = {
+    # The leaf's values as plain tuples, the time already as canonical_json writes it.
+    "postgresql": (
+        "leaf_index, seq, to_char(occurred_at AT TIME ZONE 'UTC', "
+        '\'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"\'), actor_id, actor_role, action, object_type, '
+        "object_id, subject_ref, clinic_id, purpose, outcome, request_id, host(client_address), "
+        "details::text"
+    ),
+    "sqlite": (
+        "leaf_index, seq, occurred_at, actor_id, actor_role, action, object_type, object_id, "
+        "subject_ref, clinic_id, purpose, outcome, request_id, client_address, details"
+    ),
+}
 
 
 def _sqlite_time(value: datetime | str) -> str:
@@ -276,7 +255,8 @@ def _sqlite_time(value: datetime | str) -> str:
 
 
 def _streamed(sql: str, params: list, chunk_size: int) -> Iterator[tuple]:
-    """Rows of `sql` as plain tuples, `chunk_size` at a time from SQLite's stepping cursor.
+    """Rows of `sql` as plain tuples, `chunk_size` at a time: a server-side cursor on
+    PostgreSQL (closed with the caller's transaction), SQLite's own stepping cursor otherwise.
     Chained in C (no Python frame per row): verification takes two rows per event."""
     cursor = connection.chunked_cursor()
     cursor.execute(sql, params)
@@ -284,131 +264,62 @@ def _streamed(sql: str, params: list, chunk_size: int) -> Iterator[tuple]:
 
 
 def _leaves(from_leaf: int, size: int, chunk_size: int):
-    """SQLite: (leaf index, seq, canonical leaf bytes) of the leaves from_leaf..size-1, in
-    order, from its stepping cursor."""
+    """(leaf index, seq, canonical leaf bytes) of the leaves from_leaf..size-1, in order."""
     rows = _streamed(
-        f"SELECT {_SQLITE_COLUMNS} FROM {AuditEvent._meta.db_table} "  # noqa: S608
+        f"SELECT {_STREAMED_COLUMNS[connection.vendor]} FROM {AuditEvent._meta.db_table} "  # noqa: S608
         "WHERE leaf_index >= %s AND leaf_index < %s ORDER BY leaf_index",
         [from_leaf, size],
         chunk_size,
     )
     loads = json.loads
-    for index, seq, occurred_at, *middle, details in rows:
-        yield index, seq, canonical_leaf(seq, _sqlite_time(occurred_at), *middle, loads(details))
+    if connection.vendor == "sqlite":
+        for index, seq, occurred_at, *middle, details in rows:
+            yield (
+                index,
+                seq,
+                canonical_leaf(seq, _sqlite_time(occurred_at), *middle, loads(details)),
+            )
+        return
+    # json's C scanner without the Python wrapper of `loads` (jsonb's text has no blanks
+    # around it): a fifth of a leaf's cost, with the same parser.
+    scan = json.JSONDecoder().scan_once
+    for row in rows:
+        yield row[0], row[1], canonical_leaf(*row[1:14], scan(row[14], 0)[0])
 
 
-def _stored(from_leaf: int, size: int, chunk_size: int) -> Iterator[tuple]:
-    """(id, hash) of the stored tree hashes of the leaves from_leaf..size-1, in order."""
-    return _streamed(
-        f"SELECT id, hash FROM {AuditTreeHash._meta.db_table} "  # noqa: S608
-        "WHERE id >= %s AND id < %s ORDER BY id",
-        [tlog.stored_hash_count(from_leaf), tlog.stored_hash_count(size)],
-        chunk_size,
-    )
-
-
-# The leaf's values as COPY writes them in text format: the time already as canonical_json
-# writes it, no NULL (an empty id is the JSON `null` itself, an empty address ''), so that a row
-# needs unescaping only where a value holds a backslash, a tab or a line break.
-_COPIED_COLUMNS = (
-    "leaf_index, seq, to_char(occurred_at AT TIME ZONE 'UTC', "
-    "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"'), coalesce(actor_id::text, 'null'), actor_role, "
-    "action, object_type, object_id, subject_ref, coalesce(clinic_id::text, 'null'), purpose, "
-    "outcome, request_id, coalesce(host(client_address), ''), details::text"
-)
-# What PostgreSQL's COPY TO writes for a backslash and the control characters it escapes.
-_COPY_ESCAPES = {"\\": "\\", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v"}
-_COPY_ESCAPE = re.compile(r"\\(.)", re.DOTALL)
-
-
-def _copy_unescaped(field: str) -> str:
-    return _COPY_ESCAPE.sub(lambda found: _COPY_ESCAPES[found[1]], field)
-
-
-def _copied(from_leaf: int, size: int, chunk_size: int):
-    """PostgreSQL: (leaves, stored) read in rounds of `chunk_size` leaves, each round
-    the round's stored hashes in one query (at most 2 x chunk_size in memory), then its events
-    by `COPY ... TO STDOUT`, which streams while Python builds and hashes the leaves: with a
-    server-side cursor every FETCH waited for the server (decision 0018). One connection, so
-    it also reads a caller's own uncommitted rows; REPEATABLE READ makes it one snapshot when
-    the verification is its own transaction."""
-    rounds: deque[list[tuple[int, bytes]]] = deque()
-
-    def stored():
-        # Taken only after a leaf of the round, which `leaves` reads after the round's hashes.
-        while rounds:
-            yield from rounds.popleft()
-
-    def leaves():
-        # The C scanner of json.loads without its Python wrapper (jsonb's text has no blanks
-        # around it): a fifth of a leaf's cost.
-        loads, unescaped = json.JSONDecoder().scan_once, _copy_unescaped
-        with connection.cursor() as cursor:
-            for start in range(from_leaf, size, chunk_size):
-                end = min(start + chunk_size, size)
-                cursor.execute(
-                    f"SELECT id, hash FROM {AuditTreeHash._meta.db_table} "  # noqa: S608
-                    "WHERE id >= %s AND id < %s ORDER BY id",
-                    [tlog.stored_hash_count(start), tlog.stored_hash_count(end)],
-                )
-                rounds.append(cursor.fetchall())
-                copy_sql = (
-                    f"COPY (SELECT {_COPIED_COLUMNS} FROM {AuditEvent._meta.db_table} "  # noqa: S608
-                    "WHERE leaf_index >= %s AND leaf_index < %s ORDER BY leaf_index) TO STDOUT"
-                )
-                with cursor.cursor.copy(copy_sql, [start, end]) as copy:
-                    try:
-                        for row in copy:
-                            line = str(row, "utf-8")[:-1]  # one row per message, "\n" ended
-                            fields = line.split("\t")
-                            if "\\" in line:
-                                fields = [unescaped(field) for field in fields]
-                            index, seq, *middle, details = fields
-                            seq = int(seq)
-                            details = loads(details, 0)[0]
-                            yield int(index), seq, canonical_leaf(seq, *middle, details)
-                    except GeneratorExit:
-                        # Verification stopped at a break: read the round to its end rather
-                        # than cancel the COPY, which would abort the caller's transaction.
-                        for _ in copy:
-                            pass
-                        raise
-
-    return leaves(), stored()
-
-
-def _tree_verify(
-    *, leaves, stored, from_leaf, size, signed, chunk_size, on_progress, staged
-) -> ChainVerification:
+def _tree_verify(*, from_leaf, size, signed, chunk_size, on_progress, staged) -> ChainVerification:
     """Recompute the tree's stored hashes in the order tlog stores them (a leaf's hash, then the
-    subtrees it completes), each against the stored one as both stream by, and the root at
-    every signed size. Memory: the right edge (log2 n hashes) and one round of rows."""
+    subtrees it completes), each against the stored one as both stream by, and the root at every
+    signed size. Memory: the right edge (log2 n hashes) and one chunk of rows."""
     sha256 = hashlib.sha256
     edge = integrator.builder_at(from_leaf)._edge
     stored_index = tlog.stored_hash_count(from_leaf)
-
-    def broken(problem: str, **where) -> ChainVerification:
-        leaves.close()  # its COPY read to the end, so that `_broken` may query
-        return _broken(problem, staged=staged, **where)
-
+    stored = _streamed(
+        f"SELECT id, hash FROM {AuditTreeHash._meta.db_table} "  # noqa: S608
+        "WHERE id >= %s AND id < %s ORDER BY id",
+        [stored_index, tlog.stored_hash_count(size)],
+        chunk_size,
+    )
     last_signed = max((n for n in signed if n <= from_leaf), default=0)
     built, checked, head_seq = from_leaf, 0, None
-    for index, seq, leaf in leaves:
+    for index, seq, leaf in _leaves(from_leaf, size, chunk_size):
         if index != built:
-            return broken(
+            return _broken(
                 f"leaf {built} is missing (the next event, #{seq}, is leaf {index})",
                 leaf=built,
                 checked=checked,
+                staged=staged,
             )
         hashed, n = sha256(b"\x00" + leaf).digest(), built
         while True:
             found = next(stored, None)
             if found is None or found[0] != stored_index:
-                return broken(
+                return _broken(
                     f"the stored tree hash #{stored_index} is missing",
                     leaf=index,
                     seq=seq,
                     checked=checked,
+                    staged=staged,
                 )
             if found[1] != hashed:  # bytes, or a memoryview that compares as them
                 first, last = tlog.leaf_range(stored_index)
@@ -417,7 +328,7 @@ def _tree_verify(
                     if first == last
                     else f"the stored tree hash over leaves {first} to {last} does not match them"
                 )
-                return broken(problem, leaf=first, seq=seq, checked=checked)
+                return _broken(problem, leaf=first, seq=seq, checked=checked, staged=staged)
             stored_index += 1
             if not n & 1:
                 break
@@ -426,11 +337,12 @@ def _tree_verify(
         built += 1
         if built in signed:
             if _edge_root(edge) != signed[built]:
-                return broken(
+                return _broken(
                     f"leaves {last_signed} to {built - 1} were rewritten: the tree of "
                     f"{built} events does not have its signed root",
                     leaf=last_signed,
                     checked=last_signed - from_leaf if last_signed > from_leaf else 0,
+                    staged=staged,
                 )
             last_signed = built
         checked, head_seq = checked + 1, seq

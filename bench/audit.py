@@ -334,13 +334,14 @@ def main() -> int:
     # columns verification reads), each row's bytes hashed as a leaf and once more as a node.
     # No verifier that reads the database can beat reading it; the in-memory floor above leaves
     # the reading out (decision 0018).
-    from audit.services import _COPIED_COLUMNS
+    from audit.services import _STREAMED_COLUMNS
 
     sha256 = hashlib.sha256
     started = time.perf_counter()
     with transaction.atomic(), connection.cursor() as cursor:
         copy_sql = (
-            f"COPY (SELECT {_COPIED_COLUMNS} FROM audit_auditevent ORDER BY leaf_index) TO STDOUT"
+            f"COPY (SELECT {_STREAMED_COLUMNS['postgresql']} FROM audit_auditevent "
+            "ORDER BY leaf_index) TO STDOUT"
         )
         copied, rest = 0, b""
         with cursor.cursor.copy(copy_sql) as copy:

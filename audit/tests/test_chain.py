@@ -286,13 +286,13 @@ def test_the_streamed_leaf_is_byte_for_byte_the_canonical_json(
     assert canonical_leaf(*streamed) == canonical_json(row).encode()
 
 
-# What a database's text output escapes (PostgreSQL's COPY: the backslash, tab, line breaks and
-# the other named control characters) and what JSON escapes, in a string column and in details.
+# What JSON escapes (quote, backslash, control characters) and what a database's text formats
+# escape (backslash, tab, line breaks), in a string column and in details.
 AWKWARD = 'a\\b\tc\nd"e\rf\x0bg\x0ch\x08i\x01j\x7fk\u2028l\\N\\\\'
 
 
 def test_the_leaves_streamed_from_the_database_are_the_events_leaves():
-    from audit.services import _readers
+    from audit.services import _leaves
 
     for index in range(40):
         append_varied(index)
@@ -312,8 +312,7 @@ def test_the_leaves_streamed_from_the_database_are_the_events_leaves():
     events = list(AuditEvent.objects.order_by("leaf_index"))
 
     with transaction.atomic():
-        leaves, _ = _readers(0, len(events), chunk_size=7)
-        streamed = list(leaves)
+        streamed = list(_leaves(0, len(events), chunk_size=7))
 
     assert [(index, seq) for index, seq, _ in streamed] == [(e.leaf_index, e.seq) for e in events]
     assert [leaf for _, _, leaf in streamed] == [event_leaf(event) for event in events]

@@ -257,9 +257,9 @@ def test_the_command_prints_the_tree_and_exits_1_naming_the_break(
 def test_a_verification_in_its_own_transaction_finds_the_break_and_the_connection_goes_on(
     build_chain,
 ):
-    """Outside any caller's transaction (as `verify_audit` runs) the verification is one
-    REPEATABLE READ transaction of committed rows, read in rounds; a break in a middle round
-    stops it without cancelling the round's COPY, and the connection goes on working."""
+    """Outside any caller's transaction (as `verify_audit` runs: committed rows, its own
+    transaction for the streaming cursors), fetching 7 rows at a time: a break in a middle
+    fetch is named, and the connection goes on working after the cursors were left."""
     build_chain(30)
     assert not connection.in_atomic_block
     result = chain_verify(chunk_size=7)

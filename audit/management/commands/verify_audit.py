@@ -18,11 +18,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument(
-            "--chunk-size",
-            type=int,
-            default=2000,
-            help="events read per round (PostgreSQL: one query of their stored hashes, one COPY "
-            "of the events), the memory held (default 2000)",
+            "--chunk-size", type=int, default=2000, help="rows fetched per query (default 2000)"
         )
         parser.add_argument(
             "--from-leaf",
