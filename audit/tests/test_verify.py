@@ -101,7 +101,7 @@ TAMPERINGS = {
 }
 
 
-@pytest.mark.parametrize("chunk_size", [2000, 7])  # one round of rows, or many
+@pytest.mark.parametrize("chunk_size", [2000, 7])  # one fetch of rows, or many
 @pytest.mark.parametrize("name", sorted(TAMPERINGS))
 def test_a1_tampering_is_detected_and_the_first_broken_leaf_named(
     build_chain, all_triggers_dropped, name, chunk_size
