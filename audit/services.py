@@ -288,8 +288,11 @@ def _leaves(from_leaf: int, size: int, chunk_size: int):
                 canonical_leaf(seq, _sqlite_time(occurred_at), *middle, loads(details)),
             )
         return
+    # json's C scanner without the Python wrapper of `loads` (jsonb's text has no blanks
+    # around it): a fifth of a leaf's cost, with the same parser.
+    scan = json.JSONDecoder().scan_once
     for row in rows:
-        yield row[0], row[1], canonical_leaf(*row[1:14], loads(row[14]))
+        yield row[0], row[1], canonical_leaf(*row[1:14], scan(row[14], 0)[0])
 
 
 def _tree_verify(*, from_leaf, size, signed, chunk_size, on_progress, staged) -> ChainVerification:

@@ -15,9 +15,11 @@ Builds a throwaway database `bench_audit` and prints:
   integration is reported (p50, p99). The tree is verified afterwards.
 - inclusion proof time at the largest --proof-leaves against the smallest (O(log n) reads).
 - verification speed: `chain_verify` (what `verify_audit` runs) over the first size of
-  --verify-events (rows written with COPY, correct hashes), in events per second, against the
-  floor: plain `hashlib.sha256` over the same canonical bytes, already in memory; and against
-  reading the same rows without checking them.
+  --verify-events (rows written with COPY, correct hashes), in events per second, against
+  `COPY ... TO STDOUT` of the columns it reads plus the same hashing (the goal's comparison,
+  decision 0018), the two alternating three times and the faster run of each counted; and
+  against plain `hashlib.sha256` over the same canonical bytes, already in
+  memory, and reading the same rows through the ORM without checking them.
 - verification memory: the peak resident memory (VmHWM) of `manage.py verify_audit` in its own
   process at each size of --verify-events, as a ratio to the smallest.
 """
@@ -306,11 +308,6 @@ def main() -> int:
     reset()
 
     extend_chain(sizes[0])
-    started = time.perf_counter()
-    result = chain_verify()
-    verify_seconds = time.perf_counter() - started
-    if not (result.ok and result.events_checked == sizes[0]):
-        raise SystemExit(f"the bulk chain did not verify: {result}")
 
     # The floor: the same SHA-256 work over the same canonical bytes, already in memory, through
     # hashlib alone (a leaf hash per event, a node hash per event but one).
@@ -336,23 +333,43 @@ def main() -> int:
     from audit.services import _STREAMED_COLUMNS
 
     sha256 = hashlib.sha256
-    started = time.perf_counter()
-    with transaction.atomic(), connection.cursor() as cursor:
-        copy_sql = (
-            f"COPY (SELECT {_STREAMED_COLUMNS['postgresql']} FROM audit_auditevent "
-            "ORDER BY leaf_index) TO STDOUT"
-        )
-        copied, rest = 0, b""
-        with cursor.cursor.copy(copy_sql) as copy:
-            for block in copy:
-                lines = (rest + bytes(block)).split(b"\n")
-                rest = lines.pop()
-                for line in lines:
-                    sha256(b"\x01" + pair + sha256(b"\x00" + line).digest()).digest()
-                copied += len(lines)
-    copy_seconds = time.perf_counter() - started
-    if copied != sizes[0]:
-        raise SystemExit(f"COPY gave {copied} rows of {sizes[0]}")
+
+    def verified() -> tuple[float, object]:
+        started = time.perf_counter()
+        result = chain_verify()
+        seconds = time.perf_counter() - started
+        if not (result.ok and result.events_checked == sizes[0]):
+            raise SystemExit(f"the bulk chain did not verify: {result}")
+        return seconds, result
+
+    def copied() -> float:
+        started = time.perf_counter()
+        with transaction.atomic(), connection.cursor() as cursor:
+            copy_sql = (
+                f"COPY (SELECT {_STREAMED_COLUMNS['postgresql']} FROM audit_auditevent "
+                "ORDER BY leaf_index) TO STDOUT"
+            )
+            count, rest = 0, b""
+            with cursor.cursor.copy(copy_sql) as copy:
+                for block in copy:
+                    lines = (rest + bytes(block)).split(b"\n")
+                    rest = lines.pop()
+                    for line in lines:
+                        sha256(b"\x01" + pair + sha256(b"\x00" + line).digest()).digest()
+                    count += len(lines)
+        if count != sizes[0]:
+            raise SystemExit(f"COPY gave {count} rows of {sizes[0]}")
+        return time.perf_counter() - started
+
+    # Three rounds, verification and its COPY comparison alternating, the faster run of each
+    # counted (as the appends above): one run of either takes a second or two, and on the
+    # shared machine the load moves more than that between two runs.
+    verify_runs, copy_runs = [], []
+    for _ in range(3):
+        seconds, result = verified()
+        verify_runs.append(seconds)
+        copy_runs.append(copied())
+    verify_seconds, copy_seconds = min(verify_runs), min(copy_runs)
     verify_rate = sizes[0] / verify_seconds
     floor_rate, read_rate = sizes[0] / floor_seconds, sizes[0] / read_seconds
     copy_rate = sizes[0] / copy_seconds

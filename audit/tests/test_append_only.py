@@ -2,6 +2,8 @@
 table, through the ORM and through raw SQL; the rows stay as they were. The one change allowed is
 the integrator's: a staged event's empty leaf index set, nothing else with it."""
 
+from datetime import timedelta
+
 import pytest
 from django.db import DatabaseError, connection, transaction
 
@@ -236,3 +238,37 @@ def test_an_event_cannot_be_inserted_with_a_leaf_index(build_chain):
     event.seq, event.leaf_index = None, 7
     with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
         event.save(force_insert=True)
+
+
+def _changed(column: str, value):
+    """Another value of `column` than `value` (NULL for a set value, a value for NULL)."""
+    if column == "seq":
+        return value + 10**9
+    if column == "occurred_at":
+        return value + timedelta(microseconds=1)
+    if column == "details":
+        return {**value, "forged": True}
+    if column == "client_address":
+        return None if value else "10.9.9.9"
+    if column in ("actor_id", "clinic_id"):
+        return None if value is not None else 77
+    if column in ("prev_hash", "hash"):
+        return None if value else "f" * 64
+    return value + "x"
+
+
+@pytest.mark.parametrize("column", triggers.EVENT_FIXED_COLUMNS)
+def test_setting_the_leaf_index_cannot_change_any_other_column(build_chain, column):
+    """The integrator's UPDATE passes only when every column but the leaf index stays as it was,
+    byte for byte, NULL as NULL: each column changed along with it, in either direction between
+    NULL and a value, is refused."""
+    build_chain(2)
+    staged = append_varied(1)
+    before = AuditEvent.objects.filter(seq=staged.seq).values(*triggers.EVENT_FIXED_COLUMNS)[0]
+    change = {column: _changed(column, before[column]), "leaf_index": 2}
+    with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
+        AuditEvent.objects.filter(seq=staged.seq).update(**change)
+    after = AuditEvent.objects.filter(seq=staged.seq).values(
+        *triggers.EVENT_FIXED_COLUMNS, "leaf_index"
+    )
+    assert after[0] == {**before, "leaf_index": None}

@@ -286,6 +286,11 @@ def test_the_streamed_leaf_is_byte_for_byte_the_canonical_json(
     assert canonical_leaf(*streamed) == canonical_json(row).encode()
 
 
+# What JSON escapes (quote, backslash, control characters) and what a database's text formats
+# escape (backslash, tab, line breaks), in a string column and in details.
+AWKWARD = 'a\\b\tc\nd"e\rf\x0bg\x0ch\x08i\x01j\x7fk\u2028l\\N\\\\'
+
+
 def test_the_leaves_streamed_from_the_database_are_the_events_leaves():
     from audit.services import _leaves
 
@@ -295,6 +300,13 @@ def test_the_leaves_streamed_from_the_database_are_the_events_leaves():
         action="test.unicode",
         outcome=Outcome.SUCCESS,
         details={"ß": "Größe \u2014 \u0001", "z": [1.5, -0.0, 1e20, None, True], "a": {"b": {}}},
+    )
+    event_append(
+        action="test.escapes",
+        outcome=Outcome.SUCCESS,
+        object_id=AWKWARD,
+        purpose="\\",
+        details={AWKWARD: [AWKWARD, "\\", "\t"], "\n": "\\n"},
     )
     integrate_pending()
     events = list(AuditEvent.objects.order_by("leaf_index"))

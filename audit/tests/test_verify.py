@@ -101,16 +101,17 @@ TAMPERINGS = {
 }
 
 
+@pytest.mark.parametrize("chunk_size", [2000, 7])  # one fetch of rows, or many
 @pytest.mark.parametrize("name", sorted(TAMPERINGS))
 def test_a1_tampering_is_detected_and_the_first_broken_leaf_named(
-    build_chain, all_triggers_dropped, name
+    build_chain, all_triggers_dropped, name, chunk_size
 ):
     build_chain(200)
     tamper, leaf, problem = TAMPERINGS[name]
     with transaction.atomic():
         tamper()
 
-    result = chain_verify()
+    result = chain_verify(chunk_size=chunk_size)
 
     assert not result.ok
     assert problem in result.problem
@@ -250,6 +251,32 @@ def test_the_command_prints_the_tree_and_exits_1_naming_the_break(
     with pytest.raises(SystemExit) as exited:
         call_command("verify_audit", "--json", stdout=StringIO(), stderr=StringIO())
     assert exited.value.code == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_verification_in_its_own_transaction_finds_the_break_and_the_connection_goes_on(
+    build_chain,
+):
+    """Outside any caller's transaction (as `verify_audit` runs: committed rows, its own
+    transaction for the streaming cursors), fetching 7 rows at a time: a break in a middle
+    fetch is named, and the connection goes on working after the cursors were left."""
+    build_chain(30)
+    assert not connection.in_atomic_block
+    result = chain_verify(chunk_size=7)
+    assert (result.ok, result.events_checked, result.checkpoints_checked) == (True, 30, 1)
+
+    triggers.drop(connection)
+    try:
+        edit(16, outcome="denied")
+    finally:
+        triggers.install(connection)
+    with pytest.raises(
+        CommandError, match=r"broken at leaf 16 \(event #\d+\): event #\d+ \(leaf 16\)"
+    ):
+        call_command("verify_audit", "--chunk-size", "7", stdout=StringIO(), stderr=StringIO())
+    broken = chain_verify(chunk_size=7)
+    assert (broken.ok, broken.first_broken_leaf, broken.events_checked) == (False, 16, 16)
+    assert AuditEvent.objects.count() == 30 + 1  # and the command recorded its run
 
 
 def _kept_note(case: str) -> str:
