@@ -175,6 +175,13 @@ class Slot(models.Model):
                 name="slot_free_by_clinic",
             ),
             models.Index(fields=["practitioner", "starts_at"], name="slot_by_practitioner"),
+            # The search's capped count (patterm/pagination.py) by specialty and city: an
+            # index-only scan reads exactly the matches it counts, at any table size.
+            models.Index(
+                fields=["specialty", "clinic", "starts_at"],
+                condition=Q(is_booked=False, held_for=None),
+                name="slot_free_count",
+            ),
         ]
 
     def __str__(self):

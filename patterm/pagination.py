@@ -39,7 +39,9 @@ class CappedCountPagination(Pagination):
     def paginate_queryset(self, queryset, pagination, request, **params):
         ceiling = settings.PATTERM_SEARCH_COUNT_LIMIT
         offset, limit = pagination.offset, min(pagination.limit, self.max_limit)
-        counted = queryset[: ceiling + 1].count()
+        # Without the page's order: which ceiling + 1 matches are counted does not matter, and
+        # unordered the database may count them from any index (booking's slot_free_count).
+        counted = queryset.order_by()[: ceiling + 1].count()
         return {
             self.items_attribute: queryset[offset : offset + limit],
             "count": min(counted, ceiling),
