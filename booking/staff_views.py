@@ -8,6 +8,7 @@ import itertools
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
@@ -15,7 +16,6 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from accounts.models import Role
 from booking import services
-from booking.models import AppointmentStatus
 from booking.staff_forms import (
     AbsenceForm,
     OpeningHoursForm,
@@ -23,6 +23,7 @@ from booking.staff_forms import (
     SlotSeriesForm,
     VisitMotiveForm,
 )
+from booking.views import move_page
 from patterm.errors import DomainError
 from patterm.staff import form_errors_add
 from patterm.web import role_required
@@ -79,35 +80,15 @@ def appointment_move(request, appointment_id):
     """Move a patient's appointment when they call (decision 0021): the practitioner's free
     times for its visit motive by day, one chosen with a POST; no cut-off for the practice. An
     appointment of another clinic: 404."""
-    found = services.appointment_get(user=request.user, appointment_id=appointment_id)
-    refusal, status = None, 200
-    if request.method == "POST":
-        try:
-            services.appointment_move(
-                actor=request.user,
-                appointment_id=found.pk,
-                slot_id=request.POST.get("slot_id", "")[:40],
-            )
-        except DomainError as error:
-            refusal, status = error.message, error.status
-        else:
-            messages.success(request, MESSAGE_MOVED_FOR_PATIENT)
-            return redirect(_dashboard(request.user))
-        found = services.appointment_get(user=request.user, appointment_id=found.pk)
-    days: dict[datetime.date, list] = {}
-    if found.status == AppointmentStatus.BOOKED:
-        for slot in services.move_targets(found, by_clinic=True):
-            days.setdefault(timezone.localdate(slot.starts_at), []).append(slot)
-    context = {
-        "appointment": found,
-        "movable": True,
-        "by_clinic": True,
-        "back_url": _dashboard(request.user),
-        "days": sorted(days.items()),
-        "refusal": refusal,
-        "for_relative": True,  # staff always see whose appointment it is
-    }
-    return render(request, "booking/move.html", context, status=status)
+    return move_page(
+        request,
+        appointment_of=lambda pk: services.appointment_get(user=request.user, appointment_id=pk),
+        appointment_id=appointment_id,
+        by_clinic=True,
+        done_url=reverse(_dashboard(request.user)),
+        done_message=MESSAGE_MOVED_FOR_PATIENT,
+        back_url=_dashboard(request.user),
+    )
 
 
 def _dashboard(user) -> str:

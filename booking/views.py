@@ -21,7 +21,7 @@ from booking import search as practitioner_search
 from booking import services, waitlist
 from booking.api import ics_response
 from booking.forms import BookMotiveForm, ErasureForm, SearchForm, WaitlistJoinForm
-from booking.models import OfferStatus
+from booking.models import AppointmentStatus, OfferStatus
 from patterm.errors import Conflict, DomainError, InvalidInput
 from patterm.numbers import ascii_int
 from patterm.staff import form_errors_add
@@ -302,7 +302,26 @@ def move(request, appointment_id):
     """Move to another free time of the same practitioner and visit motive (decision 0021):
     the times listed by day, one chosen with a POST; a refusal is explained on the page with
     its status (a time taken meanwhile: 409). Someone else's appointment: 404."""
-    found = services.own_appointment_get(patient=request.user, appointment_id=appointment_id)
+    return move_page(
+        request,
+        appointment_of=lambda pk: services.own_appointment_get(
+            patient=request.user, appointment_id=pk
+        ),
+        appointment_id=appointment_id,
+        by_clinic=False,
+        done_url=reverse("booking:appointment", kwargs={"appointment_id": appointment_id}),
+        done_message=MESSAGE_MOVED,
+    )
+
+
+def move_page(
+    request, *, appointment_of, appointment_id, by_clinic: bool, done_url, done_message, **context
+):
+    """The move page of the patient and of the practice (booking/move.html): GET lists the
+    free times by day, POST moves there and redirects to `done_url`, a refusal is shown with
+    its status. `appointment_of(pk)` finds the appointment for this viewer or raises NotFound.
+    The practice (`by_clinic`) is held to no cut-off and sees offline motives' times."""
+    found = appointment_of(appointment_id)
     refusal, status = None, 200
     if request.method == "POST":
         try:
@@ -314,19 +333,22 @@ def move(request, appointment_id):
         except DomainError as error:
             refusal, status = error.message, error.status
         else:
-            messages.success(request, MESSAGE_MOVED)
-            return redirect("booking:appointment", appointment_id=found.pk)
-        found = services.own_appointment_get(patient=request.user, appointment_id=found.pk)
-    movable = services.patient_may_cancel(found)
+            messages.success(request, done_message)
+            return redirect(done_url)
+        found = appointment_of(found.pk)
+    movable = by_clinic or services.patient_may_cancel(found)
     days: dict[datetime.date, list] = {}
-    for slot in services.move_targets(found) if movable else []:
-        days.setdefault(timezone.localdate(slot.starts_at), []).append(slot)
-    context = {
+    if movable and found.status == AppointmentStatus.BOOKED:
+        for slot in services.move_targets(found, by_clinic=by_clinic):
+            days.setdefault(timezone.localdate(slot.starts_at), []).append(slot)
+    context |= {
         "appointment": found,
         "movable": movable,
+        "by_clinic": by_clinic,
         "days": sorted(days.items()),
         "refusal": refusal,
-        "for_relative": found.patient_id != request.user.pk,
+        # Staff always see whose appointment it is; a holder, for whom.
+        "for_relative": by_clinic or found.patient_id != request.user.pk,
     }
     return render(request, "booking/move.html", context, status=status)
 
