@@ -453,11 +453,10 @@ def move_targets(
     `by_clinic`: the practice moving it, also for a motive not bookable online."""
     slot = appointment.slot
     targets = free_slots(
-        specialty=slot.specialty.slug,
         clinic=str(slot.clinic_id),
         practitioner=slot.practitioner_id,
         motive=None if by_clinic else appointment.motive_id,
-    )
+    ).filter(specialty_id=slot.specialty_id)  # the id at hand, not its slug looked up again
     if by_clinic and appointment.motive_id:
         motive = VisitMotive.objects.select_related("membership").get(pk=appointment.motive_id)
         targets = search.slots_where_motive_fits(targets, motive)

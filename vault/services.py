@@ -236,13 +236,12 @@ def record_read(
     if categories is not None:
         own_entries = own_entries.filter(category__in=sorted(categories))
     entries: list[RecordEntry] = []
+    granted_rows = _any_of(grants) if grants else None
     # A grant without conditions (the patient themself, a holder, emergency access) covers the
-    # whole record: nothing is hidden, so there is nothing to count.
-    covers_all = any(not grant.as_q() for grant in grants)
+    # whole record (`_any_of` is then empty): nothing is hidden, so there is nothing to count.
+    covers_all = granted_rows is not None and not granted_rows
     if grants:
-        visible = keys.with_live_data_key(
-            own_entries.filter(_any_of(grants)), patient_id=patient.pk
-        )
+        visible = keys.with_live_data_key(own_entries.filter(granted_rows), patient_id=patient.pk)
         if not covers_all:  # the record's size, as a column of the same query and snapshot
             visible = visible.annotate(record_size=_count_of(own_entries))
         basis = _first_basis(grants)
